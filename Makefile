@@ -1,0 +1,30 @@
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/ample-batch validate sample_data/leads.csv --simulate --state-dir .demo-state -o sample_data/leads.validated.csv
+
+test: install
+	$(PY) -m pytest -q -n 2
+
+lint: install
+	$(VENV)/bin/ruff check ample_batch tests bench
+	$(VENV)/bin/ruff format --check ample_batch tests bench
+	$(VENV)/bin/mypy ample_batch
+
+bench: install
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .demo-state .pytest_cache .mypy_cache .ruff_cache

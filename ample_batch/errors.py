@@ -1,0 +1,130 @@
+"""Every error ample-batch raises, in one tree.
+
+    AmpleBatchError
+    ├── InputError              bad usage or bad input; nothing spent          (exit 2)
+    ├── JobBusy                 another run holds this job's lock               (exit 75)
+    ├── Stopped                 deadline or interrupt; run again to resume      (exit 75)
+    └── ApiError                anything the Amplemarket API said or did
+        ├── RetryableError      waiting and trying again may work
+        │   ├── RateLimited     429: too many requests          (.retry_after)
+        │   ├── UsageLimited    429: too many emails this window (.retry_after)
+        │   └── TransientError  5xx, timeout, connection lost before the answer
+        ├── SubmissionUnknown   a POST may or may not have created a batch
+        └── TerminalError       trying again will not help
+            ├── Unauthorized          the key was rejected                    (exit 3)
+            ├── InsufficientCredits   the account is out of email credits     (exit 4)
+            ├── BadRequest            the API refused the request as invalid
+            ├── NotFound              the validation id is unknown to the API
+            ├── ValidationFailed      a validation ended with status "error"
+            └── UnsafeLink            a link to another origin, or a paging loop
+
+Retry decisions are made by type (`isinstance(exc, RetryableError)`), never by message text.
+Every message says what to do next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class AmpleBatchError(Exception):
+    """Base class of every error ample-batch raises on purpose."""
+
+
+class InputError(AmpleBatchError):
+    """Bad usage or bad input, detected before any credit is spent."""
+
+
+class JobBusy(AmpleBatchError):
+    """Another process is running the same job right now."""
+
+
+class Stopped(AmpleBatchError):
+    """The run stopped early (deadline, interrupt, limits); running it again resumes it."""
+
+
+class ApiError(AmpleBatchError):
+    """The Amplemarket API answered with an error, or could not be reached.
+
+    `status` is the HTTP status (None when there was no response) and `errors` the body's
+    `_errors` list, kept as the API sent it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        errors: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.errors = list(errors)
+
+    @property
+    def codes(self) -> list[str]:
+        """The `_errors[].code` values, in order."""
+        return [str(e.get("code")) for e in self.errors if e.get("code")]
+
+
+class RetryableError(ApiError):
+    """Waiting and trying again may succeed. `retry_after` is the server's hint, if any."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        errors: Sequence[dict[str, Any]] = (),
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, errors=errors)
+        self.retry_after = retry_after
+
+
+class RateLimited(RetryableError):
+    """429: the request-rate limit was exceeded; every request should pause."""
+
+
+class UsageLimited(RetryableError):
+    """429 `usage_limit_exceeded`: too many emails submitted in the usage window."""
+
+
+class TransientError(RetryableError):
+    """A 5xx, a timeout or a dropped connection."""
+
+
+class SubmissionUnknown(ApiError):
+    """A POST was sent but its answer was lost: the batch may exist and may be charged.
+
+    The caller decides whether to resubmit, and counts it as a possible double charge.
+    """
+
+
+class TerminalError(ApiError):
+    """Trying again will not help."""
+
+
+class Unauthorized(TerminalError):
+    """The API key was rejected (401/403)."""
+
+
+class InsufficientCredits(TerminalError):
+    """The account ran out of email credits."""
+
+
+class BadRequest(TerminalError):
+    """The API refused the request as invalid (400 and other 4xx)."""
+
+
+class NotFound(TerminalError):
+    """The API does not know this validation id (404)."""
+
+
+class ValidationFailed(TerminalError):
+    """A validation ended with status `error`; `errors` holds its `_errors`."""
+
+
+class UnsafeLink(TerminalError):
+    """A link pointed to another origin, or paging repeated itself."""
