@@ -1,11 +1,11 @@
 """The `COUNT/PERIOD` and duration grammar shared by the CLI, the scheduler and the fake API.
 
-    >>> parse_limit("15000/hour")
-    Limit(count=15000, period=3600.0)
-    >>> parse_limit("1000/3s")
-    Limit(count=1000, period=3.0)
-    >>> parse_duration("30d")
-    2592000.0
+>>> parse_limit("15000/hour")
+Limit(count=15000, period=3600.0)
+>>> parse_limit("1000/3s")
+Limit(count=1000, period=3.0)
+>>> parse_duration("30d")
+2592000.0
 """
 
 from __future__ import annotations

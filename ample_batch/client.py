@@ -1,0 +1,490 @@
+"""The async client for Amplemarket's email-validation endpoints.
+
+    async with aiohttp.ClientSession() as session:
+        client = ValidationClient(session, base_url="https://api.amplemarket.com", api_key=key)
+        validation = await client.start(["ada@example.com", "bob@example.org"])
+        validation = await client.wait(validation)
+        async for page in client.pages(validation):
+            ...
+
+This is the only module that touches aiohttp errors; it translates them into the tree in
+`errors.py`. Every request first takes a slot from the throttle (the shared request ledger), so
+polls and page fetches count against the rate limit like everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import ipaddress
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+import stamina
+from yarl import URL
+
+from .errors import (
+    ApiError,
+    BadRequest,
+    InputError,
+    InsufficientCredits,
+    NotFound,
+    RateLimited,
+    RetryableError,
+    SubmissionUnknown,
+    TransientError,
+    Unauthorized,
+    UnsafeLink,
+    UsageLimited,
+    ValidationFailed,
+)
+
+DEFAULT_BASE_URL = "https://api.amplemarket.com"
+TERMINAL_STATUSES = frozenset({"completed", "canceled", "error"})
+
+
+class Throttle(Protocol):
+    """What the client needs from the scheduler: a request slot, and a way to pause everyone."""
+
+    async def request(self) -> None: ...
+
+    def pause_requests(self, seconds: float) -> None: ...
+
+
+class Unthrottled:
+    """A throttle that never waits; for one-off scripts and tests of the client alone."""
+
+    async def request(self) -> None:
+        return None
+
+    def pause_requests(self, seconds: float) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Result:
+    """One verdict, as the API returned it."""
+
+    email: str
+    result: str
+    catch_all: bool | None
+
+
+@dataclass(frozen=True)
+class Validation:
+    """A snapshot of one email validation on the server."""
+
+    id: str
+    status: str
+    href: str
+    results: list[Result] = field(default_factory=list)
+    next_href: str | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    retry_after: float | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of results and the href of the page after it (None on the last page)."""
+
+    results: list[Result]
+    next_href: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """How hard the client tries before giving up on a request."""
+
+    attempts: int = 6
+    """Tries per request, the first included."""
+    wait_initial: float = 0.5
+    """First backoff, in seconds, when the server gave no Retry-After."""
+    wait_max: float = 30.0
+    """Longest backoff between tries when the server gave no Retry-After."""
+    max_retry_after: float = 600.0
+    """Cap on any wait the server asks for, so a bad header cannot stall a run for days."""
+    default_poll: float = 5.0
+    """Seconds between status polls when the server sends no Retry-After."""
+    timeout: float = 60.0
+    """Seconds allowed for one HTTP request."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses, the only hosts allowed over plain http."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(base_url: str) -> str:
+    """Return the base URL without a trailing slash, or raise InputError if it is unsafe."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(f"bad --base-url {base_url!r}: use https://host[:port]")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise InputError(
+            f"refusing plain http to {parts.hostname}: the API key would travel unencrypted; "
+            "use https:// (plain http is allowed only for loopback hosts)"
+        )
+    if parts.query or parts.fragment:
+        raise InputError(f"bad --base-url {base_url!r}: no query or fragment allowed")
+    return base_url.rstrip("/")
+
+
+def parse_retry_after(value: str | None, server_date: str | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date.
+
+    An HTTP-date is measured against the response's own `Date` header when there is one, so a
+    server whose clock disagrees with ours still gets the wait it meant.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    reference = time.time()
+    if server_date:
+        with contextlib.suppress(TypeError, ValueError):
+            reference = email.utils.parsedate_to_datetime(server_date).timestamp()
+    return max(0.0, when - reference)
+
+
+def _parse_results(items: Any) -> list[Result]:
+    results = []
+    for item in items or []:
+        if not isinstance(item, dict) or not isinstance(item.get("email"), str):
+            continue
+        catch_all = item.get("catch_all")
+        results.append(
+            Result(
+                email=item["email"],
+                result=str(item.get("result") or "unknown"),
+                catch_all=catch_all if isinstance(catch_all, bool) else None,
+            )
+        )
+    return results
+
+
+def _link(body: dict[str, Any], name: str) -> str | None:
+    link = (body.get("_links") or {}).get(name)
+    href = link.get("href") if isinstance(link, dict) else None
+    return href if isinstance(href, str) and href else None
+
+
+class ValidationClient:
+    """Start, poll, page through and cancel email validations.
+
+    The session is the caller's: the client never opens or closes it.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        api_key: str,
+        throttle: Throttle | None = None,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._session = session
+        self.base_url = check_base_url(base_url)
+        self._origin = urlsplit(self.base_url)
+        self.__api_key = api_key
+        self._throttle = throttle or Unthrottled()
+        self.policy = policy or RetryPolicy()
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return f"ValidationClient(base_url={self.base_url!r})"
+
+    # -- the four operations -------------------------------------------------------------
+
+    async def start(self, emails: Sequence[str]) -> Validation:
+        """POST a batch. Retries only when the answer proves no batch was created.
+
+        Raises SubmissionUnknown when the request went out and its answer was lost: the batch
+        may exist (and be charged), and only the caller can decide whether to resend.
+        """
+        if not emails:
+            raise ValueError("start() needs at least one email")
+        payload = {"emails": [{"email": e} for e in emails]}
+        async for attempt in self._retrying(post=True):
+            with attempt:
+                status, headers, body = await self._send("POST", "/email-validations", payload)
+                if status == 202 or status == 200:
+                    return self._validation(body, headers, fallback_href=headers.get("Location"))
+                self._raise_for(status, headers, body, post=True)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def get(self, href: str) -> Validation:
+        """GET a validation (or one page of its results) by href, retrying transient failures."""
+        async for attempt in self._retrying():
+            with attempt:
+                status, headers, body = await self._send("GET", href)
+                if status == 200:
+                    return self._validation(body, headers, fallback_href=href)
+                self._raise_for(status, headers, body)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def wait(
+        self,
+        validation: Validation,
+        *,
+        on_poll: Callable[[Validation], Awaitable[None] | None] | None = None,
+    ) -> Validation:
+        """Poll until the validation is terminal, honouring each Retry-After (capped).
+
+        Termination is decided from `status`, never from the header. Returns the terminal
+        snapshot, whose `results` are the first page.
+        """
+        while not validation.terminal:
+            delay = validation.retry_after
+            if delay is None:
+                delay = self.policy.default_poll
+            await self._sleep(min(delay, self.policy.max_retry_after))
+            validation = await self.get(validation.href)
+            if on_poll is not None:
+                maybe = on_poll(validation)
+                if maybe is not None:
+                    await maybe
+        return validation
+
+    async def pages(self, start: Validation | str) -> AsyncIterator[Page]:
+        """Every page of a terminal validation's results, following `_links.next.href`.
+
+        Pass the terminal Validation (its first page is reused, not fetched again) or the href
+        of a page to resume from. A repeated href is an UnsafeLink, never a loop.
+        """
+        if isinstance(start, Validation):
+            page = Page(start.results, start.next_href)
+            seen = {start.href}
+        else:
+            snapshot = await self.get(start)
+            page = Page(snapshot.results, snapshot.next_href)
+            seen = {start}
+        while True:
+            yield page
+            if page.next_href is None or not page.results:
+                return
+            if page.next_href in seen:
+                raise UnsafeLink(f"the API repeated the page link {page.next_href!r}; stopped")
+            seen.add(page.next_href)
+            snapshot = await self.get(page.next_href)
+            page = Page(snapshot.results, snapshot.next_href)
+
+    async def cancel(self, href_or_id: str) -> Validation:
+        """PATCH a validation to `canceled`, then return what the server now says it is.
+
+        A 4xx means "not cancellable" (already finished, say); the current state is returned.
+        """
+        href = href_or_id if "/" in href_or_id else f"/email-validations/{href_or_id}"
+        try:
+            async for attempt in self._retrying():
+                with attempt:
+                    status, headers, body = await self._send("PATCH", href, {"status": "canceled"})
+                    if status != 200:
+                        self._raise_for(status, headers, body)
+        except BadRequest:
+            pass  # not cancellable (already finished, say): the GET below tells what it is
+        return await self.get(href)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _retrying(self, *, post: bool = False) -> Any:
+        """A stamina retry context: by type, waiting what the server asked for when it did."""
+
+        def should_retry(exc: Exception) -> bool | float:
+            if not isinstance(exc, RetryableError):
+                return False
+            if post and isinstance(exc, UsageLimited):
+                return False  # the scheduler re-admits the batch after the pause
+            if exc.retry_after is not None:
+                return min(exc.retry_after, self.policy.max_retry_after)
+            return True
+
+        return stamina.retry_context(
+            on=should_retry,
+            attempts=self.policy.attempts,
+            timeout=None,
+            wait_initial=self.policy.wait_initial,
+            wait_max=self.policy.wait_max,
+        )
+
+    def url_for(self, href: str) -> URL:
+        """The absolute URL of an API href; refuses any other origin (the key goes with it)."""
+        parts = urlsplit(href)
+        if parts.scheme or parts.netloc:
+            same = (
+                parts.scheme == self._origin.scheme
+                and parts.hostname == self._origin.hostname
+                and parts.port == self._origin.port
+            )
+            if not same:
+                raise UnsafeLink(
+                    f"refusing to follow a link to another origin ({parts.scheme}://"
+                    f"{parts.netloc}): the API key is only sent to {self.base_url}"
+                )
+            return URL(href, encoded=True)
+        if not href.startswith("/"):
+            href = "/" + href
+        # Hrefs are used verbatim: cursors carry unencoded brackets the server expects back.
+        return URL(self.base_url + href, encoded=True)
+
+    async def _send(
+        self, method: str, href: str, payload: Any = None
+    ) -> tuple[int, dict[str, str], Any]:
+        url = self.url_for(href)
+        await self._throttle.request()
+        headers = {
+            "Authorization": f"Bearer {self.__api_key}",
+            "Accept": "application/json",
+        }
+        data = None
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(payload).encode()
+        try:
+            async with self._session.request(
+                method,
+                url,
+                data=data,
+                headers=headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=self.policy.timeout),
+            ) as response:
+                raw = await response.read()
+                resp_headers = {k: v for k, v in response.headers.items()}
+                status = response.status
+        except aiohttp.ClientConnectorError as exc:
+            # Refused or unresolvable: the request never left, so even a POST is safe to resend.
+            raise TransientError(f"cannot reach {self.base_url}: {exc.os_error}") from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            what = type(exc).__name__
+            if method == "POST":
+                raise SubmissionUnknown(
+                    f"the connection was lost after sending a batch ({what}); "
+                    "it may have been accepted"
+                ) from None
+            raise TransientError(f"{method} {url.path} failed: {what}") from None
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
+        return status, resp_headers, body
+
+    def _validation(
+        self, body: Any, headers: dict[str, str], *, fallback_href: str | None
+    ) -> Validation:
+        if not isinstance(body, dict) or not isinstance(body.get("id"), (str, int)):
+            raise TransientError("the API answered with a body that is not a validation")
+        vid = str(body["id"])
+        href = _link(body, "self") or fallback_href or f"/email-validations/{vid}"
+        errors = body.get("_errors")
+        return Validation(
+            id=vid,
+            status=str(body.get("status") or "queued"),
+            href=href,
+            results=_parse_results(body.get("results")),
+            next_href=_link(body, "next"),
+            errors=errors if isinstance(errors, list) else [],
+            retry_after=parse_retry_after(headers.get("Retry-After"), headers.get("Date")),
+        )
+
+    def _raise_for(
+        self, status: int, headers: dict[str, str], body: Any, *, post: bool = False
+    ) -> None:
+        """Translate an unsuccessful answer into our exception tree, by status and code."""
+        errors = body.get("_errors") if isinstance(body, dict) else None
+        errors = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+        codes = {str(e.get("code")) for e in errors}
+        retry_after = parse_retry_after(headers.get("Retry-After"), headers.get("Date"))
+        detail = "; ".join(str(e.get("detail") or e.get("title") or e.get("code")) for e in errors)
+        suffix = f": {detail}" if detail else ""
+        kwargs: dict[str, Any] = {"status": status, "errors": errors}
+        if "insufficient_credits" in codes or status == 402:
+            raise InsufficientCredits(
+                f"the account is out of email credits{suffix}; top up, then run again", **kwargs
+            )
+        if status in (401, 403) or "unauthorized" in codes:
+            raise Unauthorized(
+                "the API key was rejected; check AMPLEMARKET_API_KEY or --api-key", **kwargs
+            )
+        if status == 429:
+            if "usage_limit_exceeded" in codes:
+                raise UsageLimited(
+                    f"the email usage limit is reached{suffix}", retry_after=retry_after, **kwargs
+                )
+            if retry_after is not None:
+                self._throttle.pause_requests(retry_after)
+            raise RateLimited(f"too many requests{suffix}", retry_after=retry_after, **kwargs)
+        if status >= 500 or status in (408, 425):
+            if post and not errors:
+                # No error body: a proxy may have answered after the API accepted the batch.
+                raise SubmissionUnknown(
+                    f"the API answered {status} to a batch without saying it was refused; "
+                    "it may have been accepted",
+                    **kwargs,
+                )
+            raise TransientError(
+                f"the API answered {status}{suffix}", retry_after=retry_after, **kwargs
+            )
+        if status == 404:
+            raise NotFound(f"the API does not know this validation{suffix}", **kwargs)
+        if 300 <= status < 400:
+            raise UnsafeLink(f"the API answered with a redirect ({status}); not followed")
+        raise BadRequest(f"the API refused the request ({status}){suffix}", **kwargs)
+
+
+def failed_validation(validation: Validation) -> ValidationFailed | InsufficientCredits:
+    """The exception describing why a validation ended in `error`."""
+    codes = {str(e.get("code")) for e in validation.errors}
+    detail = "; ".join(str(e.get("detail") or e.get("code")) for e in validation.errors)
+    if "insufficient_credits" in codes:
+        return InsufficientCredits(
+            f"the account ran out of email credits during a validation: {detail}",
+            errors=validation.errors,
+        )
+    return ValidationFailed(
+        f"validation {validation.id} ended in error: {detail or 'no detail'}",
+        errors=validation.errors,
+    )
+
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "TERMINAL_STATUSES",
+    "ApiError",
+    "Page",
+    "Result",
+    "RetryPolicy",
+    "Throttle",
+    "Unthrottled",
+    "Validation",
+    "ValidationClient",
+    "check_base_url",
+    "failed_validation",
+    "is_loopback",
+    "parse_retry_after",
+]
