@@ -1,0 +1,46 @@
+"""Match the emails the API returns to the emails we submitted.
+
+The API may hand back a different spelling than it was sent ("the email address that went
+through the validation process"): its own example turns `bar+baz@example.com` into
+`bar@example.com`, and servers may change case. So a result is matched exactly (after trim
+and lower-case) first, and otherwise by a canonical key (lower-case, `+tag` dropped) to every
+submitted email sharing it. An exact match always wins over a canonical one, whichever page
+brings it.
+
+    >>> m = ResultMatcher(["bar+baz@example.com", "foo@example.com"])
+    >>> m.match("BAR@example.com")
+    ['bar+baz@example.com']
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+
+def canonical(email: str) -> str:
+    """Lower-case, trimmed, with any `+tag` removed from the local part."""
+    local, at, domain = email.strip().lower().rpartition("@")
+    if not at:
+        return email.strip().lower()
+    return f"{local.split('+', 1)[0]}@{domain}"
+
+
+class ResultMatcher:
+    """Maps returned emails to submitted ones, for one batch."""
+
+    def __init__(self, submitted: Iterable[str]) -> None:
+        self._submitted = set(submitted)
+        self._by_canonical: dict[str, list[str]] = defaultdict(list)
+        for email in sorted(self._submitted):
+            self._by_canonical[canonical(email)].append(email)
+        self._exact_hits: set[str] = set()
+
+    def match(self, returned: str) -> list[str]:
+        """The submitted emails this returned email answers for (possibly none)."""
+        key = returned.strip().lower()
+        if key in self._submitted:
+            self._exact_hits.add(key)
+            return [key]
+        group = self._by_canonical.get(canonical(key), [])
+        return [email for email in group if email not in self._exact_hits]

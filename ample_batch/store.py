@@ -1,0 +1,504 @@
+"""Durable job state in SQLite: jobs, their batches, every verdict, and the result cache.
+
+One database per state dir (`ample-batch.sqlite`, WAL mode) holds every job. A job is its
+input's absolute path, content fingerprint and email column, so running the same command again
+resumes it. Each batch is a small state machine, one transaction per transition:
+
+    planned -> submitting -> running -> fetching -> done | failed
+
+Emails found in the cache at planning time go into a batch born `done` (source `cache`), so a
+job's output is simply every verdict in its batches, and a resumed job never re-decides what
+was cached. Verdicts are written page by page together with the next page's href, so a run
+killed mid-paging resumes at the page it had not yet committed.
+
+The API key is not stored here, not even hashed: the ledgers (schedule.py) carry the key id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+DB_NAME = "ample-batch.sqlite"
+BATCH_ATTEMPTS = 3
+
+
+class BatchState(StrEnum):
+    PLANNED = "planned"
+    SUBMITTING = "submitting"
+    RUNNING = "running"
+    FETCHING = "fetching"
+    DONE = "done"
+    FAILED = "failed"
+
+
+OPEN_STATES = (BatchState.SUBMITTING, BatchState.RUNNING, BatchState.FETCHING)
+
+# Each entry moves the schema one version forward; never edit one that has shipped.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        input_path TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        email_column TEXT NOT NULL,
+        output_path TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        cache_cutoff REAL NOT NULL,
+        state TEXT NOT NULL DEFAULT 'new',
+        stats TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE batches (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs(id),
+        source TEXT NOT NULL DEFAULT 'api',
+        state TEXT NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 1,
+        size INTEGER NOT NULL,
+        remote_id TEXT,
+        remote_href TEXT,
+        next_href TEXT,
+        submitted_at REAL,
+        updated_at REAL NOT NULL,
+        error TEXT
+    );
+    CREATE INDEX batches_job_state ON batches(job_id, state);
+    CREATE TABLE batch_emails (
+        batch_id INTEGER NOT NULL REFERENCES batches(id),
+        email TEXT NOT NULL,
+        result TEXT,
+        catch_all INTEGER,
+        PRIMARY KEY (batch_id, email)
+    ) WITHOUT ROWID;
+    CREATE TABLE verdicts (
+        email TEXT PRIMARY KEY,
+        result TEXT NOT NULL,
+        catch_all INTEGER,
+        checked_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
+]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file being validated, across as many runs as it takes."""
+
+    id: str
+    input_path: str
+    fingerprint: str
+    email_column: str
+    output_path: str | None
+    created_at: float
+    updated_at: float
+    cache_cutoff: float
+    state: str
+    stats: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One POST's worth of emails and where it stands."""
+
+    id: int
+    job_id: str
+    source: str
+    state: BatchState
+    attempt: int
+    size: int
+    remote_id: str | None
+    remote_href: str | None
+    next_href: str | None
+    submitted_at: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Counts of a job's emails and batches, for status lines and summaries."""
+
+    emails: int
+    resolved: int
+    cached: int
+    failed: int
+    batches: dict[str, int]
+
+    @property
+    def pending(self) -> int:
+        return self.emails - self.resolved - self.failed
+
+
+def job_id_for(input_path: str, fingerprint: str, email_column: str) -> str:
+    """A short stable id: the same file, content and column always give the same job."""
+    digest = hashlib.sha256("\0".join((input_path, fingerprint, email_column)).encode())
+    return digest.hexdigest()[:12]
+
+
+def _catch_all(value: bool | None) -> int | None:
+    return None if value is None else int(value)
+
+
+class Store:
+    """The state dir's database. Use as a context manager, or call close()."""
+
+    def __init__(self, state_dir: Path, *, clock: Any = time.time) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = state_dir / DB_NAME
+        self._clock = clock
+        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _migrate(self) -> None:
+        with self._transaction():
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number}")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    class _Txn:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> sqlite3.Connection:
+            # IMMEDIATE: take the write lock up front, so two processes never deadlock upgrading.
+            self.db.execute("BEGIN IMMEDIATE")
+            return self.db
+
+        def __exit__(self, exc_type: object, *rest: object) -> None:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+    def _transaction(self) -> Store._Txn:
+        return Store._Txn(self._db)
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    def open_job(
+        self,
+        *,
+        input_path: str,
+        fingerprint: str,
+        email_column: str,
+        output_path: str | None,
+        cache_ttl: float,
+    ) -> Job:
+        """The job for this input, created on first sight. The cache cutoff is fixed then."""
+        job_id = job_id_for(input_path, fingerprint, email_column)
+        now = self._clock()
+        cutoff = now - cache_ttl if cache_ttl > 0 else float("inf")
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO jobs (id, input_path, fingerprint, email_column,"
+                " output_path, created_at, updated_at, cache_cutoff) VALUES (?,?,?,?,?,?,?,?)",
+                (job_id, input_path, fingerprint, email_column, output_path, now, now, cutoff),
+            )
+            db.execute(
+                "UPDATE jobs SET output_path = ?, updated_at = ? WHERE id = ?",
+                (output_path, now, job_id),
+            )
+        job = self.get_job(job_id)
+        assert job is not None
+        return job
+
+    def get_job(self, job_id: str) -> Job | None:
+        """A job by id or by a unique id prefix."""
+        rows = self._db.execute(
+            "SELECT * FROM jobs WHERE id LIKE ? || '%' ORDER BY id", (job_id,)
+        ).fetchall()
+        return self._job(rows[0]) if len(rows) == 1 else None
+
+    def jobs(self) -> list[Job]:
+        rows = self._db.execute("SELECT * FROM jobs ORDER BY updated_at DESC").fetchall()
+        return [self._job(row) for row in rows]
+
+    def _job(self, row: Sequence[Any]) -> Job:
+        values = list(row)
+        values[9] = json.loads(values[9])
+        return Job(*values)
+
+    def update_job(self, job_id: str, *, state: str, stats: dict[str, Any]) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET state = ?, stats = ?, updated_at = ? WHERE id = ?",
+                (state, json.dumps(stats, sort_keys=True), self._clock(), job_id),
+            )
+
+    # -- planning ------------------------------------------------------------------------
+
+    def batched_emails(self, job_id: str) -> list[str]:
+        """Every email in one of the job's batches, except first-attempt planned ones.
+
+        Those are dissolved and re-cut by `plan()`; everything else is settled or in flight.
+        """
+        rows = self._db.execute(
+            "SELECT e.email FROM batch_emails e JOIN batches b ON b.id = e.batch_id"
+            " WHERE b.job_id = ? AND NOT (b.state = 'planned' AND b.attempt = 1)",
+            (job_id,),
+        )
+        return [row[0] for row in rows]
+
+    def fresh_verdicts(self, cutoff: float) -> Iterator[tuple[str, str, bool | None]]:
+        """Cached verdicts checked at or after `cutoff`."""
+        rows = self._db.execute(
+            "SELECT email, result, catch_all FROM verdicts WHERE checked_at >= ?", (cutoff,)
+        )
+        for email, result, catch_all in rows:
+            yield email, result, None if catch_all is None else bool(catch_all)
+
+    def plan(
+        self,
+        job_id: str,
+        *,
+        cached: Sequence[tuple[str, str, bool | None]],
+        new: Sequence[str],
+        chunk_size: int,
+    ) -> None:
+        """Re-plan the job in one transaction.
+
+        Unsubmitted batches are dissolved first (their emails come back in `new` from the
+        caller's set difference), so a changed --chunk-size applies on resume. Cache hits
+        become one batch born done.
+        """
+        now = self._clock()
+        with self._transaction() as db:
+            self._drop_planned(db, job_id)
+            if cached:
+                batch_id = self._new_batch(db, job_id, BatchState.DONE, len(cached), "cache", now)
+                db.executemany(
+                    "INSERT INTO batch_emails VALUES (?,?,?,?)",
+                    ((batch_id, e, r, _catch_all(c)) for e, r, c in cached),
+                )
+            for start in range(0, len(new), chunk_size):
+                chunk = new[start : start + chunk_size]
+                batch_id = self._new_batch(db, job_id, BatchState.PLANNED, len(chunk), "api", now)
+                db.executemany(
+                    "INSERT INTO batch_emails (batch_id, email) VALUES (?,?)",
+                    ((batch_id, e) for e in chunk),
+                )
+
+    def _drop_planned(self, db: sqlite3.Connection, job_id: str) -> None:
+        # Retry batches (attempt > 1) keep their attempt count, so they are not dissolved.
+        where = "job_id = ? AND state = 'planned' AND attempt = 1"
+        ids = f"SELECT id FROM batches WHERE {where}"
+        db.execute(f"DELETE FROM batch_emails WHERE batch_id IN ({ids})", (job_id,))
+        db.execute(f"DELETE FROM batches WHERE {where}", (job_id,))
+
+    def _new_batch(
+        self,
+        db: sqlite3.Connection,
+        job_id: str,
+        state: BatchState,
+        size: int,
+        source: str,
+        now: float,
+        attempt: int = 1,
+    ) -> int:
+        cursor = db.execute(
+            "INSERT INTO batches (job_id, source, state, attempt, size, updated_at)"
+            " VALUES (?,?,?,?,?,?)",
+            (job_id, source, state, attempt, size, now),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    # -- batches -------------------------------------------------------------------------
+
+    def batches(self, job_id: str, *states: BatchState) -> list[Batch]:
+        query = "SELECT * FROM batches WHERE job_id = ?"
+        params: list[Any] = [job_id]
+        if states:
+            query += f" AND state IN ({','.join('?' * len(states))})"
+            params += list(states)
+        rows = self._db.execute(query + " ORDER BY id", params).fetchall()
+        return [
+            Batch(
+                id=r[0],
+                job_id=r[1],
+                source=r[2],
+                state=BatchState(r[3]),
+                attempt=r[4],
+                size=r[5],
+                remote_id=r[6],
+                remote_href=r[7],
+                next_href=r[8],
+                submitted_at=r[9],
+                error=r[11],
+            )
+            for r in rows
+        ]
+
+    def batch(self, batch_id: int) -> Batch:
+        job_id = self._db.execute("SELECT job_id FROM batches WHERE id = ?", (batch_id,))
+        (job,) = job_id.fetchone()
+        return next(b for b in self.batches(job) if b.id == batch_id)
+
+    def batch_emails(self, batch_id: int, *, unresolved: bool = False) -> list[str]:
+        query = "SELECT email FROM batch_emails WHERE batch_id = ?"
+        if unresolved:
+            query += " AND result IS NULL"
+        return [row[0] for row in self._db.execute(query, (batch_id,))]
+
+    def _move(self, batch_id: int, state: BatchState, **fields: Any) -> None:
+        fields["state"] = state
+        fields["updated_at"] = self._clock()
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self._transaction() as db:
+            db.execute(
+                f"UPDATE batches SET {assignments} WHERE id = ?", [*fields.values(), batch_id]
+            )
+
+    def mark_submitting(self, batch_id: int) -> None:
+        self._move(batch_id, BatchState.SUBMITTING, submitted_at=self._clock())
+
+    def mark_running(self, batch_id: int, *, remote_id: str, remote_href: str) -> None:
+        self._move(batch_id, BatchState.RUNNING, remote_id=remote_id, remote_href=remote_href)
+
+    def mark_fetching(self, batch_id: int, *, first_href: str) -> None:
+        self._move(batch_id, BatchState.FETCHING, next_href=first_href)
+
+    def record_page(
+        self,
+        batch_id: int,
+        verdicts: Iterable[tuple[str, str, bool | None]],
+        *,
+        next_href: str | None,
+    ) -> None:
+        """Commit one page of verdicts and where paging continues, atomically."""
+        now = self._clock()
+        rows = [(r, _catch_all(c), batch_id, e) for e, r, c in verdicts]
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE batch_emails SET result = ?, catch_all = ?"
+                " WHERE batch_id = ? AND email = ?",
+                rows,
+            )
+            db.executemany(
+                "INSERT INTO verdicts VALUES (?,?,?,?) ON CONFLICT(email) DO UPDATE SET"
+                " result = excluded.result, catch_all = excluded.catch_all,"
+                " checked_at = excluded.checked_at",
+                ((e, r, c, now) for r, c, _, e in rows),
+            )
+            db.execute(
+                "UPDATE batches SET next_href = ?, updated_at = ? WHERE id = ?",
+                (next_href, now, batch_id),
+            )
+
+    def finish(self, batch_id: int) -> None:
+        """The batch is fully paged: done, or failed if the API left some emails unanswered."""
+        unanswered = self.batch_emails(batch_id, unresolved=True)
+        if unanswered:
+            error = f"the API returned no verdict for {len(unanswered)} email(s)"
+            self._move(batch_id, BatchState.FAILED, next_href=None, error=error)
+        else:
+            self._move(batch_id, BatchState.DONE, next_href=None)
+
+    def back_to_planned(self, batch_id: int, *, error: str | None = None) -> None:
+        """The POST was refused (limits, credits): the batch waits for a later submission."""
+        self._move(batch_id, BatchState.PLANNED, error=error)
+
+    def retry_unresolved(self, batch_id: int, *, error: str) -> int | None:
+        """A batch ended in error: its emails without a verdict go into a new planned batch.
+
+        After BATCH_ATTEMPTS the batch is `failed` instead and its unresolved emails stay in it
+        (they are written as `failed`). Returns the new batch id, or None.
+        """
+        batch = self.batch(batch_id)
+        unresolved = self.batch_emails(batch_id, unresolved=True)
+        now = self._clock()
+        with self._transaction() as db:
+            if not unresolved or batch.attempt >= BATCH_ATTEMPTS:
+                state = BatchState.FAILED if unresolved else BatchState.DONE
+                db.execute(
+                    "UPDATE batches SET state = ?, error = ?, next_href = NULL, updated_at = ?"
+                    " WHERE id = ?",
+                    (state, error, now, batch_id),
+                )
+                return None
+            new_id = self._new_batch(
+                db, batch.job_id, BatchState.PLANNED, len(unresolved), "api", now, batch.attempt + 1
+            )
+            self._move_unresolved(db, batch_id, new_id)
+            db.execute(
+                "UPDATE batches SET state = ?, error = ?, next_href = NULL, size = size - ?,"
+                " updated_at = ? WHERE id = ?",
+                (BatchState.DONE, error, len(unresolved), now, batch_id),
+            )
+            return new_id
+
+    def release_unresolved(self, batch_id: int, *, error: str | None = None) -> int:
+        """Canceled, or out of credits: unresolved emails leave the batch, to be planned again.
+
+        Nothing is charged for an email the API never validated, so planning it again later
+        cannot pay twice. Returns how many were released.
+        """
+        now = self._clock()
+        with self._transaction() as db:
+            released = db.execute(
+                "DELETE FROM batch_emails WHERE batch_id = ? AND result IS NULL", (batch_id,)
+            ).rowcount
+            db.execute(
+                "UPDATE batches SET state = ?, error = ?, next_href = NULL, size = size - ?,"
+                " updated_at = ? WHERE id = ?",
+                (BatchState.DONE, error, released, now, batch_id),
+            )
+        return released
+
+    def _move_unresolved(self, db: sqlite3.Connection, old: int, new: int) -> None:
+        db.execute(
+            "UPDATE batch_emails SET batch_id = ? WHERE batch_id = ? AND result IS NULL",
+            (new, old),
+        )
+
+    # -- reading results back ------------------------------------------------------------
+
+    def job_verdicts(self, job_id: str) -> Iterator[tuple[str, str, bool | None]]:
+        """Every verdict of the job; unresolved emails of failed batches come back `failed`."""
+        rows = self._db.execute(
+            "SELECT e.email, COALESCE(e.result, CASE b.state WHEN 'failed' THEN 'failed' END),"
+            " e.catch_all FROM batch_emails e JOIN batches b ON b.id = e.batch_id"
+            " WHERE b.job_id = ? AND (e.result IS NOT NULL OR b.state = 'failed')",
+            (job_id,),
+        )
+        for email, result, catch_all in rows:
+            yield email, result, None if catch_all is None else bool(catch_all)
+
+    def progress(self, job_id: str) -> Progress:
+        emails, resolved, cached, failed = self._db.execute(
+            "SELECT COUNT(*), COUNT(e.result), SUM(b.source = 'cache'),"
+            " SUM(e.result IS NULL AND b.state = 'failed')"
+            " FROM batch_emails e JOIN batches b ON b.id = e.batch_id WHERE b.job_id = ?",
+            (job_id,),
+        ).fetchone()
+        counts = dict(
+            self._db.execute(
+                "SELECT state, COUNT(*) FROM batches WHERE job_id = ? AND source = 'api'"
+                " GROUP BY state",
+                (job_id,),
+            ).fetchall()
+        )
+        return Progress(emails, resolved, cached or 0, failed or 0, counts)
