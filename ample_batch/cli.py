@@ -1,11 +1,338 @@
-"""The `ample-batch` command line: parse options, call the library, map errors to exit codes."""
+"""The `ample-batch` command line: parse options, call the library, map errors to exit codes.
+
+Exit codes (a contract, see README): 0 done · 1 unexpected error · 2 bad usage or input ·
+3 API key rejected · 4 out of credits · 75 stopped early, run again to resume.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
 import click
+import platformdirs
+
+from .errors import (
+    AmpleBatchError,
+    ApiError,
+    InputError,
+    InsufficientCredits,
+    JobBusy,
+    Stopped,
+    Unauthorized,
+)
+from .fake.command import mock_server
+from .limits import Limit, parse_duration, parse_limit
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAUTHORIZED, EXIT_CREDITS, EXIT_TEMPFAIL = 0, 1, 2, 3, 4, 75
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-@click.group()
+def default_state_dir() -> Path:
+    return Path(platformdirs.user_data_dir("ample-batch", appauthor=False))
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    click.echo(f"ample-batch: {message}", err=True)
+    sys.exit(code)
+
+
+def _run(action: Callable[[], Any]) -> Any:
+    """Call the library; turn each error we can name into its exit code and one line."""
+    try:
+        return action()
+    except InputError as exc:
+        _fail(EXIT_USAGE, str(exc))
+    except Unauthorized as exc:
+        _fail(EXIT_UNAUTHORIZED, str(exc))
+    except InsufficientCredits as exc:
+        _fail(EXIT_CREDITS, str(exc))
+    except (Stopped, JobBusy) as exc:
+        _fail(EXIT_TEMPFAIL, str(exc))
+    except ApiError as exc:
+        _fail(EXIT_TEMPFAIL, f"{exc}; run the same command again to resume")
+    except AmpleBatchError as exc:
+        _fail(EXIT_ERROR, str(exc))
+    except KeyboardInterrupt:
+        _fail(EXIT_TEMPFAIL, "interrupted; run the same command again to resume")
+
+
+class LimitType(click.ParamType):
+    name = "COUNT/PERIOD"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Limit:
+        if isinstance(value, Limit):
+            return value
+        try:
+            return parse_limit(str(value))
+        except InputError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class DurationType(click.ParamType):
+    name = "DURATION"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(str(value))
+        except InputError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def file_options(command: F) -> F:
+    """Options shared by every command that reads a lead list."""
+    for decorator in reversed(
+        [
+            click.argument("input", type=click.Path(path_type=Path)),
+            click.option("--email-column", metavar="NAME", help="Column holding the email."),
+            click.option("--encoding", help="CSV encoding (default: UTF-8, else cp1252)."),
+            click.option("--sheet", metavar="NAME", help="XLSX sheet (default: the first)."),
+        ]
+    ):
+        command = decorator(command)
+    return command
+
+
+def limit_options(command: F) -> F:
+    for decorator in reversed(
+        [
+            click.option(
+                "--usage-limit",
+                type=LimitType(),
+                default="15000/hour",
+                show_default=True,
+                help="Emails submitted per rolling period.",
+            ),
+            click.option(
+                "--rate-limit",
+                type=LimitType(),
+                default="500/minute",
+                show_default=True,
+                help="Requests per rolling period, all endpoints.",
+            ),
+            click.option(
+                "--chunk-size",
+                type=int,
+                help="Emails per POST [default: min(100000, usage-limit count)].",
+            ),
+            click.option(
+                "--state-dir",
+                type=click.Path(path_type=Path, file_okay=False),
+                envvar="AMPLE_BATCH_HOME",
+                default=default_state_dir,
+                help="Job state, result cache, quota ledger [env AMPLE_BATCH_HOME].",
+            ),
+            click.option(
+                "--cache-ttl",
+                type=DurationType(),
+                default="30d",
+                show_default=True,
+                help="Reuse verdicts younger than this (0 = never).",
+            ),
+        ]
+    ):
+        command = decorator(command)
+    return command
+
+
+def api_options(command: F) -> F:
+    for decorator in reversed(
+        [
+            click.option(
+                "--api-key",
+                envvar="AMPLEMARKET_API_KEY",
+                show_envvar=True,
+                help="Amplemarket API key; never printed, logged or stored.",
+            ),
+            click.option(
+                "--base-url",
+                envvar="AMPLEMARKET_BASE_URL",
+                default="https://api.amplemarket.com",
+                show_default=True,
+                help="API root; plain http only for loopback hosts.",
+            ),
+            click.option(
+                "--simulate", is_flag=True, help="Use the built-in fake API: no key, no credits."
+            ),
+        ]
+    ):
+        command = decorator(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ample-batch")
 def main() -> None:
-    """Validate the emails in large lead lists through the Amplemarket API."""
+    """Validate the emails in large lead lists through the Amplemarket API.
+
+    \b
+    Example:
+      ample-batch estimate leads.csv
+      AMPLEMARKET_API_KEY=... ample-batch validate leads.csv
+      ample-batch validate leads.csv --simulate      # no key, no credits
+    """
+
+
+@main.command()
+@file_options
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), help="Output file; format from extension."
+)
+@api_options
+@limit_options
+@click.option("--max-runtime", type=DurationType(), help="Stop and exit 75 after this long.")
+@click.option("--summary-json", type=click.Path(path_type=Path), help="Write the summary as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.option("-v", "--verbose", is_flag=True, help="More detail.")
+def validate(**kw: Any) -> None:
+    """Validate every email in INPUT and write it back enriched (resumes by itself).
+
+    Adds `email_result` and `email_catch_all` to every row, keeping all columns and the row
+    order. Exits 75 when it stops early: run the same command again to continue.
+
+    \b
+    Example:
+      AMPLEMARKET_API_KEY=... ample-batch validate leads.csv -o leads.checked.csv
+      ample-batch validate leads.csv --simulate --max-runtime 8h
+    """
+    from .report import Report
+    from .run import ApiOptions, ValidateOptions
+    from .run import validate as run_validate
+
+    options = ValidateOptions(
+        input=kw["input"],
+        output=kw["output"],
+        email_column=kw["email_column"],
+        encoding=kw["encoding"],
+        sheet=kw["sheet"],
+        api=ApiOptions(
+            api_key=kw["api_key"],
+            base_url=kw["base_url"],
+            usage_limit=kw["usage_limit"],
+            rate_limit=kw["rate_limit"],
+            simulate=kw["simulate"],
+        ),
+        chunk_size=kw["chunk_size"],
+        state_dir=kw["state_dir"],
+        cache_ttl=kw["cache_ttl"],
+        max_runtime=kw["max_runtime"],
+    )
+    report = Report(quiet=kw["quiet"], verbose=kw["verbose"])
+
+    def action() -> Any:
+        try:
+            summary = run_validate(options, reporter=report.live)
+        except AmpleBatchError as exc:
+            partial = getattr(exc, "summary", None)
+            if partial is not None:
+                report.summary(partial)
+                _write_summary(kw["summary_json"], partial.as_dict())
+            raise
+        finally:
+            report.close()
+        report.summary(summary)
+        _write_summary(kw["summary_json"], summary.as_dict())
+
+    _run(action)
+
+
+def _write_summary(path: Path | None, data: dict[str, Any]) -> None:
+    if path is not None:
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+@main.command()
+@file_options
+@limit_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def estimate(**kw: Any) -> None:
+    """Pre-flight: rows, unique emails, cache hits, credits and earliest finish. No API call.
+
+    \b
+    Example:
+      ample-batch estimate leads.csv --usage-limit 15000/hour
+    """
+    from .manage import EstimateOptions
+    from .manage import estimate as run_estimate
+    from .report import print_estimate
+
+    options = EstimateOptions(
+        input=kw["input"],
+        email_column=kw["email_column"],
+        encoding=kw["encoding"],
+        sheet=kw["sheet"],
+        usage_limit=kw["usage_limit"],
+        rate_limit=kw["rate_limit"],
+        chunk_size=kw["chunk_size"],
+        state_dir=kw["state_dir"],
+        cache_ttl=kw["cache_ttl"],
+    )
+    result = _run(lambda: run_estimate(options))
+    if kw["as_json"]:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        print_estimate(result)
+
+
+@main.command()
+@click.argument("job", required=False)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="AMPLE_BATCH_HOME",
+    default=default_state_dir,
+    help="Where the jobs live [env AMPLE_BATCH_HOME].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def status(job: str | None, state_dir: Path, as_json: bool) -> None:
+    """List the jobs in the state dir with their progress (or one JOB by id prefix).
+
+    \b
+    Example:
+      ample-batch status
+      ample-batch status 3f9a
+    """
+    from .manage import status as run_status
+    from .report import print_status
+
+    jobs = _run(lambda: run_status(state_dir, job))
+    if as_json:
+        click.echo(json.dumps([j.as_dict() for j in jobs], indent=2))
+    else:
+        print_status(jobs)
+
+
+@main.command()
+@click.argument("job")
+@api_options
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="AMPLE_BATCH_HOME",
+    default=default_state_dir,
+    help="Where the jobs live [env AMPLE_BATCH_HOME].",
+)
+def cancel(job: str, api_key: str | None, base_url: str, simulate: bool, state_dir: Path) -> None:
+    """PATCH JOB's running validations to canceled, keeping their partial results.
+
+    Running `validate` on the same file later submits what was canceled.
+
+    \b
+    Example:
+      ample-batch cancel 3f9a
+    """
+    from .manage import cancel as run_cancel
+    from .run import ApiOptions
+
+    api = ApiOptions(api_key=api_key, base_url=base_url, simulate=simulate)
+    count = _run(lambda: run_cancel(state_dir, job, api))
+    click.echo(f"canceled {count} running validation(s); partial results kept")
+
+
+main.add_command(mock_server)

@@ -236,6 +236,17 @@ class ValidationClient:
                 self._raise_for(status, headers, body, post=True)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def check_key(self) -> None:
+        """Raise Unauthorized now if the key is rejected; costs one request and no credit.
+
+        There is no documented account endpoint for email validation, so this asks for a
+        validation that cannot exist: 404 means the key was accepted.
+        """
+        try:
+            await self.get("/email-validations/00000000-0000-0000-0000-000000000000")
+        except NotFound:
+            return
+
     async def get(self, href: str) -> Validation:
         """GET a validation (or one page of its results) by href, retrying transient failures."""
         async for attempt in self._retrying():

@@ -16,6 +16,8 @@ The API key is not stored here, not even hashed: the ledgers (schedule.py) carry
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import sqlite3
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from .errors import JobBusy
 
 DB_NAME = "ample-batch.sqlite"
 BATCH_ATTEMPTS = 3
@@ -66,6 +70,8 @@ MIGRATIONS: list[str] = [
         remote_id TEXT,
         remote_href TEXT,
         next_href TEXT,
+        remote_status TEXT,
+        poll_after REAL,
         submitted_at REAL,
         updated_at REAL NOT NULL,
         error TEXT
@@ -117,6 +123,8 @@ class Batch:
     remote_id: str | None
     remote_href: str | None
     next_href: str | None
+    remote_status: str | None
+    poll_after: float | None
     submitted_at: float | None
     error: str | None
 
@@ -346,8 +354,10 @@ class Store:
                 remote_id=r[6],
                 remote_href=r[7],
                 next_href=r[8],
-                submitted_at=r[9],
-                error=r[11],
+                remote_status=r[9],
+                poll_after=r[10],
+                submitted_at=r[11],
+                error=r[13],
             )
             for r in rows
         ]
@@ -378,8 +388,26 @@ class Store:
     def mark_running(self, batch_id: int, *, remote_id: str, remote_href: str) -> None:
         self._move(batch_id, BatchState.RUNNING, remote_id=remote_id, remote_href=remote_href)
 
-    def mark_fetching(self, batch_id: int, *, first_href: str) -> None:
-        self._move(batch_id, BatchState.FETCHING, next_href=first_href)
+    def note_poll(self, batch_id: int, *, poll_after: float) -> None:
+        """Remember when the server allows the next poll, so a restarted run does not poll early."""
+        with self._transaction() as db:
+            db.execute("UPDATE batches SET poll_after = ? WHERE id = ?", (poll_after, batch_id))
+
+    def mark_fetching(self, batch_id: int, *, first_href: str, remote_status: str) -> None:
+        self._move(batch_id, BatchState.FETCHING, next_href=first_href, remote_status=remote_status)
+
+    def reject_email(self, batch_id: int, email: str) -> None:
+        """The API refused one email of a batch as malformed: it is written `invalid_syntax`."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE batch_emails SET result = 'invalid_syntax'"
+                " WHERE batch_id = ? AND email = ?",
+                (batch_id, email),
+            )
+
+    def fail(self, batch_id: int, *, error: str) -> None:
+        """Give up on a batch: its emails without a verdict are written `failed`."""
+        self._move(batch_id, BatchState.FAILED, next_href=None, error=error)
 
     def record_page(
         self,
@@ -502,3 +530,24 @@ class Store:
             ).fetchall()
         )
         return Progress(emails, resolved, cached or 0, failed or 0, counts)
+
+
+@contextlib.contextmanager
+def job_lock(state_dir: Path, job_id: str) -> Iterator[None]:
+    """Hold the job's lock for the duration; JobBusy if another process has it.
+
+    An OS file lock: it is released when the holder dies, even by SIGKILL.
+    """
+    locks = state_dir / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{job_id}.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise JobBusy(
+                f"job {job_id} is already running in another process; wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,178 @@
+"""The commands around the main job: `estimate`, `status` and `cancel`.
+
+estimate(EstimateOptions(input=Path("leads.csv"), state_dir=d)).credits_needed
+[s.job.id for s in status(d)]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from . import read
+from .errors import InputError
+from .execute import Engine
+from .limits import Limit
+from .plan import chunk_size_for, plan_emails, schedule_for
+from .run import ApiOptions, _scheduler, api_session
+from .store import BatchState, Job, Progress, Store, job_id_for, job_lock
+
+
+@dataclass(frozen=True, kw_only=True)
+class EstimateOptions:
+    """What `ample-batch estimate` takes."""
+
+    input: Path
+    """The lead list."""
+    email_column: str | None = None
+    """The column holding the email; detected when None."""
+    encoding: str | None = None
+    """CSV text encoding; detected when None."""
+    sheet: str | None = None
+    """XLSX sheet; the first when None."""
+    usage_limit: Limit = Limit(15000, 3600.0)
+    """Emails submitted per rolling window."""
+    rate_limit: Limit = Limit(500, 60.0)
+    """Requests per rolling window."""
+    chunk_size: int | None = None
+    """Emails per POST."""
+    state_dir: Path
+    """Where the cache and any earlier run of this job live."""
+    cache_ttl: float = 30 * 86400.0
+    """Reuse verdicts younger than this many seconds."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A pre-flight answer: what validating the file would cost and take."""
+
+    input: str
+    email_column: str
+    rows: int
+    unique_emails: int
+    blank: int
+    invalid: int
+    cached: int
+    already_done: int
+    credits_needed: int
+    batches: int
+    requests: int
+    seconds_to_last_submission: float
+    earliest_finish: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def estimate(options: EstimateOptions) -> Estimate:
+    """Scan the file and the cache; no API call, no credit."""
+    spec = read.inspect_input(
+        options.input,
+        email_column=options.email_column,
+        encoding=options.encoding,
+        sheet=options.sheet,
+    )
+    chunk = chunk_size_for(options.chunk_size, options.usage_limit)
+    scan = read.scan(spec)
+    already: list[str] = []
+    cutoff = time.time() - options.cache_ttl if options.cache_ttl > 0 else float("inf")
+    fresh: list[tuple[str, str, bool | None]] = []
+    if (options.state_dir / "ample-batch.sqlite").exists():
+        with Store(options.state_dir) as store:
+            job = store.get_job(
+                job_id_for(str(spec.path.resolve()), read.fingerprint(spec), spec.email_column)
+            )
+            if job is not None:
+                already = store.batched_emails(job.id)
+                cutoff = job.cache_cutoff
+            fresh = list(store.fresh_verdicts(cutoff))
+    plan = plan_emails(scan.unique.to_pylist(), already, fresh)
+    timing = schedule_for(
+        len(plan.new), chunk=chunk, usage=options.usage_limit, rate=options.rate_limit
+    )
+    return Estimate(
+        input=str(spec.path),
+        email_column=spec.email_column,
+        rows=scan.rows,
+        unique_emails=len(scan.unique),
+        blank=scan.blank,
+        invalid=scan.invalid,
+        cached=len(plan.cached),
+        already_done=len(already),
+        credits_needed=len(plan.new),
+        batches=timing.batches,
+        requests=timing.requests,
+        seconds_to_last_submission=timing.last_submission,
+        earliest_finish=time.time() + timing.last_submission,
+    )
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """One job and how far it got."""
+
+    job: Job
+    progress: Progress
+
+    def as_dict(self) -> dict[str, Any]:
+        job = asdict(self.job)
+        job.pop("stats", None)
+        progress = asdict(self.progress)
+        progress["pending"] = self.progress.pending
+        return {"job": job, "progress": progress}
+
+
+def status(state_dir: Path, job: str | None = None) -> list[JobStatus]:
+    """The jobs in the state dir (or the one whose id starts with `job`)."""
+    if not (state_dir / "ample-batch.sqlite").exists():
+        if job:
+            raise InputError(f"no job {job!r}: the state dir {state_dir} holds no jobs")
+        return []
+    with Store(state_dir) as store:
+        jobs = store.jobs() if job is None else [_find(store, job)]
+        return [JobStatus(j, store.progress(j.id)) for j in jobs]
+
+
+def _find(store: Store, job: str) -> Job:
+    found = store.get_job(job)
+    if found is None:
+        raise InputError(f"no job {job!r} (or more than one starts so): see `ample-batch status`")
+    return found
+
+
+def cancel(state_dir: Path, job: str, api: ApiOptions) -> int:
+    """PATCH the job's running validations to canceled and keep their partial results.
+
+    The canceled remainder goes back to the plan: running `validate` again submits it.
+    Returns how many validations were canceled.
+    """
+    return asyncio.run(_cancel(state_dir, job, api))
+
+
+async def _cancel(state_dir: Path, job_ref: str, api: ApiOptions) -> int:
+    with Store(state_dir) as store:
+        job = _find(store, job_ref)
+        with job_lock(state_dir, job.id):
+            async with api_session(api) as (session, base_url, api_key):
+                from .client import ValidationClient
+
+                scheduler = _scheduler(api, state_dir, api_key)
+                try:
+                    client = ValidationClient(
+                        session, base_url=base_url, api_key=api_key, throttle=scheduler
+                    )
+                    engine = Engine(store, job.id, client, scheduler, stop=asyncio.Event())
+                    running = store.batches(job.id, BatchState.RUNNING)
+                    for batch in running:
+                        assert batch.remote_href is not None
+                        validation = await client.cancel(batch.remote_href)
+                        await engine.follow(batch, validation)
+                    for batch in store.batches(job.id, BatchState.FETCHING):
+                        await engine.follow(batch)
+                finally:
+                    scheduler.close()
+        store.update_job(job.id, state="canceled", stats=job.stats)
+    return len(running)
