@@ -1,0 +1,159 @@
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ample_batch.errors import JobBusy
+from ample_batch.store import (
+    BATCH_ATTEMPTS,
+    MIGRATIONS,
+    BatchState,
+    Store,
+    job_lock,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with Store(tmp_path, clock=Clock()) as s:
+        yield s
+
+
+def open_job(store: Store, ttl: float = 86400.0):
+    return store.open_job(
+        input_path="/data/leads.csv",
+        fingerprint="abc",
+        email_column="Email",
+        output_path="/data/leads.validated.csv",
+        cache_ttl=ttl,
+    )
+
+
+def test_same_input_same_job(store: Store) -> None:
+    first = open_job(store)
+    again = open_job(store)
+    assert first.id == again.id
+    edited = store.open_job(
+        input_path="/data/leads.csv",
+        fingerprint="changed",
+        email_column="Email",
+        output_path=None,
+        cache_ttl=0,
+    )
+    assert edited.id != first.id
+    assert store.get_job(first.id[:4]) is not None or len(store.jobs()) == 2
+
+
+def test_batch_walks_the_state_machine(store: Store) -> None:
+    job = open_job(store)
+    store.plan(job.id, cached=[], new=["a@x.co", "b@x.co", "c@x.co"], chunk_size=2)
+    planned = store.batches(job.id, BatchState.PLANNED)
+    assert [b.size for b in planned] == [2, 1]
+    batch = planned[0]
+    store.mark_submitting(batch.id)
+    store.mark_running(batch.id, remote_id="r1", remote_href="/email-validations/r1")
+    store.mark_fetching(batch.id, first_href="/email-validations/r1", remote_status="completed")
+    store.record_page(batch.id, [("a@x.co", "deliverable", True)], next_href="/next")
+    assert store.batch(batch.id).next_href == "/next"
+    store.record_page(batch.id, [("b@x.co", "risky", None)], next_href=None)
+    store.finish(batch.id)
+    assert store.batch(batch.id).state is BatchState.DONE
+    assert sorted(store.job_verdicts(job.id)) == [
+        ("a@x.co", "deliverable", True),
+        ("b@x.co", "risky", None),
+    ]
+    progress = store.progress(job.id)
+    assert (progress.emails, progress.resolved, progress.pending) == (3, 2, 1)
+
+
+def test_replanning_keeps_submitted_batches(store: Store) -> None:
+    job = open_job(store)
+    store.plan(job.id, cached=[], new=["a@x.co", "b@x.co", "c@x.co"], chunk_size=1)
+    first = store.batches(job.id)[0]
+    store.mark_submitting(first.id)
+    assert store.batched_emails(job.id) == ["a@x.co"]
+    store.plan(job.id, cached=[], new=["b@x.co", "c@x.co"], chunk_size=5)
+    sizes = sorted((b.state, b.size) for b in store.batches(job.id))
+    assert sizes == [(BatchState.PLANNED, 2), (BatchState.SUBMITTING, 1)]
+
+
+def test_cache_hits_become_a_done_batch(store: Store) -> None:
+    job = open_job(store)
+    store.plan(job.id, cached=[("a@x.co", "unknown", False)], new=["b@x.co"], chunk_size=5)
+    assert store.progress(job.id).cached == 1
+    assert ("a@x.co", "unknown", False) in list(store.job_verdicts(job.id))
+
+
+def test_fresh_verdicts_respect_the_cutoff(tmp_path: Path) -> None:
+    clock = Clock()
+    with Store(tmp_path, clock=clock) as store:
+        job = open_job(store)
+        store.plan(job.id, cached=[], new=["a@x.co"], chunk_size=5)
+        batch = store.batches(job.id)[0]
+        store.record_page(batch.id, [("a@x.co", "deliverable", False)], next_href=None)
+        assert [v[0] for v in store.fresh_verdicts(clock.now - 10)] == ["a@x.co"]
+        assert list(store.fresh_verdicts(clock.now + 10)) == []
+        clock.now += 100
+        never = store.open_job(
+            input_path="/other", fingerprint="f", email_column="e", output_path=None, cache_ttl=0
+        )
+        assert list(store.fresh_verdicts(never.cache_cutoff)) == []
+
+
+def test_error_batches_retry_then_fail(store: Store) -> None:
+    job = open_job(store)
+    store.plan(job.id, cached=[], new=["a@x.co", "b@x.co"], chunk_size=5)
+    batch_id = store.batches(job.id)[0].id
+    store.record_page(batch_id, [("a@x.co", "deliverable", False)], next_href=None)
+    for attempt in range(1, BATCH_ATTEMPTS):
+        new_id = store.retry_unresolved(batch_id, error="boom")
+        assert new_id is not None
+        assert store.batch(new_id).attempt == attempt + 1
+        assert store.batch_emails(new_id) == ["b@x.co"]
+        batch_id = new_id
+    assert store.retry_unresolved(batch_id, error="boom") is None
+    assert store.batch(batch_id).state is BatchState.FAILED
+    assert ("b@x.co", "failed", None) in list(store.job_verdicts(job.id))
+    assert store.progress(job.id).failed == 1
+
+
+def test_released_emails_can_be_planned_again(store: Store) -> None:
+    job = open_job(store)
+    store.plan(job.id, cached=[], new=["a@x.co", "b@x.co"], chunk_size=5)
+    batch_id = store.batches(job.id)[0].id
+    store.record_page(batch_id, [("a@x.co", "deliverable", False)], next_href=None)
+    assert store.release_unresolved(batch_id, error="canceled") == 1
+    assert store.batched_emails(job.id) == ["a@x.co"]
+
+
+def test_an_older_database_still_opens(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "ample-batch.sqlite")
+    for statement in MIGRATIONS[0].split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 1")
+    db.execute(
+        "INSERT INTO jobs (id, input_path, fingerprint, email_column, created_at, updated_at,"
+        " cache_cutoff) VALUES ('j1', '/in.csv', 'f', 'Email', 1, 1, 0)"
+    )
+    db.commit()
+    db.close()
+    with Store(tmp_path) as store:
+        assert store.schema_version == len(MIGRATIONS)
+        assert store.get_job("j1") is not None
+
+
+def test_job_lock_is_exclusive(tmp_path: Path) -> None:
+    with job_lock(tmp_path, "j1"):
+        with pytest.raises(JobBusy, match="already running"), job_lock(tmp_path, "j1"):
+            pass
+    with job_lock(tmp_path, "j1"):
+        pass
