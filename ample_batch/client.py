@@ -57,6 +57,31 @@ class Throttle(Protocol):
     def pause_requests(self, seconds: float) -> None: ...
 
 
+def new_session() -> aiohttp.ClientSession:
+    """An HTTP session fit for the API: aiohttp's silent resend of idempotent requests over a
+    dropped keep-alive connection is turned off, because that resend would bypass the request
+    ledger (every try must take a rate-limit slot; our own retries do)."""
+    session = aiohttp.ClientSession()
+    # No public switch exists for this (aiohttp 3.14); the attribute is read per request.
+    session._retry_connection = False
+    return session
+
+
+class _Secret:
+    """Holds the API key so that no repr, vars() dump or traceback local shows it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+
 class Unthrottled:
     """A throttle that never waits; for one-off scripts and tests of the client alone."""
 
@@ -209,7 +234,7 @@ class ValidationClient:
         self._session = session
         self.base_url = check_base_url(base_url)
         self._origin = urlsplit(self.base_url)
-        self.__api_key = api_key
+        self._api_key = _Secret(api_key)
         self._throttle = throttle or Unthrottled()
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
@@ -367,7 +392,7 @@ class ValidationClient:
         url = self.url_for(href)
         await self._throttle.request()
         headers = {
-            "Authorization": f"Bearer {self.__api_key}",
+            "Authorization": f"Bearer {self._api_key.reveal()}",
             "Accept": "application/json",
         }
         data = None
@@ -497,5 +522,6 @@ __all__ = [
     "check_base_url",
     "failed_validation",
     "is_loopback",
+    "new_session",
     "parse_retry_after",
 ]

@@ -28,7 +28,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import read, write
-from .client import DEFAULT_BASE_URL, RetryPolicy, ValidationClient, check_base_url
+from .client import (
+    DEFAULT_BASE_URL,
+    RetryPolicy,
+    ValidationClient,
+    check_base_url,
+    new_session,
+)
 from .errors import InputError, InsufficientCredits, Stopped
 from .execute import Counters, Engine
 from .join import Verdicts, enrich_batches
@@ -160,7 +166,7 @@ async def api_session(
                 )
             )
             base_url = fake.url
-        session = await stack.enter_async_context(aiohttp.ClientSession())
+        session = await stack.enter_async_context(new_session())
         yield session, base_url, api_key
 
 

@@ -1,0 +1,314 @@
+"""The client against the fake API over loopback: no mocks, real HTTP."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+import pytest
+from aiohttp import web
+from helpers import KEY, ManualClock, make_client
+
+from ample_batch.client import (
+    RetryPolicy,
+    Validation,
+    check_base_url,
+    failed_validation,
+    parse_retry_after,
+)
+from ample_batch.errors import (
+    BadRequest,
+    InputError,
+    InsufficientCredits,
+    NotFound,
+    RateLimited,
+    SubmissionUnknown,
+    TransientError,
+    Unauthorized,
+    UnsafeLink,
+    UsageLimited,
+    ValidationFailed,
+)
+from ample_batch.fake import verdict_for
+from ample_batch.limits import Limit
+
+
+def emails(n: int, domain: str = "example.com") -> list[str]:
+    return [f"user{i:05d}@{domain}" for i in range(n)]
+
+
+async def collect(client, validation):
+    results = []
+    pages = 0
+    async for page in client.pages(validation):
+        pages += 1
+        results.extend(page.results)
+    return results, pages
+
+
+async def test_2345_emails_read_back_through_every_page(fake_api, session) -> None:
+    fake = await fake_api(retry_after=0.05, emails_per_second=50000)
+    client = make_client(session, fake.url)
+    sent = emails(2345)
+    validation = await client.start(sent)
+    assert validation.status == "queued"
+    assert validation.href == f"/email-validations/{validation.id}"
+    done = await client.wait(validation)
+    assert done.status == "completed"
+    results, pages = await collect(client, done)
+    assert pages == 24
+    assert [r.email for r in results] == sorted(sent)
+    for r in results:
+        assert (r.result, r.catch_all) == verdict_for(r.email)
+    summary = fake.api.summary()
+    assert summary.credits_spent == 2345
+    assert summary.early_polls == 0
+
+
+async def test_retry_after_is_honoured(fake_api, session) -> None:
+    fake = await fake_api(retry_after=0.2, queue_seconds=0.3, emails_per_second=2000)
+    client = make_client(session, fake.url)
+    polls: list[Validation] = []
+    done = await client.wait(await client.start(emails(1000)), on_poll=polls.append)
+    assert done.status == "completed"
+    assert len(polls) >= 3, "the validation should have been polled while queued/processing"
+    summary = fake.api.summary()
+    assert summary.early_polls == 0
+    assert summary.requests_by_flag.get("early_poll", 0) == 0
+
+
+async def test_http_date_retry_after_with_skewed_server_clock(fake_api, session) -> None:
+    fake = await fake_api(
+        retry_after=1, retry_after_http_date=True, clock_skew=-1.0, queue_seconds=0.5
+    )
+    client = make_client(session, fake.url)
+    validation = await client.get((await client.start(emails(10))).href)
+    assert validation.status == "queued"
+    assert validation.retry_after is not None and 0 < validation.retry_after <= 2.0
+    done = await client.wait(validation)
+    assert done.status == "completed"
+    assert fake.api.summary().early_polls == 0
+
+
+def test_parse_retry_after_forms() -> None:
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after("0.25") == 0.25
+    assert parse_retry_after("-4") == 0.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+    now = time.time()
+    later = email.utils.formatdate(now + 30, usegmt=True)
+    server_now = email.utils.formatdate(now + 10, usegmt=True)
+    # Measured against the server's own Date header, not our clock.
+    assert parse_retry_after(later, server_now) == pytest.approx(20, abs=1)
+
+
+async def test_wrong_key_is_unauthorized(fake_api, session) -> None:
+    fake = await fake_api()
+    client = make_client(session, fake.url, key="wrong")
+    with pytest.raises(Unauthorized, match="key was rejected") as info:
+        await client.start(emails(3))
+    assert "wrong" not in str(info.value)
+    with pytest.raises(Unauthorized):
+        await client.check_key()
+    await make_client(session, fake.url).check_key()
+
+
+async def test_out_of_credits_on_post(fake_api, session) -> None:
+    fake = await fake_api(credits=5)
+    client = make_client(session, fake.url)
+    with pytest.raises(InsufficientCredits, match="top up"):
+        await client.start(emails(6))
+    assert fake.api.summary().validations == 0
+
+
+async def test_out_of_credits_during_validation(fake_api, session) -> None:
+    fake = await fake_api(credits=5, credits_mode="async", retry_after=0.05)
+    client = make_client(session, fake.url)
+    done = await client.wait(await client.start(emails(8)))
+    assert done.status == "error"
+    assert isinstance(failed_validation(done), InsufficientCredits)
+    results, _ = await collect(client, done)
+    assert len(results) == 5
+
+
+async def test_usage_limit_429_is_typed_and_not_retried(fake_api, session) -> None:
+    fake = await fake_api(usage_limit=Limit(10, 60))
+    client = make_client(session, fake.url)
+    await client.start(emails(10))
+    with pytest.raises(UsageLimited) as info:
+        await client.start(emails(1, "other.org"))
+    assert info.value.retry_after is not None and info.value.retry_after > 0
+    assert fake.api.summary().validations == 1
+
+
+async def test_rate_limit_429_retries_then_raises(fake_api, session) -> None:
+    fake = await fake_api(spurious_429=1.0)
+    client = make_client(session, fake.url, policy=RetryPolicy(attempts=2, wait_initial=0.01))
+    with pytest.raises(RateLimited):
+        await client.get("/email-validations/x")
+    assert fake.api.summary().requests == 2
+
+
+async def test_post_refused_with_5xx_body_is_retried_safely(fake_api, session) -> None:
+    fake = await fake_api(fail_5xx=1.0)
+    client = make_client(session, fake.url)
+    with pytest.raises(TransientError, match="500"):
+        await client.start(emails(3))
+    summary = fake.api.summary()
+    assert summary.requests == 4  # every attempt answered 5xx with _errors: nothing created
+    assert summary.validations == 0
+
+
+async def test_post_is_not_resent_after_an_ambiguous_failure(fake_api, session) -> None:
+    fake = await fake_api(drop=1.0)
+    client = make_client(session, fake.url)
+    with pytest.raises(SubmissionUnknown, match="may have been accepted"):
+        await client.start(emails(3))
+    summary = fake.api.summary()
+    posts = [r for r in fake.api.log if r.method == "POST"]
+    assert len(posts) == 1
+    assert summary.validations == 1  # the fake did create it: resending would pay twice
+
+
+async def test_gets_retry_dropped_connections(fake_api, session) -> None:
+    fake = await fake_api(drop=1.0)
+    client = make_client(session, fake.url)
+    with pytest.raises(TransientError):
+        await client.get("/email-validations/nope")
+    assert len(fake.api.log) == 4
+
+
+async def test_bad_request_and_not_found(fake_api, session) -> None:
+    fake = await fake_api()
+    client = make_client(session, fake.url)
+    with pytest.raises(BadRequest, match="100000"):
+        await client.start(emails(100_001))
+    with pytest.raises(NotFound):
+        await client.get("/email-validations/00000000-0000-0000-0000-000000000001")
+    with pytest.raises(ValueError):
+        await client.start([])
+
+
+async def test_validation_ending_in_error(fake_api, session) -> None:
+    fake = await fake_api(batch_error=1.0, retry_after=0.05)
+    client = make_client(session, fake.url)
+    done = await client.wait(await client.start(emails(50)))
+    assert done.status == "error"
+    failure = failed_validation(done)
+    assert isinstance(failure, ValidationFailed)
+    assert failure.codes
+
+
+async def test_cancel_keeps_partial_results(fake_api, session) -> None:
+    clock = ManualClock()
+    fake = await fake_api(emails_per_second=100, clock=clock, retry_after=0.05)
+    client = make_client(session, fake.url)
+    validation = await client.start(emails(1000))
+    clock.advance(2.5)
+    canceled = await client.cancel(validation.id)
+    assert canceled.status == "canceled"
+    results, _ = await collect(client, canceled)
+    assert len(results) == 250
+    assert fake.api.summary().credits_spent == 250
+    again = await client.cancel(validation.href)
+    assert again.status == "canceled"
+
+
+def test_plain_http_only_for_loopback() -> None:
+    assert check_base_url("http://127.0.0.1:8025/") == "http://127.0.0.1:8025"
+    assert check_base_url("http://localhost:1") == "http://localhost:1"
+    assert check_base_url("http://[::1]:8025") == "http://[::1]:8025"
+    assert check_base_url("https://api.amplemarket.com") == "https://api.amplemarket.com"
+    for url in ("http://api.amplemarket.com", "http://10.0.0.5", "ftp://x", "nonsense"):
+        with pytest.raises(InputError):
+            check_base_url(url)
+
+
+async def test_key_never_in_repr(session) -> None:
+    client = make_client(session, "http://127.0.0.1:9", key="sk-secret-123")
+    assert "sk-secret-123" not in repr(client)
+    assert "sk-secret-123" not in repr(vars(client))
+
+
+# A tiny real server (not a mock) that misbehaves in ways the fake API does not.
+async def _serve(handler) -> tuple[web.AppRunner, str, list[web.Request]]:
+    seen: list[web.Request] = []
+
+    async def wrapped(request: web.Request) -> web.Response:
+        seen.append(request)
+        return await handler(request)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", wrapped)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}", seen
+
+
+def _page(next_href: str | None) -> dict:
+    links = {"self": {"href": "/email-validations/v1"}}
+    if next_href:
+        links["next"] = {"href": next_href}
+    return {
+        "id": "v1",
+        "object": "email_validation",
+        "status": "completed",
+        "results": [{"email": "a@x.co", "result": "deliverable", "catch_all": False}],
+        "_links": links,
+    }
+
+
+async def test_foreign_origin_next_link_is_refused(session) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(_page("https://evil.example.net/steal?page[after]=a"))
+
+    runner, url, seen = await _serve(handler)
+    try:
+        client = make_client(session, url)
+        first = await client.get("/email-validations/v1")
+        with pytest.raises(UnsafeLink, match="another origin"):
+            await collect(client, first)
+        assert len(seen) == 1
+    finally:
+        await runner.cleanup()
+
+
+async def test_repeated_next_link_is_an_error_not_a_loop(session) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(_page("/email-validations/v1?page[size]=100&page[after]=a@x.co"))
+
+    runner, url, seen = await _serve(handler)
+    try:
+        client = make_client(session, url)
+        first = await client.get("/email-validations/v1")
+        with pytest.raises(UnsafeLink, match="repeated"):
+            await collect(client, first)
+        assert len(seen) == 2
+        # The cursor went out exactly as the server wrote it: brackets unencoded.
+        assert seen[1].raw_path == "/email-validations/v1?page[size]=100&page[after]=a@x.co"
+        assert seen[0].headers["Authorization"] == f"Bearer {KEY}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_redirects_are_not_followed(session) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        raise web.HTTPFound("https://elsewhere.example.net/")
+
+    runner, url, seen = await _serve(handler)
+    try:
+        with pytest.raises(UnsafeLink, match="redirect"):
+            await make_client(session, url).get("/email-validations/v1")
+        assert len(seen) == 1
+    finally:
+        await runner.cleanup()
+
+
+async def test_connection_refused_is_transient(session) -> None:
+    client = make_client(session, "http://127.0.0.1:9")
+    with pytest.raises(TransientError, match="cannot reach"):
+        await client.start(["a@x.co"])
