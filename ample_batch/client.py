@@ -244,8 +244,17 @@ class ValidationClient:
 
     # -- the four operations -------------------------------------------------------------
 
-    async def start(self, emails: Sequence[str]) -> Validation:
+    async def start(
+        self,
+        emails: Sequence[str],
+        *,
+        admit: Callable[[], Awaitable[None]] | None = None,
+    ) -> Validation:
         """POST a batch. Retries only when the answer proves no batch was created.
+
+        `admit`, if given, is awaited before every attempt in place of the throttle's request
+        slot (the scheduler's `admit` takes the quota and that slot together), so a retried
+        POST is admitted afresh, at the time it really goes out.
 
         Raises SubmissionUnknown when the request went out and its answer was lost: the batch
         may exist (and be charged), and only the caller can decide whether to resend.
@@ -255,8 +264,12 @@ class ValidationClient:
         payload = {"emails": [{"email": e} for e in emails]}
         async for attempt in self._retrying(post=True):
             with attempt:
-                status, headers, body = await self._send("POST", "/email-validations", payload)
-                if status == 202 or status == 200:
+                if admit is not None:
+                    await admit()
+                status, headers, body = await self._send(
+                    "POST", "/email-validations", payload, throttled=admit is None
+                )
+                if status in (200, 202):
                     return self._validation(body, headers, fallback_href=headers.get("Location"))
                 self._raise_for(status, headers, body, post=True)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -387,10 +400,11 @@ class ValidationClient:
         return URL(self.base_url + href, encoded=True)
 
     async def _send(
-        self, method: str, href: str, payload: Any = None
+        self, method: str, href: str, payload: Any = None, *, throttled: bool = True
     ) -> tuple[int, dict[str, str], Any]:
         url = self.url_for(href)
-        await self._throttle.request()
+        if throttled:
+            await self._throttle.request()
         headers = {
             "Authorization": f"Bearer {self._api_key.reveal()}",
             "Accept": "application/json",

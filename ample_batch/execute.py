@@ -27,6 +27,7 @@ from .errors import (
     NotFound,
     RetryableError,
     SubmissionUnknown,
+    Unauthorized,
     UnsafeLink,
     UsageLimited,
 )
@@ -191,10 +192,18 @@ class Engine:
         if not emails:
             self.store.finish(batch.id)
             return
-        await self._admit(len(emails))
-        self.store.mark_submitting(batch.id)
+
+        async def admit() -> None:
+            # Before every attempt: a retried POST goes out later, so it is admitted again.
+            await self._admit(len(emails))
+            self.store.mark_submitting(batch.id)
+
         try:
-            validation = await self.client.start(emails)
+            validation = await self.client.start(emails, admit=admit)
+        except _StopSubmitting:
+            # Any earlier attempt was refused outright, so nothing exists on the server.
+            self.store.back_to_planned(batch.id)
+            raise
         except UsageLimited as exc:
             # Our ledger and the server's disagree: the server's word wins.
             self.scheduler.pause_submissions(exc.retry_after or 60.0)
@@ -218,10 +227,11 @@ class Engine:
             self.store.back_to_planned(batch.id, error=str(exc))
             await self._after_failed_submit()
             return
-        except BaseException:
-            # Unauthorized, a crash, a cancellation: a POST that got no answer is unknown.
-            self.store.back_to_planned(batch.id, error="interrupted during submission")
+        except Unauthorized:
+            self.store.back_to_planned(batch.id)
             raise
+        # Anything else (a cancellation mid-POST, say) leaves the batch `submitting`: its fate
+        # is unknown, and the next run counts it as a possible double charge.
         self._submit_failures = 0
         self.store.mark_running(batch.id, remote_id=validation.id, remote_href=validation.href)
         self._note_poll(batch.id, validation)

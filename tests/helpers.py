@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
 import aiohttp
 
 from ample_batch.client import RetryPolicy, ValidationClient
+from ample_batch.fake import FakeConfig, FakeSummary, start_fake, verdict_for
 
 KEY = "test-key-7c1d2b3a"
 
@@ -30,3 +40,97 @@ def make_client(
 ) -> ValidationClient:
     kw.setdefault("policy", FAST_RETRY)
     return ValidationClient(session, base_url=url, api_key=key, **kw)  # type: ignore[arg-type]
+
+
+class FakeInThread:
+    """The fake API served from its own event loop in a background thread, so code under test
+    that runs its own loop (the CLI, subprocesses) can talk to it over loopback."""
+
+    def __init__(self, **options: object) -> None:
+        options.setdefault("api_key", KEY)
+        self.config = FakeConfig(**options)  # type: ignore[arg-type]
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.running = self._call(start_fake(self.config))
+        self.url = self.running.url
+        self.api = self.running.api
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
+
+    def summary(self) -> FakeSummary:
+        async def read() -> FakeSummary:
+            return self.api.summary()
+
+        return self._call(read())
+
+    def add_credits(self, count: int) -> None:
+        async def add() -> None:
+            self.api.add_credits(count)
+
+        self._call(add())
+
+    def close(self) -> None:
+        self._call(self.running.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> FakeInThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_leads(path: Path, rows: list[dict[str, str]], *, delimiter: str = ",") -> Path:
+    """A CSV with the given rows (all text), written with the csv module."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter=delimiter)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def lead_rows(unique: int, *, start: int = 0, blanks: int = 0, invalid: int = 0) -> list[dict]:
+    """`unique` distinct valid emails, each also repeated once in a case/space variant for
+    every tenth, plus blank and malformed cells; every other column is tricky text."""
+    rows = []
+    for i in range(start, start + unique):
+        email = f"lead{i:06d}@company{i % 97}.com"
+        rows.append({"id": f"{i:06d}", "name": f"Name, {i}", "Email": email, "zip": "00123"})
+        if i % 10 == 0:
+            rows.append({"id": f"d{i}", "name": "NA", "Email": f"  {email.upper()} ", "zip": ""})
+    for i in range(blanks):
+        rows.append({"id": f"b{i}", "name": "blank", "Email": "", "zip": "null"})
+    for i in range(invalid):
+        rows.append({"id": f"x{i}", "name": "bad", "Email": f"not-an-email-{i}", "zip": "1e5"})
+    return rows
+
+
+def expected_result(cell: str, seed: int = 0) -> tuple[str, str]:
+    """What the output should say for an input email cell, per the fake's verdicts."""
+    email = cell.strip().lower()
+    if not email:
+        return "no_email", ""
+    if "@" not in email or "." not in email.split("@")[-1]:
+        return "invalid_syntax", ""
+    result, catch_all = verdict_for(email, seed)
+    return result, "true" if catch_all else "false"
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        return list(csv.DictReader(handle))
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Any:
+    """Run the real `ample-batch` command in a subprocess."""
+    full_env = {**os.environ, "AMPLEMARKET_API_KEY": KEY, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "ample_batch", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )

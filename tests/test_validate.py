@@ -1,0 +1,178 @@
+"""`ample-batch validate` end to end: the real command in a subprocess, the fake API over
+loopback, compressed limits. Every limit is asserted from the fake's own log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from helpers import (
+    FakeInThread,
+    cli,
+    expected_result,
+    lead_rows,
+    read_csv,
+    write_leads,
+)
+
+FAST = {"retry_after": 0.2, "emails_per_second": 20000}
+
+
+def validate_args(fake: FakeInThread, src: Path, state: Path, *extra: str) -> list[str]:
+    return [
+        "validate",
+        str(src),
+        "--base-url",
+        fake.url,
+        "--state-dir",
+        str(state),
+        *extra,
+    ]
+
+
+def assert_output_exact(src: Path, out: Path) -> None:
+    original = read_csv(src)
+    enriched = read_csv(out)
+    assert len(enriched) == len(original)
+    for before, after in zip(original, enriched, strict=True):
+        assert {k: after[k] for k in before} == before
+        assert (after["email_result"], after["email_catch_all"]) == expected_result(
+            before["Email"]
+        )
+
+
+def assert_limits_kept(fake: FakeInThread, usage: int, rate: int) -> None:
+    summary = fake.summary()
+    assert summary.usage_limited == 0
+    assert summary.rate_limited == 0
+    assert summary.peak_emails_in_window <= usage
+    assert summary.peak_requests_in_window <= rate
+    assert summary.early_polls == 0
+    assert summary.emails_charged_twice == 0
+
+
+def test_3000_rows_within_every_limit(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(2700, blanks=20, invalid=10))
+    limits = {"usage_limit": "1000/3s", "rate_limit": "60/5s"}
+    with FakeInThread(**FAST, usage_limit=_limit("1000/3s"), rate_limit=_limit("60/5s")) as fake:
+        summary_path = tmp_path / "summary.json"
+        done = cli(
+            *validate_args(fake, src, tmp_path / "state"),
+            "--usage-limit",
+            limits["usage_limit"],
+            "--rate-limit",
+            limits["rate_limit"],
+            "--summary-json",
+            str(summary_path),
+        )
+        assert done.returncode == 0, done.stderr
+        out = tmp_path / "leads.validated.csv"
+        assert_output_exact(src, out)
+        assert fake.summary().credits_spent == 2700
+        assert_limits_kept(fake, usage=1000, rate=60)
+    summary = json.loads(summary_path.read_text())
+    assert summary["complete"] is True
+    assert summary["rows"] == 2700 + 270 + 30
+    assert summary["unique_emails"] == 2700
+    assert (summary["blank"], summary["invalid"]) == (20, 10)
+    assert summary["credits_spent"] == 2700
+    assert not (tmp_path / "leads.validated.partial.csv").exists()
+
+
+def test_rerun_of_a_finished_job_spends_nothing(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(300))
+    with FakeInThread(**FAST) as fake:
+        assert cli(*validate_args(fake, src, tmp_path / "s")).returncode == 0
+        first = (tmp_path / "leads.validated.csv").read_bytes()
+        again = cli(*validate_args(fake, src, tmp_path / "s"))
+        assert again.returncode == 0, again.stderr
+        assert (tmp_path / "leads.validated.csv").read_bytes() == first
+        assert fake.summary().credits_spent == 300
+
+
+def test_overlapping_file_reuses_cached_verdicts(tmp_path: Path) -> None:
+    first = write_leads(tmp_path / "a.csv", lead_rows(500))
+    second = write_leads(tmp_path / "b.csv", lead_rows(500, start=300))
+    with FakeInThread(**FAST) as fake:
+        assert cli(*validate_args(fake, first, tmp_path / "s")).returncode == 0
+        assert fake.summary().credits_spent == 500
+        done = cli(*validate_args(fake, second, tmp_path / "s"))
+        assert done.returncode == 0, done.stderr
+        assert fake.summary().credits_spent == 500 + 300
+        assert_output_exact(second, tmp_path / "b.validated.csv")
+        fresh = cli(*validate_args(fake, second, tmp_path / "s2"), "--cache-ttl", "0")
+        assert fresh.returncode == 0
+        assert fake.summary().credits_spent == 500 + 300 + 500
+
+
+def test_out_of_credits_then_top_up(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(1000))
+    with FakeInThread(**FAST, credits=450) as fake:
+        args = [*validate_args(fake, src, tmp_path / "s"), "--usage-limit", "200/1s"]
+        dry = cli(*args)
+        assert dry.returncode == 4, dry.stderr
+        assert "out of email credits" in dry.stderr
+        assert "600 email(s) still to validate" in dry.stderr
+        partial = read_csv(tmp_path / "leads.validated.partial.csv")
+        assert sum(r["email_result"] == "pending" for r in partial) > 0
+        assert not (tmp_path / "leads.validated.csv").exists()
+        fake.add_credits(1000)
+        done = cli(*args)
+        assert done.returncode == 0, done.stderr
+        assert_output_exact(src, tmp_path / "leads.validated.csv")
+        assert fake.summary().credits_spent == 1000
+        assert fake.summary().emails_charged_twice == 0
+        assert not (tmp_path / "leads.validated.partial.csv").exists()
+
+
+def test_bad_key_exits_3_and_missing_key_exits_2(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(10))
+    with FakeInThread(**FAST) as fake:
+        bad = cli(*validate_args(fake, src, tmp_path / "s"), env={"AMPLEMARKET_API_KEY": "nope"})
+        assert bad.returncode == 3
+        assert "key was rejected" in bad.stderr
+        assert "nope" not in bad.stderr + bad.stdout
+        missing = cli(*validate_args(fake, src, tmp_path / "s"), env={"AMPLEMARKET_API_KEY": ""})
+        assert missing.returncode == 2
+        assert "AMPLEMARKET_API_KEY" in missing.stderr
+        assert fake.summary().credits_spent == 0
+
+
+def test_max_runtime_writes_partial_and_exits_75(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(900))
+    with FakeInThread(**FAST) as fake:
+        args = [*validate_args(fake, src, tmp_path / "s"), "--usage-limit", "300/30s"]
+        stopped = cli(*args, "--max-runtime", "3s")
+        assert stopped.returncode == 75, stopped.stderr
+        assert "run the same command again" in stopped.stderr
+        partial = read_csv(tmp_path / "leads.validated.partial.csv")
+        results = {r["email_result"] for r in partial}
+        assert "pending" in results and "pending" != results
+        assert fake.summary().credits_spent == 300
+
+
+def test_simulate_needs_no_key(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(50, blanks=2, invalid=2))
+    done = cli(
+        "validate", str(src), "--simulate", "--state-dir", str(tmp_path / "s"),
+        env={"AMPLEMARKET_API_KEY": ""},
+    )
+    assert done.returncode == 0, done.stderr
+    assert_output_exact(src, tmp_path / "leads.validated.csv")
+
+
+def test_unexpected_error_exits_1(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(5))
+    state = tmp_path / "s"
+    state.mkdir()
+    (state / "ample-batch.sqlite").write_bytes(b"this is not a database" * 100)
+    done = cli("validate", str(src), "--simulate", "--state-dir", str(state))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+def _limit(text: str):
+    from ample_batch.limits import parse_limit
+
+    return parse_limit(text)
