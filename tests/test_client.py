@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import time
 
@@ -31,6 +32,7 @@ from ample_batch.errors import (
 )
 from ample_batch.fake import verdict_for
 from ample_batch.limits import Limit
+from ample_batch.schedule import ScheduleConfig, Scheduler, VirtualClock
 
 
 def emails(n: int, domain: str = "example.com") -> list[str]:
@@ -312,3 +314,21 @@ async def test_connection_refused_is_transient(session) -> None:
     client = make_client(session, "http://127.0.0.1:9")
     with pytest.raises(TransientError, match="cannot reach"):
         await client.start(["a@x.co"])
+
+
+async def test_request_limiter_holds_60_per_5s_over_a_burst_of_polls(fake_api, session) -> None:
+    # One virtual clock drives both the scheduler's waits and the fake's view of time, so
+    # a burst spanning several windows runs in milliseconds and is judged exactly.
+    clock = VirtualClock()
+    fake = await fake_api(clock=clock.now, rate_limit=Limit(60, 5.0), queue_seconds=1e9)
+    with Scheduler(ScheduleConfig(rate_limit=Limit(60, 5.0)), clock) as scheduler:
+        client = make_client(session, fake.url, throttle=scheduler)
+        validation = await client.start(emails(5))
+        t0 = clock.now()
+        polls = await asyncio.gather(*(client.get(validation.href) for _ in range(200)))
+        assert {p.status for p in polls} == {"queued"}
+        assert clock.now() - t0 >= 3 * 5.0
+    summary = fake.api.summary()
+    assert summary.requests == 201
+    assert summary.rate_limited == 0
+    assert summary.peak_requests_in_window == 60
