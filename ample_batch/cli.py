@@ -59,6 +59,10 @@ def _run(action: Callable[[], Any]) -> Any:
         _fail(EXIT_ERROR, str(exc))
     except KeyboardInterrupt:
         _fail(EXIT_TEMPFAIL, "interrupted; run the same command again to resume")
+    except Exception as exc:
+        # A defect or an environment problem we did not foresee: one line, not a traceback.
+        # The job's state is consistent (every transition is one transaction).
+        _fail(EXIT_ERROR, f"unexpected error: {type(exc).__name__}: {exc} (please report it)")
 
 
 class LimitType(click.ParamType):

@@ -138,8 +138,10 @@ class RetryPolicy:
     """Longest backoff between tries when the server gave no Retry-After."""
     max_retry_after: float = 600.0
     """Cap on any wait the server asks for, so a bad header cannot stall a run for days."""
+    first_poll: float = 1.0
+    """Seconds before the first poll when the server sends no Retry-After (it doubles)."""
     default_poll: float = 5.0
-    """Seconds between status polls when the server sends no Retry-After."""
+    """Longest wait between status polls when the server sends no Retry-After."""
     timeout: float = 60.0
     """Seconds allowed for one HTTP request."""
 
@@ -306,10 +308,13 @@ class ValidationClient:
         Termination is decided from `status`, never from the header. Returns the terminal
         snapshot, whose `results` are the first page.
         """
+        unguided = 0
         while not validation.terminal:
             delay = validation.retry_after
             if delay is None:
-                delay = self.policy.default_poll
+                # No hint (the 202 carries none): start soon, back off to the default interval.
+                delay = min(self.policy.default_poll, self.policy.first_poll * 2**unguided)
+                unguided += 1
             await self._sleep(min(delay, self.policy.max_retry_after))
             validation = await self.get(validation.href)
             if on_poll is not None:

@@ -294,8 +294,10 @@ async def _run_job(
     live.stage = "writing"
     reporter(live)
     target = output if complete else write.partial_path(output)
+    verdicts = Verdicts.from_rows(store.job_verdicts(job.id))
+    _remove_stale_temp_files(target)
     verdict_counts = await asyncio.to_thread(
-        _write, spec, store, job.id, target, "failed" if complete else "pending"
+        _write, spec, verdicts, target, "failed" if complete else "pending"
     )
     if complete:
         with contextlib.suppress(FileNotFoundError):
@@ -352,10 +354,15 @@ class InsufficientCreditsStop(InsufficientCredits):
         self.summary = summary
 
 
-def _write(
-    spec: read.InputSpec, store: Store, job_id: str, target: Path, missing: str
-) -> dict[str, int]:
-    verdicts = Verdicts.from_rows(store.job_verdicts(job_id))
+def _remove_stale_temp_files(target: Path) -> None:
+    """A run killed mid-write (SIGKILL cannot be caught) leaves its temporary file behind;
+    the job lock guarantees no other run is writing this output now."""
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+
+
+def _write(spec: read.InputSpec, verdicts: Verdicts, target: Path, missing: str) -> dict[str, int]:
     counts: collections.Counter[str] = collections.Counter()
 
     def counted(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

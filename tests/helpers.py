@@ -19,7 +19,9 @@ from ample_batch.fake import FakeConfig, FakeSummary, start_fake, verdict_for
 KEY = "test-key-7c1d2b3a"
 
 # Fast but real: the client waits what the server says; only our own backoff is shortened.
-FAST_RETRY = RetryPolicy(attempts=4, wait_initial=0.01, wait_max=0.05, default_poll=0.05)
+FAST_RETRY = RetryPolicy(
+    attempts=4, wait_initial=0.01, wait_max=0.05, first_poll=0.05, default_poll=0.05
+)
 
 
 class ManualClock:

@@ -1,7 +1,6 @@
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-import pytest
 
 from ample_batch.errors import InputError
 from ample_batch.limits import Limit

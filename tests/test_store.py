@@ -153,7 +153,8 @@ def test_an_older_database_still_opens(tmp_path: Path) -> None:
 
 def test_job_lock_is_exclusive(tmp_path: Path) -> None:
     with job_lock(tmp_path, "j1"):
-        with pytest.raises(JobBusy, match="already running"), job_lock(tmp_path, "j1"):
-            pass
+        second = job_lock(tmp_path, "j1")
+        with pytest.raises(JobBusy, match="already running"):
+            second.__enter__()
     with job_lock(tmp_path, "j1"):
         pass

@@ -1,0 +1,132 @@
+"""Kill -9 at chosen moments, resume, and get exactly what an uninterrupted run gives.
+
+Kill points are observed, not guessed: the test watches the job's own SQLite state (read-only)
+and the output directory, and kills the moment the run reaches each stage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from helpers import KEY, FakeInThread, cli, lead_rows, write_leads
+
+FAKE = {"retry_after": 0.2, "emails_per_second": 4000}
+LIMITS = ("--usage-limit", "1000/1s", "--rate-limit", "200/1s")
+
+
+def start(fake: FakeInThread, src: Path, state: Path, *extra: str) -> subprocess.Popen[str]:
+    args = ["validate", str(src), "--base-url", fake.url, "--state-dir", str(state), *LIMITS]
+    return subprocess.Popen(
+        [sys.executable, "-m", "ample_batch", *args, *extra],
+        env={**os.environ, "AMPLEMARKET_API_KEY": KEY},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def batch_states(state: Path) -> list[tuple[str, str | None]]:
+    db_path = state / "ample-batch.sqlite"
+    if not db_path.exists():
+        return []
+    try:
+        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1)
+        try:
+            return db.execute(
+                "SELECT state, next_href FROM batches WHERE source = 'api' ORDER BY id"
+            ).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return []
+
+
+def kill_when(
+    proc: subprocess.Popen[str], reached: Callable[[], bool], timeout: float = 60
+) -> bool:
+    """SIGKILL `proc` as soon as `reached()` is true; False if it finished first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if reached():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.002)
+    proc.kill()
+    raise AssertionError("the run neither reached the kill point nor finished")
+
+
+def test_sigkill_at_every_stage_resumes_to_the_same_output(tmp_path: Path) -> None:
+    rows = lead_rows(3000, blanks=15, invalid=5)
+    src = write_leads(tmp_path / "leads.csv", rows)
+    reference_dir = tmp_path / "reference"
+    reference_dir.mkdir()
+    reference_src = write_leads(reference_dir / "leads.csv", rows)
+
+    with FakeInThread(**FAKE) as fake:
+        assert (
+            cli(
+                "validate",
+                str(reference_src),
+                "--base-url",
+                fake.url,
+                "--state-dir",
+                str(tmp_path / "ref-state"),
+                *LIMITS,
+            ).returncode
+            == 0
+        )
+        reference = (reference_dir / "leads.validated.csv").read_bytes()
+        spent_by_reference = fake.summary().credits_spent
+
+    state = tmp_path / "state"
+    output_dir = tmp_path
+    stages: list[tuple[str, Callable[[], bool]]] = [
+        ("first batch running", lambda: any(s == "running" for s, _ in batch_states(state))),
+        (
+            "paging, a page committed",
+            lambda: any(s == "fetching" and h and "page" in h for s, h in batch_states(state)),
+        ),
+        (
+            # Not `submitting`: a kill inside a POST is the one unknowable case (see README).
+            "second batch accepted",
+            lambda: sum(s in ("running", "fetching", "done") for s, _ in batch_states(state)) >= 2,
+        ),
+        ("all batches done, writing", lambda: _all_done(state) or _temp_output(output_dir)),
+    ]
+    killed = []
+    with FakeInThread(**FAKE) as fake:
+        for name, reached in stages:
+            proc = start(fake, src, state, "--summary-json", str(tmp_path / f"{len(killed)}.json"))
+            if kill_when(proc, reached):
+                killed.append(name)
+        final = start(fake, src, state, "--summary-json", str(tmp_path / "final.json"))
+        _out, err = final.communicate(timeout=120)
+        assert final.returncode == 0, err
+        summary = fake.summary()
+
+    assert len(killed) >= 3, f"too few kills landed: {killed}"
+    assert (tmp_path / "leads.validated.csv").read_bytes() == reference
+    assert not list(output_dir.glob(".leads.validated.csv.*.tmp"))
+    assert summary.emails_charged_twice == 0
+    assert summary.credits_spent == spent_by_reference == 3000
+    assert json.loads((tmp_path / "final.json").read_text())["possible_double_charges"] == 0
+
+
+def _all_done(state: Path) -> bool:
+    states = batch_states(state)
+    return bool(states) and all(s in ("done", "failed") for s, _ in states)
+
+
+def _temp_output(directory: Path) -> bool:
+    return any(directory.glob(".leads.validated.csv.*.tmp"))
