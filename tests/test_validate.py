@@ -166,7 +166,7 @@ def test_unexpected_error_exits_1(tmp_path: Path) -> None:
     state = tmp_path / "s"
     state.mkdir()
     (state / "ample-batch.sqlite").write_bytes(b"this is not a database" * 100)
-    done = cli("validate", str(src), "--simulate", "--state-dir", str(state))
+    done = cli("validate", str(src), "--simulate", "--state-dir", str(state), "-q")
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1
