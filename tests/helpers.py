@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -136,3 +137,19 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> 
         env=full_env,
         timeout=timeout,
     )
+
+
+def batch_states(state: Path) -> list[tuple[str, str | None]]:
+    db_path = state / "ample-batch.sqlite"
+    if not db_path.exists():
+        return []
+    try:
+        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1)
+        try:
+            return db.execute(
+                "SELECT state, next_href FROM batches WHERE source = 'api' ORDER BY id"
+            ).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return []

@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from helpers import KEY, FakeInThread, cli, lead_rows, write_leads
+from helpers import KEY, FakeInThread, batch_states, cli, lead_rows, write_leads
 
 FAKE = {"retry_after": 0.2, "emails_per_second": 4000}
 LIMITS = ("--usage-limit", "1000/1s", "--rate-limit", "200/1s")
@@ -31,22 +30,6 @@ def start(fake: FakeInThread, src: Path, state: Path, *extra: str) -> subprocess
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def batch_states(state: Path) -> list[tuple[str, str | None]]:
-    db_path = state / "ample-batch.sqlite"
-    if not db_path.exists():
-        return []
-    try:
-        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1)
-        try:
-            return db.execute(
-                "SELECT state, next_href FROM batches WHERE source = 'api' ORDER BY id"
-            ).fetchall()
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return []
 
 
 def kill_when(

@@ -4,10 +4,18 @@ loopback, compressed limits. Every limit is asserted from the fake's own log."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from helpers import (
+    KEY,
     FakeInThread,
+    batch_states,
     cli,
     expected_result,
     lead_rows,
@@ -176,3 +184,81 @@ def _limit(text: str):
     from ample_batch.limits import parse_limit
 
     return parse_limit(text)
+
+
+def test_two_jobs_on_one_key_share_the_usage_limit(tmp_path: Path) -> None:
+    first = write_leads(tmp_path / "a.csv", lead_rows(1500))
+    second = write_leads(tmp_path / "b.csv", lead_rows(1500, start=5000))
+    with FakeInThread(**FAST, usage_limit=_limit("500/2s")) as fake:
+        procs = [
+            _popen(*validate_args(fake, src, tmp_path / "state"), "--usage-limit", "500/2s")
+            for src in (first, second)
+        ]
+        for proc in procs:
+            _out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+        summary = fake.summary()
+        assert summary.credits_spent == 3000
+        assert summary.usage_limited == 0
+        assert summary.peak_emails_in_window <= 500
+    assert_output_exact(first, tmp_path / "a.validated.csv")
+    assert_output_exact(second, tmp_path / "b.validated.csv")
+
+
+def test_quota_bound_run_keeps_to_the_ideal_schedule(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(12000))
+    with FakeInThread(**FAST, usage_limit=_limit("1000/2s")) as fake:
+        done = cli(*validate_args(fake, src, tmp_path / "s"), "--usage-limit", "1000/2s")
+        assert done.returncode == 0, done.stderr
+        posts = [r.time for r in fake.api.log if r.method == "POST" and r.status == 202]
+        summary = fake.summary()
+    assert len(posts) == 12
+    ideal = (12000 / 1000 - 1) * 2.0
+    assert posts[-1] - posts[0] <= ideal * 1.02
+    assert summary.peak_emails_in_window <= 1000
+    assert summary.usage_limited == 0
+
+
+def test_sigint_stops_promptly_with_partial_output(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(2000))
+    with FakeInThread(**FAST) as fake:
+        proc = _popen(*validate_args(fake, src, tmp_path / "s"), "--usage-limit", "500/20s")
+        # Interrupt once the first batch is in: the next one is 20 s of quota away.
+        _wait_for(lambda: [s for s, _ in batch_states(tmp_path / "s")][:1] == ["done"])
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=15)
+        assert proc.returncode == 75, err
+        assert "run the same command again" in err
+        partial = read_csv(tmp_path / "leads.validated.partial.csv")
+        assert sum(r["email_result"] != "pending" for r in partial) >= 500
+
+
+def test_a_second_run_of_the_same_job_is_refused(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(2000))
+    with FakeInThread(**FAST) as fake:
+        args = [*validate_args(fake, src, tmp_path / "s"), "--usage-limit", "500/20s"]
+        proc = _popen(*args)
+        _wait_for(lambda: fake.summary().credits_spent == 500)
+        second = cli(*args)
+        assert second.returncode == 75
+        assert "already running" in second.stderr
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=15)
+        assert proc.returncode == 75
+
+
+def _popen(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ample_batch", *args],
+        env={**os.environ, "AMPLEMARKET_API_KEY": KEY},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition never came true"
+        time.sleep(0.01)
