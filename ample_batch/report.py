@@ -156,17 +156,23 @@ def print_status(jobs: list[JobStatus]) -> None:
     if not jobs:
         console.print("no jobs in this state dir")
         return
-    table = Table("job", "state", "input", "emails", "done", "failed", "pending", "updated")
+    table = Table()
+    table.add_column("job", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    for name in ("emails", "done", "failed", "pending"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("updated", no_wrap=True)
+    table.add_column("input", overflow="fold", min_width=16)
     for item in jobs:
         p = item.progress
         table.add_row(
             item.job.id,
             item.job.state,
-            item.job.input_path,
             f"{p.emails:,}",
             f"{p.resolved:,}",
             f"{p.failed:,}",
             f"{p.pending:,}",
             datetime.fromtimestamp(item.job.updated_at).strftime("%Y-%m-%d %H:%M"),
+            item.job.input_path,
         )
     console.print(table)

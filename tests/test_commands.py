@@ -1,0 +1,134 @@
+"""The commands around `validate`: estimate, status, cancel, mock-server, and the help texts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from helpers import FakeInThread, batch_states, cli, lead_rows, read_csv, write_leads
+
+from ample_batch.cli import main
+
+COMMANDS = ["validate", "estimate", "status", "cancel", "mock-server"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Example" in result.output
+
+
+def test_validate_help_documents_the_contract() -> None:
+    text = CliRunner().invoke(main, ["validate", "--help"], terminal_width=200).output
+    for option in [
+        "--output",
+        "--email-column",
+        "--api-key",
+        "--base-url",
+        "--usage-limit",
+        "--rate-limit",
+        "--chunk-size",
+        "--state-dir",
+        "--cache-ttl",
+        "--max-runtime",
+        "--simulate",
+        "--summary-json",
+        "--quiet",
+        "--verbose",
+        "AMPLEMARKET_API_KEY",
+        "AMPLE_BATCH_HOME",
+    ]:
+        assert option in text
+
+
+def test_estimate_spends_nothing_and_counts_the_cache(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "a.csv", lead_rows(1000, blanks=5, invalid=3))
+    state = tmp_path / "s"
+    before = cli("estimate", str(src), "--state-dir", str(state), "--json")
+    assert before.returncode == 0, before.stderr
+    estimate = json.loads(before.stdout)
+    assert estimate["rows"] == 1000 + 100 + 8
+    assert estimate["unique_emails"] == 1000
+    assert (estimate["blank"], estimate["invalid"], estimate["cached"]) == (5, 3, 0)
+    assert estimate["credits_needed"] == 1000
+    assert estimate["batches"] == 1
+    assert not state.exists(), "estimate must not create state"
+
+    with FakeInThread(retry_after=0.1) as fake:
+        assert (
+            cli("validate", str(src), "--base-url", fake.url, "--state-dir", str(state)).returncode
+            == 0
+        )
+    overlap = write_leads(tmp_path / "b.csv", lead_rows(1000, start=600))
+    after = json.loads(cli("estimate", str(overlap), "--state-dir", str(state), "--json").stdout)
+    assert (after["cached"], after["credits_needed"]) == (400, 600)
+    table = cli("estimate", str(overlap), "--state-dir", str(state), "--usage-limit", "100/hour")
+    assert "credits needed" in table.stdout and "5.0 h" in table.stdout
+
+
+def test_status_lists_jobs_and_their_progress(tmp_path: Path) -> None:
+    state = tmp_path / "s"
+    empty = cli("status", "--state-dir", str(state))
+    assert empty.returncode == 0 and "no jobs" in empty.stdout
+    src = write_leads(tmp_path / "a.csv", lead_rows(200))
+    with FakeInThread(retry_after=0.1) as fake:
+        assert (
+            cli("validate", str(src), "--base-url", fake.url, "--state-dir", str(state)).returncode
+            == 0
+        )
+    jobs = json.loads(cli("status", "--state-dir", str(state), "--json").stdout)
+    assert len(jobs) == 1
+    assert jobs[0]["job"]["state"] == "done"
+    assert jobs[0]["progress"]["resolved"] == 200
+    assert jobs[0]["progress"]["pending"] == 0
+    job_id = jobs[0]["job"]["id"]
+    one = cli("status", job_id[:5], "--state-dir", str(state))
+    assert one.returncode == 0 and job_id in one.stdout
+    missing = cli("status", "zzzz", "--state-dir", str(state))
+    assert missing.returncode == 2 and "no job 'zzzz'" in missing.stderr
+
+
+def test_cancel_keeps_partial_results_and_validate_finishes_the_rest(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "a.csv", lead_rows(1000))
+    state = tmp_path / "s"
+    # Slow processing: after the deadline, the batch is still running on the server.
+    with FakeInThread(retry_after=0.2, emails_per_second=200) as fake:
+        base = ["--base-url", fake.url, "--state-dir", str(state)]
+        stopped = cli("validate", str(src), *base, "--max-runtime", "1s")
+        assert stopped.returncode == 75, stopped.stderr
+        assert [s for s, _ in batch_states(state)] == ["running"]
+        job_id = json.loads(cli("status", "--state-dir", str(state), "--json").stdout)[0]["job"][
+            "id"
+        ]
+        canceled = cli("cancel", job_id, "--base-url", fake.url, "--state-dir", str(state))
+        assert canceled.returncode == 0, canceled.stderr
+        assert "canceled 1 running validation" in canceled.stdout
+        kept = json.loads(cli("status", "--state-dir", str(state), "--json").stdout)[0]
+        charged = fake.summary().credits_spent
+        assert 0 < kept["progress"]["resolved"] == charged < 1000
+        done = cli("validate", str(src), *base)
+        assert done.returncode == 0, done.stderr
+        assert fake.summary().credits_spent == 1000
+        assert fake.summary().emails_charged_twice == 0
+    assert all(r["email_result"] != "pending" for r in read_csv(tmp_path / "a.validated.csv"))
+
+
+def test_mock_server_help_documents_every_switch() -> None:
+    text = CliRunner().invoke(main, ["mock-server", "--help"], terminal_width=200).output
+    for switch in [
+        "--port",
+        "--api-key",
+        "--rate-limit",
+        "--usage-limit",
+        "--credits",
+        "--fail-5xx",
+        "--drop",
+        "--spurious-429",
+        "--batch-error",
+        "--latency",
+        "--retry-after",
+    ]:
+        assert switch in text
