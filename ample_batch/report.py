@@ -162,7 +162,7 @@ def print_status(jobs: list[JobStatus]) -> None:
     for name in ("emails", "done", "failed", "pending"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("updated", no_wrap=True)
-    table.add_column("input", overflow="fold", min_width=16)
+    table.add_column("input", overflow="fold")
     for item in jobs:
         p = item.progress
         table.add_row(
