@@ -127,8 +127,14 @@ class Report:
             self.console.print(f"warning: {warning}", highlight=False)
 
 
-def print_estimate(estimate: Estimate) -> None:
+def _stdout_console() -> Console:
+    """Tables for stdout: piped into a file or a cron mail, they need not fit 80 columns."""
     console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+def print_estimate(estimate: Estimate) -> None:
+    console = _stdout_console()
     table = Table(title=f"estimate for {estimate.input}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
@@ -152,7 +158,7 @@ def print_estimate(estimate: Estimate) -> None:
 
 
 def print_status(jobs: list[JobStatus]) -> None:
-    console = Console()
+    console = _stdout_console()
     if not jobs:
         console.print("no jobs in this state dir")
         return
