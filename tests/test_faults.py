@@ -15,10 +15,20 @@ USAGE, RATE = "1000/1s", "100/1s"
 
 def run(fake: FakeInThread, src: Path, tmp_path: Path, *extra: str):
     return cli(
-        "validate", str(src), "--base-url", fake.url, "--state-dir", str(tmp_path / "state"),
-        "--usage-limit", USAGE, "--rate-limit", RATE,
-        "--summary-json", str(tmp_path / "summary.json"), *extra,
-    )  # fmt: skip
+        "validate",
+        str(src),
+        "--base-url",
+        fake.url,
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--usage-limit",
+        USAGE,
+        "--rate-limit",
+        RATE,
+        "--summary-json",
+        str(tmp_path / "summary.json"),
+        *extra,
+    )
 
 
 def test_fault_matrix(tmp_path: Path) -> None:
@@ -57,8 +67,9 @@ def test_fault_matrix(tmp_path: Path) -> None:
             continue
         assert (row["email_result"], row["email_catch_all"]) == expected
     run_summary = json.loads((tmp_path / "summary.json").read_text())
-    assert run_summary["failed"] == len({r["Email"].strip().lower() for r in rows
-                                         if r["email_result"] == "failed"})  # fmt: skip
+    assert run_summary["failed"] == len(
+        {r["Email"].strip().lower() for r in rows if r["email_result"] == "failed"}
+    )
     # Only a batch that errored three times leaves `failed` rows: rare at 15% per attempt.
     assert failed <= 0.05 * len(rows)
     # A dropped POST may have been accepted: resent, and reported, never hidden.
@@ -76,8 +87,9 @@ def test_long_queue_http_date_retry_after_and_skewed_server_clock(tmp_path: Path
     assert summary.early_polls == 0
     assert summary.credits_spent == 300
     rows = read_csv(tmp_path / "leads.validated.csv")
-    assert all((r["email_result"], r["email_catch_all"]) == expected_result(r["Email"])
-               for r in rows)  # fmt: skip
+    assert all(
+        (r["email_result"], r["email_catch_all"]) == expected_result(r["Email"]) for r in rows
+    )
 
 
 def test_every_batch_erroring_ends_failed_after_three_attempts(tmp_path: Path) -> None:

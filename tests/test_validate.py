@@ -44,9 +44,7 @@ def assert_output_exact(src: Path, out: Path) -> None:
     assert len(enriched) == len(original)
     for before, after in zip(original, enriched, strict=True):
         assert {k: after[k] for k in before} == before
-        assert (after["email_result"], after["email_catch_all"]) == expected_result(
-            before["Email"]
-        )
+        assert (after["email_result"], after["email_catch_all"]) == expected_result(before["Email"])
 
 
 def assert_limits_kept(fake: FakeInThread, usage: int, rate: int) -> None:
@@ -162,7 +160,11 @@ def test_max_runtime_writes_partial_and_exits_75(tmp_path: Path) -> None:
 def test_simulate_needs_no_key(tmp_path: Path) -> None:
     src = write_leads(tmp_path / "leads.csv", lead_rows(50, blanks=2, invalid=2))
     done = cli(
-        "validate", str(src), "--simulate", "--state-dir", str(tmp_path / "s"),
+        "validate",
+        str(src),
+        "--simulate",
+        "--state-dir",
+        str(tmp_path / "s"),
         env={"AMPLEMARKET_API_KEY": ""},
     )
     assert done.returncode == 0, done.stderr
