@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from . import read
+from .client import ValidationClient
 from .errors import InputError
 from .execute import Engine
 from .limits import Limit
 from .plan import chunk_size_for, plan_emails, schedule_for
-from .run import ApiOptions, _scheduler, api_session
+from .run import ApiOptions, api_session, scheduler_for
 from .store import BatchState, Job, Progress, Store, job_id_for, job_lock
 
 
@@ -157,9 +158,7 @@ async def _cancel(state_dir: Path, job_ref: str, api: ApiOptions) -> int:
         job = _find(store, job_ref)
         with job_lock(state_dir, job.id):
             async with api_session(api) as (session, base_url, api_key):
-                from .client import ValidationClient
-
-                scheduler = _scheduler(api, state_dir, api_key)
+                scheduler = scheduler_for(api, state_dir, api_key)
                 try:
                     client = ValidationClient(
                         session, base_url=base_url, api_key=api_key, throttle=scheduler

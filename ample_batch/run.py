@@ -170,7 +170,8 @@ async def api_session(
         yield session, base_url, api_key
 
 
-def _scheduler(options: ApiOptions, state_dir: Path, api_key: str) -> Scheduler:
+def scheduler_for(options: ApiOptions, state_dir: Path, api_key: str) -> Scheduler:
+    """The shared ledgers for this key, in the state dir."""
     return Scheduler(
         ScheduleConfig(
             usage_limit=options.usage_limit,
@@ -214,7 +215,7 @@ async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
     stop = asyncio.Event()
     with _signals(stop):
         async with api_session(options.api) as (session, base_url, api_key):
-            scheduler = _scheduler(options.api, options.state_dir, api_key)
+            scheduler = scheduler_for(options.api, options.state_dir, api_key)
             live.quota_used = scheduler.usage_in_window
             try:
                 client = ValidationClient(
