@@ -15,14 +15,11 @@ polls and page fetches count against the rate limit like everything else.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import email.utils
 import ipaddress
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, NoReturn, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -30,23 +27,24 @@ import stamina
 from yarl import URL
 
 from .errors import (
-    ApiError,
     BadRequest,
     InputError,
-    InsufficientCredits,
     NotFound,
     RateLimited,
     RetryableError,
     SubmissionUnknown,
     TransientError,
-    Unauthorized,
     UnsafeLink,
     UsageLimited,
-    ValidationFailed,
+)
+from .responses import (
+    Page,
+    Validation,
+    error_for,
+    parse_validation,
 )
 
 DEFAULT_BASE_URL = "https://api.amplemarket.com"
-TERMINAL_STATUSES = frozenset({"completed", "canceled", "error"})
 
 
 class Throttle(Protocol):
@@ -92,40 +90,6 @@ class Unthrottled:
         return None
 
 
-@dataclass(frozen=True)
-class Result:
-    """One verdict, as the API returned it."""
-
-    email: str
-    result: str
-    catch_all: bool | None
-
-
-@dataclass(frozen=True)
-class Validation:
-    """A snapshot of one email validation on the server."""
-
-    id: str
-    status: str
-    href: str
-    results: list[Result] = field(default_factory=list)
-    next_href: str | None = None
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    retry_after: float | None = None
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-
-@dataclass(frozen=True)
-class Page:
-    """One page of results and the href of the page after it (None on the last page)."""
-
-    results: list[Result]
-    next_href: str | None
-
-
 @dataclass(frozen=True, kw_only=True)
 class RetryPolicy:
     """How hard the client tries before giving up on a request."""
@@ -169,52 +133,6 @@ def check_base_url(base_url: str) -> str:
     if parts.query or parts.fragment:
         raise InputError(f"bad --base-url {base_url!r}: no query or fragment allowed")
     return base_url.rstrip("/")
-
-
-def parse_retry_after(value: str | None, server_date: str | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date.
-
-    An HTTP-date is measured against the response's own `Date` header when there is one, so a
-    server whose clock disagrees with ours still gets the wait it meant.
-    """
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    reference = time.time()
-    if server_date:
-        with contextlib.suppress(TypeError, ValueError):
-            reference = email.utils.parsedate_to_datetime(server_date).timestamp()
-    return max(0.0, when - reference)
-
-
-def _parse_results(items: Any) -> list[Result]:
-    results = []
-    for item in items or []:
-        if not isinstance(item, dict) or not isinstance(item.get("email"), str):
-            continue
-        catch_all = item.get("catch_all")
-        results.append(
-            Result(
-                email=item["email"],
-                result=str(item.get("result") or "unknown"),
-                catch_all=catch_all if isinstance(catch_all, bool) else None,
-            )
-        )
-    return results
-
-
-def _link(body: dict[str, Any], name: str) -> str | None:
-    link = (body.get("_links") or {}).get(name)
-    href = link.get("href") if isinstance(link, dict) else None
-    return href if isinstance(href, str) and href else None
 
 
 class ValidationClient:
@@ -272,7 +190,7 @@ class ValidationClient:
                     "POST", "/email-validations", payload, throttled=admit is None
                 )
                 if status in (200, 202):
-                    return self._validation(body, headers, fallback_href=headers.get("Location"))
+                    return parse_validation(body, headers, fallback_href=headers.get("Location"))
                 self._raise_for(status, headers, body, post=True)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -293,7 +211,7 @@ class ValidationClient:
             with attempt:
                 status, headers, body = await self._send("GET", href)
                 if status == 200:
-                    return self._validation(body, headers, fallback_href=href)
+                    return parse_validation(body, headers, fallback_href=href)
                 self._raise_for(status, headers, body)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -449,98 +367,22 @@ class ValidationClient:
                 body = None
         return status, resp_headers, body
 
-    def _validation(
-        self, body: Any, headers: dict[str, str], *, fallback_href: str | None
-    ) -> Validation:
-        if not isinstance(body, dict) or not isinstance(body.get("id"), (str, int)):
-            raise TransientError("the API answered with a body that is not a validation")
-        vid = str(body["id"])
-        href = _link(body, "self") or fallback_href or f"/email-validations/{vid}"
-        errors = body.get("_errors")
-        return Validation(
-            id=vid,
-            status=str(body.get("status") or "queued"),
-            href=href,
-            results=_parse_results(body.get("results")),
-            next_href=_link(body, "next"),
-            errors=errors if isinstance(errors, list) else [],
-            retry_after=parse_retry_after(headers.get("Retry-After"), headers.get("Date")),
-        )
-
     def _raise_for(
         self, status: int, headers: dict[str, str], body: Any, *, post: bool = False
-    ) -> None:
-        """Translate an unsuccessful answer into our exception tree, by status and code."""
-        errors = body.get("_errors") if isinstance(body, dict) else None
-        errors = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
-        codes = {str(e.get("code")) for e in errors}
-        retry_after = parse_retry_after(headers.get("Retry-After"), headers.get("Date"))
-        detail = "; ".join(str(e.get("detail") or e.get("title") or e.get("code")) for e in errors)
-        suffix = f": {detail}" if detail else ""
-        kwargs: dict[str, Any] = {"status": status, "errors": errors}
-        if "insufficient_credits" in codes or status == 402:
-            raise InsufficientCredits(
-                f"the account is out of email credits{suffix}; top up, then run again", **kwargs
-            )
-        if status in (401, 403) or "unauthorized" in codes:
-            raise Unauthorized(
-                "the API key was rejected; check AMPLEMARKET_API_KEY or --api-key", **kwargs
-            )
-        if status == 429:
-            if "usage_limit_exceeded" in codes:
-                raise UsageLimited(
-                    f"the email usage limit is reached{suffix}", retry_after=retry_after, **kwargs
-                )
-            if retry_after is not None:
-                self._throttle.pause_requests(retry_after)
-            raise RateLimited(f"too many requests{suffix}", retry_after=retry_after, **kwargs)
-        if status >= 500 or status in (408, 425):
-            if post and not errors:
-                # No error body: a proxy may have answered after the API accepted the batch.
-                raise SubmissionUnknown(
-                    f"the API answered {status} to a batch without saying it was refused; "
-                    "it may have been accepted",
-                    **kwargs,
-                )
-            raise TransientError(
-                f"the API answered {status}{suffix}", retry_after=retry_after, **kwargs
-            )
-        if status == 404:
-            raise NotFound(f"the API does not know this validation{suffix}", **kwargs)
-        if 300 <= status < 400:
-            raise UnsafeLink(f"the API answered with a redirect ({status}); not followed")
-        raise BadRequest(f"the API refused the request ({status}){suffix}", **kwargs)
-
-
-def failed_validation(validation: Validation) -> ValidationFailed | InsufficientCredits:
-    """The exception describing why a validation ended in `error`."""
-    codes = {str(e.get("code")) for e in validation.errors}
-    detail = "; ".join(str(e.get("detail") or e.get("code")) for e in validation.errors)
-    if "insufficient_credits" in codes:
-        return InsufficientCredits(
-            f"the account ran out of email credits during a validation: {detail}",
-            errors=validation.errors,
-        )
-    return ValidationFailed(
-        f"validation {validation.id} ended in error: {detail or 'no detail'}",
-        errors=validation.errors,
-    )
+    ) -> NoReturn:
+        error = error_for(status, headers, body, post=post)
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            self._throttle.pause_requests(error.retry_after)  # every request waits, not just this
+        raise error
 
 
 __all__ = [
     "DEFAULT_BASE_URL",
-    "TERMINAL_STATUSES",
-    "ApiError",
-    "Page",
-    "Result",
     "RetryPolicy",
     "Throttle",
     "Unthrottled",
-    "Validation",
     "ValidationClient",
     "check_base_url",
-    "failed_validation",
     "is_loopback",
     "new_session",
-    "parse_retry_after",
 ]

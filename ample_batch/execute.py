@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .client import Validation, ValidationClient, failed_validation
+from .client import ValidationClient
 from .errors import (
     BadRequest,
     InsufficientCredits,
@@ -32,6 +32,7 @@ from .errors import (
     UsageLimited,
 )
 from .match import ResultMatcher
+from .responses import Validation, failed_validation
 from .schedule import Scheduler
 from .store import Batch, BatchState, Store
 

@@ -10,13 +10,7 @@ import pytest
 from aiohttp import web
 from helpers import KEY, ManualClock, make_client
 
-from ample_batch.client import (
-    RetryPolicy,
-    Validation,
-    check_base_url,
-    failed_validation,
-    parse_retry_after,
-)
+from ample_batch.client import RetryPolicy, check_base_url
 from ample_batch.errors import (
     BadRequest,
     InputError,
@@ -32,6 +26,7 @@ from ample_batch.errors import (
 )
 from ample_batch.fake import verdict_for
 from ample_batch.limits import Limit
+from ample_batch.responses import Validation, failed_validation, parse_retry_after
 from ample_batch.schedule import ScheduleConfig, Scheduler, VirtualClock
 
 
