@@ -34,7 +34,8 @@ from .errors import (
 from .match import ResultMatcher
 from .responses import Validation, failed_validation
 from .schedule import Scheduler
-from .store import Batch, BatchState, Store
+from .schema import Batch, BatchState
+from .store import Store
 
 _ITEM_POINTER = re.compile(r"^/emails/(\d+)(?:/email)?$")
 MAX_SUBMIT_FAILURES = 5

@@ -17,9 +17,11 @@ from .client import ValidationClient
 from .errors import InputError
 from .execute import Engine
 from .limits import Limit
+from .locks import job_lock
 from .plan import chunk_size_for, plan_emails, schedule_for
 from .run import ApiOptions, api_session, scheduler_for
-from .store import BatchState, Job, Progress, Store, job_id_for, job_lock
+from .schema import BatchState, Job, Progress, job_id_for
+from .store import Store
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -39,9 +39,11 @@ from .errors import InputError, InsufficientCredits, Stopped
 from .execute import Counters, Engine
 from .join import Verdicts, enrich_batches
 from .limits import Limit
+from .locks import job_lock
 from .plan import chunk_size_for, plan_emails
 from .schedule import ScheduleConfig, Scheduler, key_id
-from .store import BatchState, Job, Store, job_lock
+from .schema import BatchState, Job
+from .store import Store
 
 SIMULATED_KEY = "simulated-key"
 

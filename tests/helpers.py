@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,23 @@ def batch_states(state: Path) -> list[tuple[str, str | None]]:
             db.close()
     except sqlite3.Error:
         return []
+
+
+class PausableClock:
+    """Monotonic time that a test can stop and restart, to hold a fake's progress still."""
+
+    def __init__(self) -> None:
+        self._base = 0.0
+        self._since: float | None = time.monotonic()
+
+    def __call__(self) -> float:
+        if self._since is None:
+            return self._base
+        return self._base + time.monotonic() - self._since
+
+    def pause(self) -> None:
+        self._base = self()
+        self._since = None
+
+    def resume(self) -> None:
+        self._since = time.monotonic()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import FakeInThread, batch_states, cli, lead_rows, read_csv, write_leads
+from helpers import FakeInThread, PausableClock, batch_states, cli, lead_rows, read_csv, write_leads
 
 from ample_batch.cli import main
 
@@ -94,11 +94,14 @@ def test_status_lists_jobs_and_their_progress(tmp_path: Path) -> None:
 def test_cancel_keeps_partial_results_and_validate_finishes_the_rest(tmp_path: Path) -> None:
     src = write_leads(tmp_path / "a.csv", lead_rows(1000))
     state = tmp_path / "s"
-    # Slow processing: after the deadline, the batch is still running on the server.
-    with FakeInThread(retry_after=0.2, emails_per_second=200) as fake:
+    # Slow processing: after the deadline, the batch is still running on the server; then the
+    # fake's clock stands still so nothing more is processed until the test says so.
+    clock = PausableClock()
+    with FakeInThread(retry_after=0.2, emails_per_second=200, clock=clock) as fake:
         base = ["--base-url", fake.url, "--state-dir", str(state)]
         stopped = cli("validate", str(src), *base, "--max-runtime", "1s")
         assert stopped.returncode == 75, stopped.stderr
+        clock.pause()
         assert [s for s, _ in batch_states(state)] == ["running"]
         job_id = json.loads(cli("status", "--state-dir", str(state), "--json").stdout)[0]["job"][
             "id"
@@ -109,6 +112,7 @@ def test_cancel_keeps_partial_results_and_validate_finishes_the_rest(tmp_path: P
         kept = json.loads(cli("status", "--state-dir", str(state), "--json").stdout)[0]
         charged = fake.summary().credits_spent
         assert 0 < kept["progress"]["resolved"] == charged < 1000
+        clock.resume()
         done = cli("validate", str(src), *base)
         assert done.returncode == 0, done.stderr
         assert fake.summary().credits_spent == 1000

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
-import io
 import tempfile
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -34,14 +34,15 @@ def test_from_rows() -> None:
 
 
 def test_every_kind_of_row() -> None:
-    verdicts = Verdicts.from_rows([
-        ("ana@example.com", "deliverable", False),
-        ("bob@example.com", "risky", True),
-    ])
+    verdicts = Verdicts.from_rows(
+        [
+            ("ana@example.com", "deliverable", False),
+            ("bob@example.com", "risky", True),
+        ]
+    )
     out = table(DATA / "quoted.csv", verdicts)
     assert out.column_names[-2:] == ["email_result", "email_catch_all"]
-    assert out.column("email_result").to_pylist() == ["deliverable", "risky", "no_email",
-                                                      "pending"]
+    assert out.column("email_result").to_pylist() == ["deliverable", "risky", "no_email", "pending"]
     assert out.column("email_catch_all").to_pylist() == ["false", "true", "", ""]
     assert out.column("email").to_pylist()[1] == "  Bob@Example.COM  "  # the cell is untouched
     failed = table(DATA / "quoted.csv", verdicts, missing="failed")
@@ -55,25 +56,33 @@ def test_invalid_syntax_is_never_looked_up() -> None:
 
 
 def test_only_the_vocabulary_is_written() -> None:
-    verdicts = Verdicts.from_rows([
-        ("ana@example.com", '=HYPERLINK("http://evil")', True),
-        ("bob@example.com", "Deliverable", None),
-    ])
+    verdicts = Verdicts.from_rows(
+        [
+            ("ana@example.com", '=HYPERLINK("http://evil")', True),
+            ("bob@example.com", "Deliverable", None),
+        ]
+    )
     out = table(DATA / "quoted.csv", verdicts)
     assert out.column("email_result").to_pylist()[:2] == ["unknown", "unknown"]
 
 
 def test_verdict_emails_are_matched_after_normalising() -> None:
-    verdicts = Verdicts.from_rows([("  ANA@example.com", "undeliverable", False),
-                                   ("mailto:Dee@Example.com", "risky", None)])
+    verdicts = Verdicts.from_rows(
+        [("  ANA@example.com", "undeliverable", False), ("mailto:Dee@Example.com", "risky", None)]
+    )
     out = table(DATA / "quoted.csv", verdicts)
-    assert out.column("email_result").to_pylist() == ["undeliverable", "pending", "no_email",
-                                                      "risky"]
+    assert out.column("email_result").to_pylist() == [
+        "undeliverable",
+        "pending",
+        "no_email",
+        "risky",
+    ]
 
 
 def test_a_repeated_verdict_email_keeps_the_last() -> None:
-    verdicts = Verdicts.from_rows([("ana@example.com", "risky", True),
-                                   ("ana@example.com", "deliverable", False)])
+    verdicts = Verdicts.from_rows(
+        [("ana@example.com", "risky", True), ("ana@example.com", "deliverable", False)]
+    )
     out = table(DATA / "quoted.csv", verdicts)
     assert out.column("email_result").to_pylist()[0] == "deliverable"
     assert out.column("email_catch_all").to_pylist()[0] == "false"
@@ -84,8 +93,12 @@ def test_parquet_catch_all_is_a_nullable_bool() -> None:
     out = table(DATA / "nulls.parquet", verdicts)
     assert out.schema.field("email_catch_all").type == pa.bool_()
     assert out.column("email_catch_all").to_pylist() == [True, None, None, None]
-    assert out.column("email_result").to_pylist() == ["deliverable", "no_email", "pending",
-                                                      "no_email"]
+    assert out.column("email_result").to_pylist() == [
+        "deliverable",
+        "no_email",
+        "pending",
+        "no_email",
+    ]
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
@@ -104,7 +117,8 @@ def test_fast_and_general_paths_agree(tmp_path: Path, monkeypatch: pytest.Monkey
     emails = [e for e in emails if is_valid_email(e)]
     results = ["deliverable", "risky", "unknown", "undeliverable", "failed", "=1+1"]
     verdicts = Verdicts.from_rows(
-        (e, results[i % 6], [True, False, None][i % 3]) for i, e in enumerate(emails[::2]))
+        (e, results[i % 6], [True, False, None][i % 3]) for i, e in enumerate(emails[::2])
+    )
     fast = tmp_path / "fast.csv"
     assert enrich_file(spec, verdicts, fast) == 2000
     monkeypatch.setenv("AMPLE_BATCH_NO_POLARS_JOIN", "1")
@@ -115,12 +129,25 @@ def test_fast_and_general_paths_agree(tmp_path: Path, monkeypatch: pytest.Monkey
     assert b"=1+1" not in fast.read_bytes()
     # Minimal quoting in, minimal quoting out: only the two new cells differ on each line.
     stripped = b"".join(
-        line.rsplit(b",", 2)[0] + b"\n" if line.endswith((b",", b"true", b"false", b"pending",
-                                                          b"deliverable", b"risky", b"unknown",
-                                                          b"undeliverable", b"failed",
-                                                          b"no_email", b"invalid_syntax"))
+        line.rsplit(b",", 2)[0] + b"\n"
+        if line.endswith(
+            (
+                b",",
+                b"true",
+                b"false",
+                b"pending",
+                b"deliverable",
+                b"risky",
+                b"unknown",
+                b"undeliverable",
+                b"failed",
+                b"no_email",
+                b"invalid_syntax",
+            )
+        )
         else line + b"\n"
-        for line in fast.read_bytes().split(b"\n", 1)[1].split(b"\n")[:-1])
+        for line in fast.read_bytes().split(b"\n", 1)[1].split(b"\n")[:-1]
+    )
     assert stripped == original
 
 
@@ -130,29 +157,45 @@ def test_fast_path_falls_back_on_quoting_polars_refuses(tmp_path: Path) -> None:
     spec = inspect_input(odd)
     out = tmp_path / "odd.validated.csv"
     assert enrich_file(spec, Verdicts.from_rows([("a@example.com", "risky", False)]), out) == 1
-    assert out.read_bytes() == b'email,name,email_result,email_catch_all\n' \
-                               b'a@example.com,"ab""c",risky,false\n'
+    assert (
+        out.read_bytes() == b"email,name,email_result,email_catch_all\n"
+        b'a@example.com,"ab""c",risky,false\n'
+    )
 
 
-POOL = ["a@x.co", "A@X.CO ", " mailto:a@x.co", "b@x.co", "Bee <B@x.co>", "", "  ", "nope",
-        "c@y.org", "c@@y.org", "d@z.io", "NA"]
+POOL = [
+    "a@x.co",
+    "A@X.CO ",
+    " mailto:a@x.co",
+    "b@x.co",
+    "Bee <B@x.co>",
+    "",
+    "  ",
+    "nope",
+    "c@y.org",
+    "c@@y.org",
+    "d@z.io",
+    "NA",
+]
 
 
 @settings(max_examples=40, deadline=None)
 @given(
     cells=st.lists(st.sampled_from(POOL), min_size=1, max_size=60),
-    known=st.dictionaries(st.sampled_from(["a@x.co", "b@x.co", "c@y.org", "d@z.io"]),
-                          st.tuples(st.sampled_from(["deliverable", "risky", "unknown",
-                                                     "undeliverable", "failed"]),
-                                    st.sampled_from([True, False, None]))),
+    known=st.dictionaries(
+        st.sampled_from(["a@x.co", "b@x.co", "c@y.org", "d@z.io"]),
+        st.tuples(
+            st.sampled_from(["deliverable", "risky", "unknown", "undeliverable", "failed"]),
+            st.sampled_from([True, False, None]),
+        ),
+    ),
     batch_rows=st.sampled_from([1, 7, 65_536]),
 )
-def test_join_keeps_row_count_and_order(cells: list[str], known: dict[str, tuple[str, bool | None]],
-                                        batch_rows: int) -> None:
+def test_join_keeps_row_count_and_order(
+    cells: list[str], known: dict[str, tuple[str, bool | None]], batch_rows: int
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "leads.parquet"
-        import pyarrow.parquet as pq
-
         ids = [str(i) for i in range(len(cells))]
         pq.write_table(pa.table({"id": ids, "email": cells}), path)
         spec = inspect_input(path, email_column="email")
@@ -171,12 +214,11 @@ def test_join_keeps_row_count_and_order(cells: list[str], known: dict[str, tuple
             expected.append(known[key])
         else:
             expected.append(("pending", None))
-    got = list(zip(out.column("email_result").to_pylist(),
-                   out.column("email_catch_all").to_pylist(), strict=True))
+    got = list(
+        zip(
+            out.column("email_result").to_pylist(),
+            out.column("email_catch_all").to_pylist(),
+            strict=True,
+        )
+    )
     assert got == expected
-
-
-def test_csv_written_by_the_csv_module_reads_back() -> None:
-    buffer = io.StringIO()
-    csv.writer(buffer).writerows([["email"], ["a@x.co"]])
-    assert buffer.getvalue() == "email\r\na@x.co\r\n"

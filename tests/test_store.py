@@ -4,13 +4,9 @@ from pathlib import Path
 import pytest
 
 from ample_batch.errors import JobBusy
-from ample_batch.store import (
-    BATCH_ATTEMPTS,
-    MIGRATIONS,
-    BatchState,
-    Store,
-    job_lock,
-)
+from ample_batch.locks import job_lock
+from ample_batch.schema import BATCH_ATTEMPTS, MIGRATIONS, BatchState
+from ample_batch.store import Store
 
 
 class Clock:

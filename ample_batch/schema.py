@@ -1,0 +1,131 @@
+"""The state database's schema, its migrations, and the records read from it.
+
+Each entry of MIGRATIONS moves the schema one version forward (`PRAGMA user_version`); an
+entry that has shipped is never edited, so an older database always opens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+DB_NAME = "ample-batch.sqlite"
+BATCH_ATTEMPTS = 3
+
+
+class BatchState(StrEnum):
+    PLANNED = "planned"
+    SUBMITTING = "submitting"
+    RUNNING = "running"
+    FETCHING = "fetching"
+    DONE = "done"
+    FAILED = "failed"
+
+
+OPEN_STATES = (BatchState.SUBMITTING, BatchState.RUNNING, BatchState.FETCHING)
+
+# Each entry moves the schema one version forward; never edit one that has shipped.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        input_path TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        email_column TEXT NOT NULL,
+        output_path TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        cache_cutoff REAL NOT NULL,
+        state TEXT NOT NULL DEFAULT 'new',
+        stats TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE batches (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs(id),
+        source TEXT NOT NULL DEFAULT 'api',
+        state TEXT NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 1,
+        size INTEGER NOT NULL,
+        remote_id TEXT,
+        remote_href TEXT,
+        next_href TEXT,
+        remote_status TEXT,
+        poll_after REAL,
+        submitted_at REAL,
+        updated_at REAL NOT NULL,
+        error TEXT
+    );
+    CREATE INDEX batches_job_state ON batches(job_id, state);
+    CREATE TABLE batch_emails (
+        batch_id INTEGER NOT NULL REFERENCES batches(id),
+        email TEXT NOT NULL,
+        result TEXT,
+        catch_all INTEGER,
+        PRIMARY KEY (batch_id, email)
+    ) WITHOUT ROWID;
+    CREATE TABLE verdicts (
+        email TEXT PRIMARY KEY,
+        result TEXT NOT NULL,
+        catch_all INTEGER,
+        checked_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
+]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file being validated, across as many runs as it takes."""
+
+    id: str
+    input_path: str
+    fingerprint: str
+    email_column: str
+    output_path: str | None
+    created_at: float
+    updated_at: float
+    cache_cutoff: float
+    state: str
+    stats: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One POST's worth of emails and where it stands."""
+
+    id: int
+    job_id: str
+    source: str
+    state: BatchState
+    attempt: int
+    size: int
+    remote_id: str | None
+    remote_href: str | None
+    next_href: str | None
+    remote_status: str | None
+    poll_after: float | None
+    submitted_at: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Counts of a job's emails and batches, for status lines and summaries."""
+
+    emails: int
+    resolved: int
+    cached: int
+    failed: int
+    batches: dict[str, int]
+
+    @property
+    def pending(self) -> int:
+        return self.emails - self.resolved - self.failed
+
+
+def job_id_for(input_path: str, fingerprint: str, email_column: str) -> str:
+    """A short stable id: the same file, content and column always give the same job."""
+    digest = hashlib.sha256("\0".join((input_path, fingerprint, email_column)).encode())
+    return digest.hexdigest()[:12]
