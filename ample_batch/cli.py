@@ -170,7 +170,26 @@ def api_options(command: F) -> F:
     return command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineErrors(click.Group):
+    """Click's usage errors as one line (`ample-batch: ...`, exit 2), like every other error,
+    so cron mail and scripts see the same shape whatever went wrong."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as exc:
+            hint = ""
+            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+                hint = f" (see {exc.ctx.command_path} --help)"
+            _fail(exc.exit_code, exc.format_message() + hint)
+        except click.Abort:
+            _fail(EXIT_TEMPFAIL, "interrupted; run the same command again to resume")
+        sys.exit(result if isinstance(result, int) else EXIT_OK)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ample-batch")
 def main() -> None:
     """Validate the emails in large lead lists through the Amplemarket API.
