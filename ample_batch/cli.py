@@ -6,9 +6,10 @@ Exit codes (a contract, see README): 0 done · 1 unexpected error · 2 bad usage
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -174,11 +175,19 @@ class OneLineErrors(click.Group):
     """Click's usage errors as one line (`ample-batch: ...`, exit 2), like every other error,
     so cron mail and scripts see the same shape whatever went wrong."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        run = functools.partial(super().main, args, prog_name, complete_var, **extra)
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return run(standalone_mode=False)
         try:
-            result = super().main(*args, standalone_mode=False, **kwargs)
+            result = run(standalone_mode=False)
         except click.exceptions.NoArgsIsHelpError as exc:
             click.echo(exc.format_message())
             sys.exit(EXIT_OK)
