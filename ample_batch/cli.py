@@ -187,7 +187,7 @@ class OneLineErrors(click.Group):
         if not standalone_mode:
             return run(standalone_mode=False)
         try:
-            result = run(standalone_mode=False)
+            result: Any = run(standalone_mode=False)
         except click.exceptions.NoArgsIsHelpError as exc:
             click.echo(exc.format_message())
             sys.exit(EXIT_OK)
