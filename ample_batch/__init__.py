@@ -11,7 +11,9 @@ Everything the command line does is a function here; the CLI only parses options
 these exceptions to exit codes.
 """
 
-from .client import RetryPolicy, ValidationClient, new_session
+import importlib
+from typing import Any
+
 from .errors import (
     AmpleBatchError,
     ApiError,
@@ -25,8 +27,35 @@ from .errors import (
     Unauthorized,
 )
 from .limits import Limit, parse_duration, parse_limit
-from .manage import Estimate, EstimateOptions, JobStatus, cancel, estimate, status
-from .run import ApiOptions, Summary, ValidateOptions, validate
+
+# Imported on first use: they pull in pyarrow, polars and aiohttp, which the CLI's quick
+# commands (`--help`, `status`) should not pay for.
+_LAZY = {
+    "ApiOptions": "run",
+    "Estimate": "manage",
+    "EstimateOptions": "manage",
+    "JobStatus": "manage",
+    "RetryPolicy": "client",
+    "Summary": "run",
+    "ValidateOptions": "run",
+    "ValidationClient": "client",
+    "cancel": "manage",
+    "estimate": "manage",
+    "new_session": "client",
+    "status": "manage",
+    "validate": "run",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "AmpleBatchError",

@@ -3,8 +3,15 @@ import ample_batch
 
 def test_all_is_sorted_and_complete() -> None:
     assert ample_batch.__all__ == sorted(ample_batch.__all__)
-    public = {name for name in vars(ample_batch) if not name.startswith("_")}
-    modules = {name for name in public if type(getattr(ample_batch, name)).__name__ == "module"}
-    assert set(ample_batch.__all__) == public - modules
+    assert dir(ample_batch) == ample_batch.__all__
     for name in ample_batch.__all__:
         assert getattr(ample_batch, name).__module__.startswith("ample_batch")
+
+
+def test_unknown_names_are_attribute_errors() -> None:
+    try:
+        ample_batch.nothing_here  # noqa: B018
+    except AttributeError as exc:
+        assert "nothing_here" in str(exc)
+    else:
+        raise AssertionError("expected AttributeError")
