@@ -33,14 +33,6 @@ VERDICTS = Verdicts.from_rows(
 )
 
 
-@pytest.fixture(params=["fast", "general"])
-def path_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run CSV round trips through polars' path and through enrich_batches + write_output."""
-    if request.param == "general":
-        monkeypatch.setenv("AMPLE_BATCH_NO_POLARS_JOIN", "1")
-    return str(request.param)
-
-
 def enrich(name: str, tmp_path: Path, out: str, **options: str) -> Path:
     spec = inspect_input(DATA / name, **options)  # type: ignore[arg-type]
     target = tmp_path / out
@@ -101,7 +93,7 @@ def test_check_output(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- CSV, byte for byte
 
 
-def test_quoted_cells_round_trip(tmp_path: Path, path_kind: str) -> None:
+def test_quoted_cells_round_trip(tmp_path: Path) -> None:
     out = enrich("quoted.csv", tmp_path, "out.csv")
     assert out.read_bytes() == (
         b"id,email,notes,zip,score,email_result,email_catch_all\n"
@@ -112,7 +104,7 @@ def test_quoted_cells_round_trip(tmp_path: Path, path_kind: str) -> None:
     )
 
 
-def test_bom_and_crlf_are_kept(tmp_path: Path, path_kind: str) -> None:
+def test_bom_and_crlf_are_kept(tmp_path: Path) -> None:
     out = enrich("bom_crlf.csv", tmp_path, "out.csv")
     assert (
         out.read_bytes()
@@ -124,7 +116,7 @@ def test_bom_and_crlf_are_kept(tmp_path: Path, path_kind: str) -> None:
     )
 
 
-def test_cp1252_semicolons_come_back_as_utf8(tmp_path: Path, path_kind: str) -> None:
+def test_cp1252_semicolons_come_back_as_utf8(tmp_path: Path) -> None:
     out = enrich("semicolon_cp1252.csv", tmp_path, "out.csv")
     assert (
         out.read_bytes()
@@ -187,9 +179,7 @@ def test_cp1252_semicolons_come_back_as_utf8(tmp_path: Path, path_kind: str) -> 
         ),
     ],
 )
-def test_text_round_trips(
-    name: str, out: str, expected: bytes, tmp_path: Path, path_kind: str
-) -> None:
+def test_text_round_trips(name: str, out: str, expected: bytes, tmp_path: Path) -> None:
     assert enrich(name, tmp_path, out).read_bytes() == expected
 
 

@@ -1,0 +1,199 @@
+"""Email normalisation, syntax classification and email-column detection.
+
+One implementation, vectorised with polars, serves every caller: the scalar functions run the
+same expression on a one-element array, so the scan, the join and the result store can never
+disagree about what "the same email" means.
+
+    >>> normalise_email("  Jane Doe <Jane.Doe@Example.COM> ")
+    'jane.doe@example.com'
+    >>> is_valid_email("jane@example")
+    False
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Sequence
+
+import polars as pl
+import pyarrow as pa
+
+__all__ = [
+    "EmailClass",
+    "classify_emails",
+    "email_class_expr",
+    "find_email_column",
+    "is_valid_email",
+    "normalise_email",
+    "normalise_emails",
+    "normalise_series",
+]
+
+# Stripped from both ends. Explicit rather than "Unicode whitespace" so that the rule does not
+# depend on which library's definition is in force; includes the invisible characters that
+# copy-paste from web pages leaves around addresses.
+STRIP = (
+    " \t\r\n\x0b\x0c\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+    "\u200a\u200b\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+_STRIP_CLASS = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in STRIP) + "]"
+# `mailto:` (repeated, any case) and everything from a `?subject=` query on: keep the address.
+_MAILTO = rf"(?is)^(?:mailto:{_STRIP_CLASS}*)+([^?]*)(?:\?.*)?$"
+# "Name <addr>": exactly one '<' and one '>', the '>' last.
+_ANGLE = r"^[^<>]*<([^<>]*)>$"
+# Values that any unwrapping rule could touch.
+_SPECIAL = r"(?i)mailto:|<"
+# Characters that can never appear unquoted in a deliverable address.
+_BAD = r"\s\p{Cc}@" + _STRIP_CLASS[1:-1]
+_VALID = rf"^[^{_BAD}]+@[^{_BAD}.]+(?:\.[^{_BAD}.]+)+$"
+
+
+class EmailClass(enum.IntEnum):
+    """What a row's email cell holds, after normalisation."""
+
+    BLANK = 0
+    INVALID = 1
+    VALID = 2
+
+
+def _unwrap_expr(s: pl.Expr) -> pl.Expr:
+    s = s.str.replace(_MAILTO, "${1}").str.strip_chars(STRIP)
+    s = s.str.replace(_ANGLE, "${1}").str.strip_chars(STRIP)
+    return s.str.replace(_MAILTO, "${1}").str.strip_chars(STRIP)
+
+
+def normalise_series(values: pl.Series) -> pl.Series:
+    """Normalise a polars Series of emails; nulls become "".
+
+    Trim, unwrap `mailto:` (dropping a `?subject=` query), unwrap `Name <addr>`, trim again,
+    lower-case. Idempotent: every unwrapping leaves text that no rule matches again. The regex
+    unwrapping, the costly part, runs only on the few values that contain `<` or `mailto:`:
+    on any other value it is the identity.
+    """
+    s = values.cast(pl.String).fill_null("").str.strip_chars(STRIP)
+    special = s.str.contains(_SPECIAL)
+    if special.any():
+        unwrapped = s.filter(special).to_frame("s").select(_unwrap_expr(pl.col("s"))).to_series()
+        s = s.scatter(special.arg_true(), unwrapped)
+    return s.str.to_lowercase().rename(values.name)
+
+
+def email_class_expr(normalised: pl.Expr) -> pl.Expr:
+    """EmailClass codes (Int8) for an expression of normalised emails."""
+    return (
+        pl.when(normalised == "")
+        .then(pl.lit(EmailClass.BLANK, pl.Int8))
+        .when(normalised.str.contains(_VALID))
+        .then(pl.lit(EmailClass.VALID, pl.Int8))
+        .otherwise(pl.lit(EmailClass.INVALID, pl.Int8))
+    )
+
+
+def _series(values: pa.Array | pa.ChunkedArray) -> pl.Series:
+    if pa.types.is_dictionary(values.type):
+        values = values.cast(values.type.value_type)
+    if not (
+        pa.types.is_string(values.type)
+        or pa.types.is_large_string(values.type)
+        or pa.types.is_string_view(values.type)
+        or pa.types.is_null(values.type)
+    ):
+        values = values.cast(pa.string())
+    series = pl.Series("email", values)
+    return series.cast(pl.String) if series.dtype != pl.String else series
+
+
+def normalise_emails(values: pa.Array | pa.ChunkedArray) -> pa.StringArray:
+    """Normalise a column of emails at once; nulls become "".
+
+    >>> normalise_emails(pa.array([" A@B.co ", None, "mailto:x@y.z"])).to_pylist()
+    ['a@b.co', '', 'x@y.z']
+    """
+    return normalise_series(_series(values)).to_arrow().cast(pa.string())
+
+
+def classify_emails(normalised: pa.Array | pa.ChunkedArray) -> pa.Int8Array:
+    """EmailClass codes for already-normalised emails (BLANK=0, INVALID=1, VALID=2)."""
+    out = _series(normalised).to_frame().select(email_class_expr(pl.col("email")))
+    return out.to_series().to_arrow()
+
+
+def normalise_email(text: str) -> str:
+    """Trim, lower-case, unwrap `mailto:` and `Name <addr>`.
+
+    >>> normalise_email("mailto:Sales@Acme.com?subject=Hi")
+    'sales@acme.com'
+    """
+    result = normalise_emails(pa.array([text], pa.string()))[0].as_py()
+    assert isinstance(result, str)
+    return result
+
+
+def is_valid_email(normalised: str) -> bool:
+    """False only for what can never be deliverable: the API decides the rest.
+
+    Rejected: no single `@`, an empty local part or domain, whitespace or control characters,
+    a domain without a dot or with an empty label.
+
+    >>> is_valid_email("a+tag@b.co"), is_valid_email("a@b"), is_valid_email("a b@c.de")
+    (True, False, False)
+    """
+    code = classify_emails(pa.array([normalised], pa.string()))[0].as_py()
+    return code == EmailClass.VALID
+
+
+# Header names that mean "the email", compared after dropping case, spaces, `_` and `-`.
+_SYNONYMS = {
+    "email",
+    "emails",
+    "emailaddress",
+    "emailaddresses",
+    "mail",
+    "email1",
+    "primaryemail",
+    "workemail",
+    "businessemail",
+    "personalemail",
+    "contactemail",
+    "companyemail",
+    "emailid",
+    "ecorreo",
+    "correo",
+    "correoelectronico",
+    "courriel",
+    "adressemail",
+    "adresseemail",
+}
+
+
+def _squash(name: str) -> str:
+    return re.sub(r"[\s_\-.]+", "", name).lower()
+
+
+def find_email_column(
+    columns: Sequence[str], samples: dict[str, list[str]]
+) -> tuple[str | None, list[str]]:
+    """The email column by header synonym, else by content; `(None, tied)` when ambiguous.
+
+    `samples` maps a column name to some of its text values. Returns the chosen name and an
+    empty list, or None and the candidates that tie (none found: an empty list).
+    """
+    by_name = [c for c in columns if _squash(c) in _SYNONYMS]
+    if len(by_name) == 1:
+        return by_name[0], []
+    if len(by_name) > 1:
+        exact = [c for c in by_name if _squash(c) in {"email", "emailaddress"}]
+        if len(exact) == 1:
+            return exact[0], []
+        return None, by_name
+    scores: dict[str, float] = {}
+    for name in columns:
+        values = [v.strip() for v in samples.get(name, []) if v and v.strip()]
+        if values:
+            scores[name] = sum(1 for v in values if "@" in v) / len(values)
+    best = max(scores.values(), default=0.0)
+    if best < 0.5:
+        return None, []
+    top = [c for c, s in scores.items() if s == best]
+    return (top[0], []) if len(top) == 1 else (None, top)

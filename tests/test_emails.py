@@ -1,0 +1,146 @@
+"""Email normalisation, syntax classes and email-column detection."""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ample_batch.emails import (
+    EmailClass,
+    classify_emails,
+    find_email_column,
+    is_valid_email,
+    normalise_email,
+    normalise_emails,
+    normalise_series,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("  Jane.Doe@Example.COM ", "jane.doe@example.com"),
+        ("mailto:Sales@Acme.com", "sales@acme.com"),
+        ("MAILTO:sales@acme.com?subject=Hello%20there", "sales@acme.com"),
+        ("mailto: mailto:x@y.co", "x@y.co"),
+        ("Jane Doe <JANE@x.co>", "jane@x.co"),
+        ('"Doe, Jane" <jane@x.co>', "jane@x.co"),
+        ("Name <mailto:A@B.co?subject=x>", "a@b.co"),
+        ("\u200ba@b.co\u00a0", "a@b.co"),
+        ("ana+tag@proton.me", "ana+tag@proton.me"),
+        ("NA", "na"),
+        ("", ""),
+        ("   ", ""),
+        ("<>", ""),
+        ("x <y <a@b.c>>", "x <y <a@b.c>>"),
+    ],
+)
+def test_normalise_email(raw: str, expected: str) -> None:
+    assert normalise_email(raw) == expected
+
+
+def test_normalise_emails_is_vectorised_with_nulls_as_blank() -> None:
+    out = normalise_emails(pa.array([" A@B.co ", None, "mailto:x@y.z"]))
+    assert out.type == pa.string()
+    assert out.to_pylist() == ["a@b.co", "", "x@y.z"]
+    chunked = normalise_emails(pa.chunked_array([["A@B.co"], ["C@D.co"]]))
+    assert chunked.to_pylist() == ["a@b.co", "c@d.co"]
+    dictionary = normalise_emails(pa.array(["X@Y.co", "X@Y.co"]).dictionary_encode())
+    assert dictionary.to_pylist() == ["x@y.co", "x@y.co"]
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "a@b.co",
+        "a+tag@b.co",
+        "first.last@sub.example.co.uk",
+        "o'brien@x.ie",
+        "ü@bücher.de",
+        "a@[1.2.3.4]",
+        "x@xn--bcher-kva.de",
+    ],
+)
+def test_valid(address: str) -> None:
+    assert is_valid_email(address)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "na",
+        "a@b",
+        "@b.co",
+        "a@",
+        "a@@b.co",
+        "a@b@c.co",
+        "a b@c.co",
+        "a@b..co",
+        "a@.b.co",
+        "a@b.co.",
+        "a@b.c o",
+        "a\x01@b.co",
+        "a@b\u200b.co",
+    ],
+)
+def test_invalid(address: str) -> None:
+    assert not is_valid_email(address)
+
+
+def test_classify_emails() -> None:
+    codes = classify_emails(pa.array(["", "na", "a@b.co"]))
+    assert codes.to_pylist() == [EmailClass.BLANK, EmailClass.INVALID, EmailClass.VALID]
+
+
+_PIECES = [
+    *"aAbZ@.<> :?+\"'",
+    "mailto:",
+    "MAILTO:",
+    "\u00a0",
+    "\u200b",
+    "\t",
+    "\n",
+    "é",
+    "İ",
+    "ß",
+    "Σ",
+]
+emails_text = st.lists(st.sampled_from(_PIECES), max_size=20).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(emails_text, min_size=1, max_size=20))
+def test_normalisation_is_idempotent(values: list[str]) -> None:
+    once = normalise_series(pl.Series(values, dtype=pl.String))
+    assert normalise_series(once).to_list() == once.to_list()
+
+
+def test_scalar_and_vector_agree() -> None:
+    values = ["A@B.co", " mailto:x@y.co ", "Jo <J@X.CO>", "İstanbul@x.co"]
+    assert [normalise_email(v) for v in values] == normalise_emails(pa.array(values)).to_pylist()
+
+
+@pytest.mark.parametrize(
+    ("columns", "samples", "expected"),
+    [
+        (["Name", "Email"], {}, ("Email", [])),
+        (["Name", "E-mail Address"], {}, ("E-mail Address", [])),
+        (["email_address", "x"], {}, ("email_address", [])),
+        (["Name", "Work Email", "Personal Email"], {}, (None, ["Work Email", "Personal Email"])),
+        (["Email", "Work Email"], {}, ("Email", [])),
+        (
+            ["Name", "contact"],
+            {"contact": ["a@b.co", "c@d.co", ""], "Name": ["x"]},
+            ("contact", []),
+        ),
+        (["a", "b"], {"a": ["a@b.co"], "b": ["c@d.co"]}, (None, ["a", "b"])),
+        (["a", "b"], {"a": ["x"], "b": ["y"]}, (None, [])),
+    ],
+)
+def test_find_email_column(
+    columns: list[str], samples: dict[str, list[str]], expected: tuple[str | None, list[str]]
+) -> None:
+    assert find_email_column(columns, samples) == expected

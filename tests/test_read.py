@@ -1,0 +1,399 @@
+"""inspect_input, iter_batches, scan and fingerprint on tiny real files (tests/data/)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from ample_batch.errors import InputError
+from ample_batch.read import InputSpec, fingerprint, inspect_input, iter_batches, scan
+
+DATA = Path(__file__).parent / "data"
+SAMPLE = Path(__file__).parent.parent / "sample_data"
+
+
+def rows(spec: InputSpec) -> list[list[object]]:
+    table = pa.Table.from_batches(list(iter_batches(spec)))
+    return [list(r) for r in zip(*(c.to_pylist() for c in table.columns), strict=True)]
+
+
+# ----------------------------------------------------------------------- good files
+
+
+def test_bom_and_crlf() -> None:
+    spec = inspect_input(DATA / "bom_crlf.csv")
+    assert (spec.format, spec.delimiter, spec.encoding, spec.bom, spec.newline) == (
+        "csv",
+        ",",
+        "utf-8",
+        True,
+        "\r\n",
+    )
+    assert spec.columns == ["Name", "Email", "Zip"]  # the BOM is not part of the first header
+    assert spec.email_column == "Email"
+    assert rows(spec) == [["Zoë", "zoe@example.com", "00123"], ["José", "JOSE@Example.com ", ""]]
+
+
+def test_semicolons_and_cp1252() -> None:
+    spec = inspect_input(DATA / "semicolon_cp1252.csv")
+    assert (spec.delimiter, spec.encoding, spec.warnings) == (
+        ";",
+        "cp1252",
+        ["not UTF-8: read as cp1252"],
+    )
+    assert spec.email_column == "E-mail"
+    assert rows(spec) == [["Müller", "mueller@example.de", "Zürich"], ["Renée", "", "Montréal"]]
+
+
+def test_tabs_and_pipes() -> None:
+    tsv = inspect_input(DATA / "tabs.tsv")
+    assert tsv.delimiter == "\t"
+    assert rows(tsv) == [
+        ["Ana", "ana@example.com", "comma, inside"],
+        ["Bo", "bo@example", "tab\there"],
+    ]
+    pipes = inspect_input(DATA / "pipes.txt")
+    assert pipes.delimiter == "|"
+    assert rows(pipes) == [["001", "a@example.com", "1e5"], ["002", "NA", "-0"]]
+
+
+def test_cells_are_exact_text() -> None:
+    spec = inspect_input(DATA / "quoted.csv")
+    assert rows(spec) == [
+        ["1", "ana@example.com", "line one\nline two", "00123", "NA"],
+        ["2", "  Bob@Example.COM  ", 'she said "hi", then left', "-0", "null"],
+        ["3", "", "  padded  ", "", "1e5"],
+        ["4", "Dee <dee@example.com>", "crlf\r\ninside", "007", ""],
+    ]
+    for batch in iter_batches(spec):
+        assert all(c.type == pa.string() and c.null_count == 0 for c in batch.columns)
+
+
+def test_utf16_with_bom(tmp_path: Path) -> None:
+    path = tmp_path / "unicode.txt"  # Excel's "Unicode Text": UTF-16, tabs
+    path.write_bytes("email\tname\r\na@b.co\tZoë\r\n".encode("utf-16"))
+    spec = inspect_input(path)
+    assert (spec.encoding, spec.bom, spec.delimiter, spec.newline) == ("utf-16", True, "\t", "\r\n")
+    assert rows(spec) == [["a@b.co", "Zoë"]]
+
+
+def test_gzip() -> None:
+    spec = inspect_input(DATA / "gzip.csv.gz")
+    assert (spec.format, spec.compression) == ("csv", "gzip")
+    assert rows(spec) == [["a@example.com", "Ana"], ["b@example.com", "B, b"]]
+
+
+def test_blank_lines_are_rows_of_empty_cells() -> None:
+    assert rows(inspect_input(DATA / "blank_lines.csv")) == [
+        ["a@example.com", "A"],
+        ["", ""],
+        ["b@example.com", "B"],
+    ]
+    assert rows(inspect_input(DATA / "single_column.csv")) == [
+        ["a@example.com"],
+        [""],
+        ["B@example.com"],
+    ]
+
+
+def test_duplicate_header_names_are_kept() -> None:
+    spec = inspect_input(DATA / "duplicate_header.csv")
+    assert spec.columns == ["Name", "Email", "Name"]
+    assert rows(spec) == [["Ana", "ana@example.com", "Ana B."]]
+
+
+def test_email_column_found_by_content() -> None:
+    assert inspect_input(DATA / "content_email.csv").email_column == "Contact"
+
+
+def test_email_column_given() -> None:
+    spec = inspect_input(DATA / "two_emails.csv", email_column="Personal Email")
+    assert (spec.email_column, spec.email_index) == ("Personal Email", 2)
+    assert inspect_input(DATA / "two_emails.csv", email_column="work email").email_column == (
+        "Work Email"
+    )
+
+
+def test_parquet_with_nulls() -> None:
+    spec = inspect_input(DATA / "nulls.parquet")
+    assert (spec.format, spec.delimiter, spec.rows_hint) == ("parquet", None, 4)
+    assert rows(spec) == [["a@example.com", "A"], [None, "B"], ["B@Example.com", None], ["", "D"]]
+
+
+def test_parquet_types_are_kept() -> None:
+    spec = inspect_input(DATA / "typed.parquet")
+    batch = next(iter_batches(spec))
+    assert [f.type for f in batch.schema] == [
+        pa.int32(),
+        pa.large_string(),
+        pa.timestamp("us", tz="Europe/Lisbon"),
+        pa.list_(pa.string()),
+        pa.struct([("city", pa.string()), ("zip", pa.string())]),
+        pa.float64(),
+        pa.dictionary(pa.int8(), pa.string()),
+    ]
+    assert batch.column(3).to_pylist() == [["vip", "eu"], [], None]
+
+
+def test_xlsx() -> None:
+    spec = inspect_input(DATA / "leads.xlsx")
+    assert (spec.format, spec.sheet, spec.email_column, spec.rows_hint) == (
+        "xlsx",
+        "Leads",
+        "Email",
+        3,
+    )
+    table = pa.Table.from_batches(list(iter_batches(spec)))
+    assert table.column("Zip").to_pylist() == ["00123", "NA", ""]
+    assert table.column("Score").type == pa.float64()
+    assert table.column("Score").to_pylist() == [5.0, 7.5, None]
+    assert table.column("Signed up").to_pylist() == [
+        dt.datetime(2024, 1, 2, 3, 4, 5),
+        dt.datetime(2024, 2, 3),
+        None,
+    ]
+    assert table.column("Active").to_pylist() == [True, False, None]
+    assert table.column("Note").to_pylist() == ["=not a formula", "", "two\nlines"]
+    other = inspect_input(DATA / "leads.xlsx", sheet="Other")
+    assert (other.sheet, other.email_column) == ("Other", "contact")
+
+
+def test_sample_data() -> None:
+    csv_spec = inspect_input(SAMPLE / "leads.csv")
+    parquet_spec = inspect_input(SAMPLE / "leads.parquet")
+    a, b = scan(csv_spec), scan(parquet_spec)
+    assert (a.rows, a.blank, a.invalid, a.valid, a.duplicates) == (
+        b.rows,
+        b.blank,
+        b.invalid,
+        b.valid,
+        b.duplicates,
+    )
+    assert sorted(a.unique.to_pylist()) == sorted(b.unique.to_pylist())
+    assert a.rows == 2000
+    assert {
+        "maria.lopez@globex.io",
+        "chloe.dubois@socgen.fr",
+        "ana+newsletter@proton.me",
+        "sales@acme.com",
+    } <= set(a.unique.to_pylist())
+
+
+# ----------------------------------------------------------------------------- scan
+
+
+def test_scan_counts() -> None:
+    result = scan(inspect_input(DATA / "quoted.csv"))
+    assert (result.rows, result.blank, result.invalid, result.valid, result.duplicates) == (
+        4,
+        1,
+        0,
+        3,
+        0,
+    )
+    assert sorted(result.unique.to_pylist()) == [
+        "ana@example.com",
+        "bob@example.com",
+        "dee@example.com",
+    ]
+    assert result.unique.type == pa.string()
+
+
+def test_scan_duplicates(tmp_path: Path) -> None:
+    path = tmp_path / "dups.csv"
+    path.write_text("email\nA@x.co\n a@x.co\nmailto:a@X.co\nb@x.co\nbad\n\n")
+    result = scan(inspect_input(path))
+    assert (result.rows, result.blank, result.invalid, result.valid, result.duplicates) == (
+        6,
+        1,
+        1,
+        4,
+        2,
+    )
+    assert sorted(result.unique.to_pylist()) == ["a@x.co", "b@x.co"]
+
+
+def test_scan_finds_a_ragged_row_past_the_head(tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    body = "email,name\n" + 'a@example.com,"A\nB"\n' * 80_000 + "z@example.com,Z,extra\n"
+    path.write_text(body)
+    spec = inspect_input(path)
+    with pytest.raises(
+        InputError,
+        match=r"^big\.csv: line 160002 has 3 fields but the header "
+        r"has 2; fix that row",
+    ):
+        scan(spec)
+
+
+def test_scan_finds_bad_utf8_past_the_head(tmp_path: Path) -> None:
+    path = tmp_path / "late.csv"
+    path.write_bytes(b"email,name\n" + b"a@example.com,Ana\n" * 70_000 + b"b@x.co,Ren\xe9e\n")
+    spec = inspect_input(path)
+    assert spec.encoding == "utf-8"
+    with pytest.raises(
+        InputError,
+        match=r"^late\.csv: line 70002 has bytes that are not UTF-8 "
+        r"\(0xe9\); pass the real encoding with --encoding",
+    ):
+        scan(spec)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("empty.csv", {}, "empty.csv: the file is empty; export the leads again"),
+        ("header_only.csv", {}, "header_only.csv: has a header but no rows to validate"),
+        (
+            "garbage.csv",
+            {},
+            "garbage.csv: binary data, not text (it has NUL bytes); use .csv, "
+            ".tsv, .txt, .csv.gz, .parquet or .xlsx",
+        ),
+        (
+            "not_parquet.parquet",
+            {},
+            "not_parquet.parquet: not a Parquet file (no PAR1 header); export it again",
+        ),
+        ("no_rows.parquet", {}, "no_rows.parquet: has a schema but no rows to validate"),
+        (
+            "ragged.csv",
+            {},
+            "ragged.csv: line 5 has 3 fields but the header has 2; fix that row "
+            "(or an unbalanced quote before it)",
+        ),
+        (
+            "ragged_short.csv",
+            {},
+            "ragged_short.csv: line 3 has 2 fields but the header has 3; "
+            "fix that row (or an unbalanced quote before it)",
+        ),
+        (
+            "no_email.csv",
+            {},
+            "no_email.csv: no email column found; name it with --email-column "
+            "(columns: 'Name', 'City')",
+        ),
+        (
+            "two_emails.csv",
+            {},
+            "two_emails.csv: 'Work Email' and 'Personal Email' both look "
+            "like email columns; choose one with --email-column",
+        ),
+        (
+            "two_emails.csv",
+            {"email_column": "mail"},
+            "two_emails.csv: no column named 'mail'; columns: 'Name', 'Work Email', "
+            "'Personal Email'",
+        ),
+        (
+            "unknown.json",
+            {},
+            "unknown.json: unknown file type .json; use .csv, .tsv, .txt, "
+            ".csv.gz, .parquet or .xlsx",
+        ),
+        (
+            "semicolon_cp1252.csv",
+            {"encoding": "utf-8"},
+            "semicolon_cp1252.csv: byte 0xfc at offset 19 is not valid utf-8; pass the file's "
+            "real encoding with --encoding (e.g. cp1252)",
+        ),
+        (
+            "quoted.csv",
+            {"encoding": "klingon"},
+            "unknown encoding 'klingon'; try utf-8, cp1252 or latin-1",
+        ),
+        (
+            "corrupt.csv.gz",
+            {},
+            "corrupt.csv.gz: the gzip data is corrupt or truncated "
+            "(Compressed file ended before the end-of-stream marker was "
+            "reached)",
+        ),
+        (
+            "leads.xlsx",
+            {"sheet": "Nope"},
+            "leads.xlsx: no sheet named 'Nope'; sheets: Leads, Other, Empty",
+        ),
+        (
+            "leads.xlsx",
+            {"sheet": "Empty"},
+            "leads.xlsx: sheet 'Empty' is empty; pick another with --sheet",
+        ),
+        (
+            "typed.parquet",
+            {"email_column": "id"},
+            "typed.parquet: column 'id' does not hold text; pick the email column with "
+            "--email-column",
+        ),
+    ],
+)
+def test_bad_input(name: str, options: dict[str, str], message: str) -> None:
+    with pytest.raises(InputError) as caught:
+        inspect_input(DATA / name, **options)  # type: ignore[arg-type]
+    assert str(caught.value) == message
+    assert "\n" not in str(caught.value)
+
+
+def test_truncated_parquet() -> None:
+    with pytest.raises(
+        InputError,
+        match=r"^truncated\.parquet: not a readable Parquet file "
+        r"\(truncated or corrupt: .*\); export it again$",
+    ):
+        inspect_input(DATA / "truncated.parquet")
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"nope\.csv: no such file; check the path$"):
+        inspect_input(tmp_path / "nope.csv")
+    with pytest.raises(InputError, match=r": is a directory; give the lead file inside it$"):
+        inspect_input(tmp_path)
+
+
+def test_extension_that_lies(tmp_path: Path) -> None:
+    disguised = tmp_path / "export.csv"
+    shutil.copy(DATA / "nulls.parquet", disguised)
+    assert inspect_input(disguised).format == "parquet"
+    fake = tmp_path / "fake.xlsx"
+    fake.write_text("email\na@b.co\n")
+    with pytest.raises(InputError, match=r"^fake\.xlsx: not an XLSX workbook"):
+        inspect_input(fake)
+
+
+def test_duplicate_email_header_and_output_columns(tmp_path: Path) -> None:
+    twice = tmp_path / "twice.csv"
+    twice.write_text("email,email\na@b.co,c@d.co\n")
+    with pytest.raises(InputError, match=r"^twice\.csv: 2 columns are named 'email'; rename"):
+        inspect_input(twice)
+    again = tmp_path / "again.csv"
+    again.write_text("email,email_result\na@b.co,risky\n")
+    with pytest.raises(InputError, match=r"^again\.csv: already has a column named email_result"):
+        inspect_input(again)
+
+
+# ----------------------------------------------------------------------- fingerprint
+
+
+def test_fingerprint_follows_content(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("email\na@b.co\n")
+    b.write_text("email\na@b.co\n")
+    fa, fb = fingerprint(inspect_input(a)), fingerprint(inspect_input(b))
+    assert fa == fb and len(fa) == 40
+    b.write_text("email\na@b.cO\n")
+    assert fingerprint(inspect_input(b)) != fa
+
+
+def test_gzip_fingerprint_is_of_the_file() -> None:
+    spec = inspect_input(DATA / "gzip.csv.gz")
+    assert fingerprint(spec) != fingerprint(inspect_input(DATA / "quoted.csv"))
+    assert gzip.decompress((DATA / "gzip.csv.gz").read_bytes()).startswith(b"email,name")
