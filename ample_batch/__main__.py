@@ -1,5 +1,5 @@
 """`python -m ample_batch` is the same as the `ample-batch` command."""
 
-from .cli import main
+from .cli import entry
 
-main()
+entry()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -371,3 +372,21 @@ def cancel(job: str, api_key: str | None, base_url: str, simulate: bool, state_d
 
 
 main.add_command(mock_server)
+
+
+def entry() -> NoReturn:
+    """The console script: run the command, then leave with `os._exit`.
+
+    pyarrow's and polars' native thread pools can race each other during interpreter shutdown
+    and abort the process ("terminate called without an active exception", exit -6) after the
+    work is done (pola-rs/polars#24169, apache/arrow#34314). Every file and database is closed
+    by then, so skipping the shutdown keeps the documented exit code.
+    """
+    try:
+        main()
+        code = EXIT_OK
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

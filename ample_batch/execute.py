@@ -94,7 +94,7 @@ class Engine:
             if batch.state is BatchState.SUBMITTING:
                 # The last run died mid-POST: the batch may exist and be charged. It is sent
                 # again (there is no way to look it up) and counted as a possible double charge.
-                self.counters.possible_double_charges += batch.size
+                self._possible_double_charges(batch.size)
                 self.store.back_to_planned(batch.id, error="the previous run lost this POST")
             else:
                 self._follow_in_background(batch)
@@ -212,7 +212,7 @@ class Engine:
             self.store.back_to_planned(batch.id, error=str(exc))
             return
         except SubmissionUnknown as exc:
-            self.counters.possible_double_charges += len(emails)
+            self._possible_double_charges(len(emails))
             self.counters.notes.append(str(exc))
             self.store.back_to_planned(batch.id, error=str(exc))
             await self._after_failed_submit()
@@ -240,6 +240,10 @@ class Engine:
         self.counters.batches_submitted += 1
         self.counters.emails_submitted += len(emails)
         self._follow_in_background(self.store.batch(batch.id), validation)
+
+    def _possible_double_charges(self, emails: int) -> None:
+        self.counters.possible_double_charges += emails
+        self.store.note_possible_double_charges(self.job_id, emails)
 
     async def _after_failed_submit(self) -> None:
         self._submit_failures += 1

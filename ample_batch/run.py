@@ -317,7 +317,7 @@ async def _run_job(
         blank=scan.blank,
         duplicates=scan.duplicates,
         credits_spent=counters.emails_submitted,
-        possible_double_charges=counters.possible_double_charges,
+        possible_double_charges=_job_double_charges(store, job.id),
         remaining=progress.pending,
         failed=progress.failed,
         verdicts=verdict_counts,
@@ -331,6 +331,11 @@ async def _run_job(
     if counters.out_of_credits:
         raise InsufficientCreditsStop(summary)
     raise StoppedWithSummary(summary)
+
+
+def _job_double_charges(store: Store, job_id: str) -> int:
+    job = store.get_job(job_id)
+    return job.possible_double_charges if job else 0
 
 
 class StoppedWithSummary(Stopped):

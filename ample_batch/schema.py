@@ -72,6 +72,11 @@ MIGRATIONS: list[str] = [
         checked_at REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 2: emails possibly paid twice, over the job's whole life (a run killed mid-POST, or a POST
+    # whose answer was lost, is resent: the API has no idempotency key).
+    """
+    ALTER TABLE jobs ADD COLUMN possible_double_charges INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
@@ -89,6 +94,8 @@ class Job:
     cache_cutoff: float
     state: str
     stats: dict[str, Any]
+    possible_double_charges: int
+    """Emails that may have been paid twice, over every run of the job."""
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,15 @@ class Store:
         values[9] = json.loads(values[9])
         return Job(*values)
 
+    def note_possible_double_charges(self, job_id: str, emails: int) -> None:
+        """Add to the job's count of emails that a resent POST may have charged twice."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET possible_double_charges = possible_double_charges + ?"
+                " WHERE id = ?",
+                (emails, job_id),
+            )
+
     def update_job(self, job_id: str, *, state: str, stats: dict[str, Any]) -> None:
         with self._transaction() as db:
             db.execute(
