@@ -33,7 +33,6 @@ from .limits import Limit, parse_duration, parse_limit
 _LAZY = {
     "ApiOptions": "run",
     "Estimate": "manage",
-    "EstimateOptions": "manage",
     "JobStatus": "manage",
     "RetryPolicy": "client",
     "Summary": "run",
@@ -62,7 +61,6 @@ __all__ = [
     "ApiError",
     "ApiOptions",
     "Estimate",
-    "EstimateOptions",
     "InputError",
     "InsufficientCredits",
     "JobBusy",

@@ -27,7 +27,7 @@ from .errors import (
     Unauthorized,
 )
 from .fake.command import mock_server
-from .limits import Limit, parse_duration, parse_limit
+from .params import DurationType, LimitType
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAUTHORIZED, EXIT_CREDITS, EXIT_TEMPFAIL = 0, 1, 2, 3, 4, 75
 
@@ -67,28 +67,14 @@ def _run(action: Callable[[], Any]) -> Any:
         _fail(EXIT_ERROR, f"unexpected error: {type(exc).__name__}: {exc} (please report it)")
 
 
-class LimitType(click.ParamType):
-    name = "COUNT/PERIOD"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> Limit:
-        if isinstance(value, Limit):
-            return value
-        try:
-            return parse_limit(str(value))
-        except InputError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-class DurationType(click.ParamType):
-    name = "DURATION"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> float:
-        if isinstance(value, float):
-            return value
-        try:
-            return parse_duration(str(value))
-        except InputError as exc:
-            self.fail(str(exc), param, ctx)
+def state_dir_option(command: F) -> F:
+    return click.option(
+        "--state-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        envvar="AMPLE_BATCH_HOME",
+        default=default_state_dir,
+        help="Job state, result cache, quota ledgers [env AMPLE_BATCH_HOME].",
+    )(command)
 
 
 def file_options(command: F) -> F:
@@ -238,27 +224,9 @@ def validate(**kw: Any) -> None:
       ample-batch validate leads.csv --simulate --max-runtime 8h
     """
     from .report import Report
-    from .run import ApiOptions, ValidateOptions
     from .run import validate as run_validate
 
-    options = ValidateOptions(
-        input=kw["input"],
-        output=kw["output"],
-        email_column=kw["email_column"],
-        encoding=kw["encoding"],
-        sheet=kw["sheet"],
-        api=ApiOptions(
-            api_key=kw["api_key"],
-            base_url=kw["base_url"],
-            usage_limit=kw["usage_limit"],
-            rate_limit=kw["rate_limit"],
-            simulate=kw["simulate"],
-        ),
-        chunk_size=kw["chunk_size"],
-        state_dir=kw["state_dir"],
-        cache_ttl=kw["cache_ttl"],
-        max_runtime=kw["max_runtime"],
-    )
+    options = _validate_options(kw)
     report = Report(quiet=kw["quiet"], verbose=kw["verbose"])
 
     def action() -> Any:
@@ -278,6 +246,21 @@ def validate(**kw: Any) -> None:
     _run(action)
 
 
+def _validate_options(kw: dict[str, Any]) -> Any:
+    """The library's options from the parsed command line (absent options keep defaults)."""
+    from .run import ApiOptions, ValidateOptions
+
+    api_fields = ("api_key", "base_url", "usage_limit", "rate_limit", "simulate")
+    job_fields = (
+        "input", "output", "email_column", "encoding", "sheet", "chunk_size", "state_dir",
+        "cache_ttl", "max_runtime",
+    )  # fmt: skip
+    return ValidateOptions(
+        api=ApiOptions(**{name: kw[name] for name in api_fields if name in kw}),
+        **{name: kw[name] for name in job_fields if name in kw},
+    )
+
+
 def _write_summary(path: Path | None, data: dict[str, Any]) -> None:
     if path is not None:
         path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
@@ -294,21 +277,10 @@ def estimate(**kw: Any) -> None:
     Example:
       ample-batch estimate leads.csv --usage-limit 15000/hour
     """
-    from .manage import EstimateOptions
     from .manage import estimate as run_estimate
     from .report import print_estimate
 
-    options = EstimateOptions(
-        input=kw["input"],
-        email_column=kw["email_column"],
-        encoding=kw["encoding"],
-        sheet=kw["sheet"],
-        usage_limit=kw["usage_limit"],
-        rate_limit=kw["rate_limit"],
-        chunk_size=kw["chunk_size"],
-        state_dir=kw["state_dir"],
-        cache_ttl=kw["cache_ttl"],
-    )
+    options = _validate_options(kw)
     result = _run(lambda: run_estimate(options))
     if kw["as_json"]:
         click.echo(json.dumps(result.as_dict(), indent=2))
@@ -318,13 +290,7 @@ def estimate(**kw: Any) -> None:
 
 @main.command()
 @click.argument("job", required=False)
-@click.option(
-    "--state-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    envvar="AMPLE_BATCH_HOME",
-    default=default_state_dir,
-    help="Where the jobs live [env AMPLE_BATCH_HOME].",
-)
+@state_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def status(job: str | None, state_dir: Path, as_json: bool) -> None:
     """List the jobs in the state dir with their progress (or one JOB by id prefix).
@@ -347,13 +313,7 @@ def status(job: str | None, state_dir: Path, as_json: bool) -> None:
 @main.command()
 @click.argument("job")
 @api_options
-@click.option(
-    "--state-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    envvar="AMPLE_BATCH_HOME",
-    default=default_state_dir,
-    help="Where the jobs live [env AMPLE_BATCH_HOME].",
-)
+@state_dir_option
 def cancel(job: str, api_key: str | None, base_url: str, simulate: bool, state_dir: Path) -> None:
     """PATCH JOB's running validations to canceled, keeping their partial results.
 

@@ -1,7 +1,7 @@
 """The commands around the main job: `estimate`, `status` and `cancel`.
 
-estimate(EstimateOptions(input=Path("leads.csv"), state_dir=d)).credits_needed
-[s.job.id for s in status(d)]
+    estimate(ValidateOptions(input=Path("leads.csv"), state_dir=d)).credits_needed
+    [s.job.id for s in status(d)]
 """
 
 from __future__ import annotations
@@ -16,36 +16,11 @@ from . import read
 from .client import ValidationClient
 from .errors import InputError
 from .execute import Engine
-from .limits import Limit
 from .locks import job_lock
 from .plan import chunk_size_for, plan_emails, schedule_for
-from .run import ApiOptions, api_session, scheduler_for
+from .run import ApiOptions, ValidateOptions, api_session, scheduler_for
 from .schema import BatchState, Job, Progress, job_id_for
 from .store import Store
-
-
-@dataclass(frozen=True, kw_only=True)
-class EstimateOptions:
-    """What `ample-batch estimate` takes."""
-
-    input: Path
-    """The lead list."""
-    email_column: str | None = None
-    """The column holding the email; detected when None."""
-    encoding: str | None = None
-    """CSV text encoding; detected when None."""
-    sheet: str | None = None
-    """XLSX sheet; the first when None."""
-    usage_limit: Limit = Limit(15000, 3600.0)
-    """Emails submitted per rolling window."""
-    rate_limit: Limit = Limit(500, 60.0)
-    """Requests per rolling window."""
-    chunk_size: int | None = None
-    """Emails per POST."""
-    state_dir: Path
-    """Where the cache and any earlier run of this job live."""
-    cache_ttl: float = 30 * 86400.0
-    """Reuse verdicts younger than this many seconds."""
 
 
 @dataclass(frozen=True)
@@ -70,15 +45,16 @@ class Estimate:
         return asdict(self)
 
 
-def estimate(options: EstimateOptions) -> Estimate:
-    """Scan the file and the cache; no API call, no credit."""
+def estimate(options: ValidateOptions) -> Estimate:
+    """What `validate` with these options would cost and take: scans the file and the cache,
+    makes no API call and spends nothing."""
     spec = read.inspect_input(
         options.input,
         email_column=options.email_column,
         encoding=options.encoding,
         sheet=options.sheet,
     )
-    chunk = chunk_size_for(options.chunk_size, options.usage_limit)
+    chunk = chunk_size_for(options.chunk_size, options.api.usage_limit)
     scan = read.scan(spec)
     already: list[str] = []
     cutoff = time.time() - options.cache_ttl if options.cache_ttl > 0 else float("inf")
@@ -94,7 +70,7 @@ def estimate(options: EstimateOptions) -> Estimate:
             fresh = list(store.fresh_verdicts(cutoff))
     plan = plan_emails(scan.unique.to_pylist(), already, fresh)
     timing = schedule_for(
-        len(plan.new), chunk=chunk, usage=options.usage_limit, rate=options.rate_limit
+        len(plan.new), chunk=chunk, usage=options.api.usage_limit, rate=options.api.rate_limit
     )
     return Estimate(
         input=str(spec.path),

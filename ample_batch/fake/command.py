@@ -8,29 +8,12 @@ from typing import Any
 
 import click
 
-from ..errors import InputError
-from ..limits import Limit, parse_limit
+from ..params import LimitType
 from .config import FakeConfig
 from .server import start_fake
 
 PROBABILITY = click.FloatRange(0.0, 1.0)
 NON_NEGATIVE = click.FloatRange(min=0.0)
-
-
-class LimitType(click.ParamType):
-    """A `COUNT/PERIOD` value such as `15000/hour` or `1000/3s`."""
-
-    name = "COUNT/PERIOD"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> Limit:
-        if isinstance(value, Limit):
-            return value
-        try:
-            return parse_limit(str(value))
-        except InputError as exc:
-            self.fail(str(exc), param, ctx)
 
 
 @click.command("mock-server")
