@@ -202,6 +202,7 @@ class Engine:
 
         try:
             validation = await self.client.start(emails, admit=admit)
+            self.scheduler.accepted(len(emails))
         except _StopSubmitting:
             # Any earlier attempt was refused outright, so nothing exists on the server.
             self.store.back_to_planned(batch.id)
@@ -212,6 +213,7 @@ class Engine:
             self.store.back_to_planned(batch.id, error=str(exc))
             return
         except SubmissionUnknown as exc:
+            self.scheduler.accepted(len(emails))  # it may have been: count it when it may have
             self._possible_double_charges(len(emails))
             self.counters.notes.append(str(exc))
             self.store.back_to_planned(batch.id, error=str(exc))

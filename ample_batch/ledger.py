@@ -159,6 +159,15 @@ class _MemoryBucket(InMemoryBucket):
     def paused_until(self) -> int:
         return self._paused_until
 
+    def restamp_newest(self, count: int, now_ms: int) -> None:
+        with self._lock:
+            newest = self.items[-count:] if count else []
+            if newest:
+                # Entries of one put() share a RateItem: replace them, do not mutate.
+                stamp = max(now_ms, newest[-1].timestamp)
+                moved = RateItem(newest[0].name, stamp, weight=len(newest))
+                self.items[-len(newest) :] = [moved] * len(newest)
+
     def pause_until(self, until_ms: int) -> None:
         self._paused_until = max(self._paused_until, until_ms)
 
@@ -186,6 +195,14 @@ class _SharedBucket(SQLiteBucket):
             f'SELECT COUNT(*) FROM "{self.table}" WHERE item_timestamp >= ?', (since_ms,)
         ).fetchone()
         return int(row[0])
+
+    def restamp_newest(self, count: int, now_ms: int) -> None:
+        with self.lock:
+            self.conn.execute(
+                f'UPDATE "{self.table}" SET item_timestamp = MAX(item_timestamp, ?) WHERE rowid IN'
+                f' (SELECT rowid FROM "{self.table}" ORDER BY item_timestamp DESC LIMIT ?)',
+                (now_ms, count),
+            )
 
     def paused_until(self) -> int:
         row = self.conn.execute(
@@ -281,6 +298,12 @@ class Ledger:
         """Units recorded in the window ending now."""
         now = self.bucket.now() if now is None else now
         return self.bucket.in_window(_ALGORITHM.window_start(self.rate, now))
+
+    def restamp(self, weight: int) -> None:
+        """Move the newest `weight` entries to now. Stamps only ever move later, so this never
+        lets more through; any process's entries may be the ones moved, which is as safe."""
+        if weight > 0:
+            self.bucket.restamp_newest(weight, self.bucket.now())
 
     def pause(self, seconds: float) -> None:
         """Let no acquire through for `seconds` from now (extends, never shortens, a pause)."""

@@ -257,6 +257,15 @@ class Scheduler:
                 continue  # the request slot is spent; never refunded, which errs on the safe side
             return
 
+    def accepted(self, emails: int) -> None:
+        """The POST of `emails` was answered (or its answer lost): stamp its usage now.
+
+        `admit` stamped the batch before it left; the server received it a little later. The
+        answer time is never earlier than the server's receipt, so moving the stamps there
+        keeps the next batch out of the server's window whatever the network latency.
+        """
+        self._usage.restamp(emails)
+
     async def request(self) -> None:
         """Wait for a request slot and record it. Call before every HTTP request."""
         await self._requests.acquire(1)

@@ -439,3 +439,23 @@ async def test_virtual_clock_skips_cancelled_sleepers() -> None:
     await clock.sleep(0)
     await clock.sleep(-1)
     assert clock.now() == 20.0
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_accepted_moves_the_batch_stamp_to_the_answer(tmp_path: Path, shared: bool) -> None:
+    # The POST took 0.5 s to be answered: the server may have received it that late, so the
+    # next batch must wait a full window (plus margin) from the answer, not from admission.
+    config = ScheduleConfig(
+        usage_limit=Limit(1000, 2.0), margin=0.0, ledger_dir=tmp_path if shared else None
+    )
+    clock = VirtualClock()
+    with Scheduler(config, clock) as scheduler:
+        await scheduler.admit(600)
+        await scheduler.admit(400)
+        clock.advance(0.5)
+        scheduler.accepted(400)
+        answered = clock.now()
+        clock.advance(1.6)  # 2.1 s after the first admission: those 600 have expired
+        assert scheduler.usage_in_window() == 400
+        assert scheduler.wait_for(600) == 0
+        assert scheduler.wait_for(601) == pytest.approx(answered + 2.0 - clock.now(), abs=0.002)
