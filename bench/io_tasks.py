@@ -1,0 +1,182 @@
+"""One measured I/O task per process: `python -m bench.io_tasks TOOL FORMAT INPUT OUTPUT VERDICTS`.
+
+Each task loads the verdict table first (not timed: in a real run it comes out of the job
+store), then times only the work on the lead list, and prints one JSON line. The parent takes
+peak RSS from the process itself, so every figure belongs to one tool on one file.
+
+Tools: `ample-scan`, `ample` (scan + join + write), `pandas`, `duckdb`, `polars`.
+The baselines do what a careful analyst would do by hand: every cell as text, the email
+trimmed and lower-cased, a left join on the verdict table keeping input order, the two
+verdict columns appended.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+Result = dict[str, Any]
+
+
+def ample_scan(fmt: str, src: Path, out: Path, verdicts: Path) -> Result:
+    from ample_batch import read
+
+    started = time.perf_counter()
+    spec = read.inspect_input(src)
+    scan = read.scan(spec)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "rows": scan.rows, "unique": len(scan.unique)}
+
+
+def ample_enrich(fmt: str, src: Path, out: Path, verdicts: Path) -> Result:
+    from ample_batch import join, read, write
+
+    t0 = time.perf_counter()
+    lookup = join.Verdicts.from_rows(_verdict_rows(verdicts))
+    verdict_seconds = time.perf_counter() - t0
+    # The peak so far is the lookup's: it splits the final peak RSS into lookup and file work.
+    verdicts_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    started = time.perf_counter()
+    spec = read.inspect_input(src)
+    scan = read.scan(spec)
+    scanned = time.perf_counter()
+    # `enrich_file` is the library's fast path when it has one; the generic pipeline otherwise.
+    enrich_file = getattr(join, "enrich_file", None)
+    if enrich_file is not None:
+        enrich_file(spec, lookup, out, missing="pending")
+        via = "join.enrich_file"
+    else:
+        write.write_output(spec, join.enrich_batches(spec, lookup, missing="pending"), out)
+        via = "join.enrich_batches + write.write_output"
+    done = time.perf_counter()
+    return {
+        "seconds": done - started,
+        "scan_seconds": scanned - started,
+        "join_write_seconds": done - scanned,
+        "verdicts_seconds": verdict_seconds,
+        "verdicts_rss_mb": verdicts_rss_mb,
+        "rows": scan.rows,
+        "via": via,
+    }
+
+
+def _verdict_rows(verdicts: Path) -> Iterator[tuple[str, str, bool]]:
+    """The verdict table as the job store yields it: (email, result, catch_all) tuples.
+
+    Streamed batch by batch: millions of Python strings held at once would inflate the peak
+    RSS charged to ample-batch with memory no real run spends.
+    """
+    import pyarrow.parquet as pq
+
+    for batch in pq.ParquetFile(verdicts).iter_batches(batch_size=65_536):
+        emails, results, catch_all = (column.to_pylist() for column in batch.columns)
+        yield from zip(emails, results, (value == "true" for value in catch_all), strict=True)
+
+
+def pandas_task(fmt: str, src: Path, out: Path, verdicts: Path) -> Result:
+    import pandas as pd
+
+    table = pd.read_parquet(verdicts)
+    started = time.perf_counter()
+    if fmt == "csv":
+        frame = pd.read_csv(src, dtype=str, keep_default_na=False)
+    else:
+        frame = pd.read_parquet(src)
+    key = frame["Email"].str.strip().str.lower()
+    merged = frame.assign(_key=key).merge(table, how="left", left_on="_key", right_on="email")
+    merged = merged.drop(columns=["_key", "email"])
+    merged["email_result"] = merged["email_result"].fillna("pending")
+    merged["email_catch_all"] = merged["email_catch_all"].fillna("")
+    if fmt == "csv":
+        merged.to_csv(out, index=False)
+    else:
+        merged.to_parquet(out, index=False)
+    return {"seconds": time.perf_counter() - started, "rows": len(merged)}
+
+
+def duckdb_task(fmt: str, src: Path, out: Path, verdicts: Path) -> Result:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE v AS SELECT * FROM read_parquet('{verdicts}')")
+    started = time.perf_counter()
+    if fmt == "csv":
+        source = (
+            f"SELECT *, row_number() OVER () AS _rn FROM read_csv('{src}', all_varchar = true,"
+            " header = true, quote = '\"', escape = '\"', strict_mode = false)"
+        )
+        sink = "FORMAT csv, HEADER true"
+    else:
+        source = (
+            "SELECT * EXCLUDE (file_row_number), file_row_number AS _rn"
+            f" FROM read_parquet('{src}', file_row_number = true)"
+        )
+        sink = "FORMAT parquet"
+    # ORDER BY the row number: a hash join does not keep input order on its own.
+    con.execute(
+        f"COPY (SELECT l.* EXCLUDE (_rn), coalesce(v.email_result, 'pending') AS email_result,"
+        f" coalesce(v.email_catch_all, '') AS email_catch_all FROM ({source}) l"
+        f" LEFT JOIN v ON lower(trim(l.\"Email\")) = v.email ORDER BY l._rn) TO '{out}' ({sink})"
+    )
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "rows": _count_rows(con, fmt, out)}
+
+
+def polars_task(fmt: str, src: Path, out: Path, verdicts: Path) -> Result:
+    import polars as pl
+
+    table = pl.read_parquet(verdicts).lazy()
+    started = time.perf_counter()
+    if fmt == "csv":
+        frame = pl.scan_csv(src, infer_schema=False, empty_string_is_null=False)
+    else:
+        frame = pl.scan_parquet(src)
+    key = pl.col("Email").str.strip_chars().str.to_lowercase()
+    joined = (
+        frame.with_columns(_key=key)
+        .join(table, how="left", left_on="_key", right_on="email", maintain_order="left")
+        .drop("_key")
+        .with_columns(
+            pl.col("email_result").fill_null("pending"), pl.col("email_catch_all").fill_null("")
+        )
+    )
+    if fmt == "csv":
+        joined.sink_csv(out)
+    else:
+        joined.sink_parquet(out)
+    seconds = time.perf_counter() - started
+    rows = (pl.scan_csv(out, infer_schema=False) if fmt == "csv" else pl.scan_parquet(out)).select(
+        pl.len()
+    )
+    return {"seconds": seconds, "rows": rows.collect().item()}
+
+
+def _count_rows(con: Any, fmt: str, out: Path) -> int:
+    reader = "read_csv" if fmt == "csv" else "read_parquet"
+    extra = ", all_varchar = true, strict_mode = false" if fmt == "csv" else ""
+    return int(con.execute(f"SELECT count(*) FROM {reader}('{out}'{extra})").fetchone()[0])
+
+
+TASKS: dict[str, Callable[[str, Path, Path, Path], Result]] = {
+    "ample-scan": ample_scan,
+    "ample": ample_enrich,
+    "pandas": pandas_task,
+    "duckdb": duckdb_task,
+    "polars": polars_task,
+}
+
+
+def main(argv: list[str]) -> None:
+    tool, fmt, src, out, verdicts = argv
+    result = TASKS[tool](fmt, Path(src), Path(out), Path(verdicts))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
