@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ from .errors import (
     InsufficientCredits,
     JobBusy,
     Stopped,
+    TerminalError,
     Unauthorized,
 )
 from .fake.command import mock_server
@@ -55,6 +57,8 @@ def _run(action: Callable[[], Any]) -> Any:
         _fail(EXIT_CREDITS, str(exc))
     except (Stopped, JobBusy) as exc:
         _fail(EXIT_TEMPFAIL, str(exc))
+    except TerminalError as exc:
+        _fail(EXIT_ERROR, f"the API refused: {exc}")
     except ApiError as exc:
         _fail(EXIT_TEMPFAIL, f"{exc}; run the same command again to resume")
     except AmpleBatchError as exc:
@@ -228,6 +232,10 @@ def validate(**kw: Any) -> None:
 
     options = _validate_options(kw)
     report = Report(quiet=kw["quiet"], verbose=kw["verbose"])
+    if not kw["verbose"]:
+        # stamina logs each retry; without a handler Python would print them bare to stderr.
+        logging.getLogger("stamina").addHandler(logging.NullHandler())
+        logging.getLogger("stamina").propagate = False
 
     def action() -> Any:
         try:

@@ -100,7 +100,7 @@ class RetryPolicy:
     """First backoff, in seconds, when the server gave no Retry-After."""
     wait_max: float = 30.0
     """Longest backoff between tries when the server gave no Retry-After."""
-    max_retry_after: float = 600.0
+    max_retry_after: float = 3600.0
     """Cap on any wait the server asks for, so a bad header cannot stall a run for days."""
     first_poll: float = 1.0
     """Seconds before the first poll when the server sends no Retry-After (it doubles)."""
@@ -154,6 +154,11 @@ class ValidationClient:
         self._session = session
         self.base_url = check_base_url(base_url)
         self._origin = urlsplit(self.base_url)
+        if not api_key or any(ord(c) < 0x21 or ord(c) > 0x7E for c in api_key):
+            raise InputError(
+                "the API key is empty or holds spaces or control characters; check "
+                "AMPLEMARKET_API_KEY (a stray newline from a file, say)"
+            )
         self._api_key = _Secret(api_key)
         self._throttle = throttle or Unthrottled()
         self.policy = policy or RetryPolicy()
@@ -190,7 +195,22 @@ class ValidationClient:
                     "POST", "/email-validations", payload, throttled=admit is None
                 )
                 if status in (200, 202):
-                    return parse_validation(body, headers, fallback_href=headers.get("Location"))
+                    try:
+                        return parse_validation(
+                            body, headers, fallback_href=headers.get("Location")
+                        )
+                    except TransientError:
+                        # Accepted, but the answer is unreadable: resending could pay twice.
+                        raise SubmissionUnknown(
+                            f"the API accepted a batch ({status}) with an unreadable answer; "
+                            "it may be running"
+                        ) from None
+                if status == 404:
+                    # The collection itself is missing: not the API, or not this version of it.
+                    raise InputError(
+                        f"{self.base_url}/email-validations does not exist (404); "
+                        "check --base-url"
+                    )
                 self._raise_for(status, headers, body, post=True)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -202,8 +222,14 @@ class ValidationClient:
         """
         try:
             await self.get("/email-validations/00000000-0000-0000-0000-000000000000")
-        except NotFound:
-            return
+        except NotFound as exc:
+            if exc.errors:
+                return
+            # A bare 404 is not the API's own answer: most likely a wrong --base-url.
+            raise InputError(
+                f"{self.base_url} does not answer like the Amplemarket API (a 404 without "
+                "an error body); check --base-url"
+            ) from None
 
     async def get(self, href: str) -> Validation:
         """GET a validation (or one page of its results) by href, retrying transient failures."""

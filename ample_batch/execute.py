@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from .client import ValidationClient
 from .errors import (
     BadRequest,
+    InputError,
     InsufficientCredits,
     NotFound,
     RetryableError,
     SubmissionUnknown,
-    Unauthorized,
+    TerminalError,
     UnsafeLink,
     UsageLimited,
 )
@@ -71,6 +72,7 @@ class Engine:
         *,
         stop: asyncio.Event,
         deadline: float | None = None,
+        chunk_size: int | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -79,6 +81,7 @@ class Engine:
         self.scheduler = scheduler
         self.stop = stop
         self.deadline = deadline
+        self.chunk_size = chunk_size or scheduler.config.usage_limit.count
         self.counters = Counters()
         self._now = wall_clock
         self._tasks: dict[int, asyncio.Task[None]] = {}
@@ -194,6 +197,10 @@ class Engine:
         if not emails:
             self.store.finish(batch.id)
             return
+        if len(emails) > self.chunk_size:
+            # A retry batch, or one cut under older limits: re-cut it, keeping its attempt.
+            self.store.split(batch.id, self.chunk_size)
+            return
 
         async def admit() -> None:
             # Before every attempt: a retried POST goes out later, so it is admitted again.
@@ -231,7 +238,8 @@ class Engine:
             self.store.back_to_planned(batch.id, error=str(exc))
             await self._after_failed_submit()
             return
-        except Unauthorized:
+        except (TerminalError, InputError):
+            # Refused outright (key, wrong URL, ...): nothing exists on the server.
             self.store.back_to_planned(batch.id)
             raise
         # Anything else (a cancellation mid-POST, say) leaves the batch `submitting`: its fate
@@ -305,22 +313,26 @@ class Engine:
                 self.store.retry_unresolved(batch.id, error=str(exc))
                 return
             self.store.mark_fetching(
-                batch.id, first_href=validation.href, remote_status=validation.status
+                batch.id,
+                first_href=validation.href,
+                remote_status=validation.status,
+                errors=validation.errors,
             )
-            await self._fetch(batch.id, validation, validation.status, validation)
+            await self._fetch(batch.id, validation, validation.status, validation.errors)
         elif batch.state is BatchState.FETCHING:
             assert batch.remote_status is not None
+            errors = self.store.remote_errors(batch.id)
             if batch.next_href is None:
-                self._settle(batch.id, batch.remote_status, [])
+                self._settle(batch.id, batch.remote_status, errors)
                 return
-            await self._fetch(batch.id, batch.next_href, batch.remote_status, None)
+            await self._fetch(batch.id, batch.next_href, batch.remote_status, errors)
 
     async def _fetch(
         self,
         batch_id: int,
         start: Validation | str,
         status: str,
-        terminal: Validation | None,
+        errors: list[dict[str, object]],
     ) -> None:
         matcher = ResultMatcher(self.store.batch_emails(batch_id))
         try:
@@ -328,14 +340,20 @@ class Engine:
                 verdicts = [
                     (email, result.result, result.catch_all)
                     for result in page.results
-                    for email in matcher.match(result.email)
+                    for email in matcher.match(result.email, (result.result, result.catch_all))
                 ]
                 self.store.record_page(batch_id, verdicts, next_href=page.next_href)
                 self.counters.emails_resolved += len(verdicts)
         except UnsafeLink as exc:
             self.store.fail(batch_id, error=str(exc))
             return
-        self._settle(batch_id, status, terminal.errors if terminal else [])
+        # Emails the API answered under another spelling shared with a sibling (`bar+x@` and
+        # `bar@` submitted, one `bar@` result): they share its verdict.
+        leftovers = matcher.siblings(self.store.batch_emails(batch_id, unresolved=True))
+        if leftovers:
+            self.store.record_page(batch_id, leftovers, next_href=None)
+            self.counters.emails_resolved += len(leftovers)
+        self._settle(batch_id, status, errors)
 
     def _settle(self, batch_id: int, status: str, errors: list[dict[str, object]]) -> None:
         """All pages are in: close the batch according to how the validation ended."""

@@ -35,12 +35,31 @@ class ResultMatcher:
         for email in sorted(self._submitted):
             self._by_canonical[canonical(email)].append(email)
         self._exact_hits: set[str] = set()
+        self._seen: dict[str, tuple[str, bool | None]] = {}
 
-    def match(self, returned: str) -> list[str]:
+    def match(self, returned: str, verdict: tuple[str, bool | None] | None = None) -> list[str]:
         """The submitted emails this returned email answers for (possibly none)."""
         key = returned.strip().lower()
+        if verdict is not None:
+            self._seen.setdefault(canonical(key), verdict)
         if key in self._submitted:
             self._exact_hits.add(key)
             return [key]
         group = self._by_canonical.get(canonical(key), [])
         return [email for email in group if email not in self._exact_hits]
+
+    def siblings(self, unresolved: Iterable[str]) -> list[tuple[str, str, bool | None]]:
+        """After the last page: verdicts for unanswered emails whose canonical key did get one.
+
+        >>> m = ResultMatcher(["bar@x.co", "bar+news@x.co"])
+        >>> m.match("bar@x.co", ("risky", True))
+        ['bar@x.co']
+        >>> m.siblings(["bar+news@x.co"])
+        [('bar+news@x.co', 'risky', True)]
+        """
+        found = []
+        for email in unresolved:
+            verdict = self._seen.get(canonical(email))
+            if verdict is not None:
+                found.append((email, *verdict))
+        return found

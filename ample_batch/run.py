@@ -231,7 +231,8 @@ async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
                 await client.check_key()
                 live.stage = "scanning"
                 reporter(live)
-                fingerprint = read.fingerprint(spec)
+                # Hashing a big file takes seconds: off the loop, so signals stay prompt.
+                fingerprint = await asyncio.to_thread(read.fingerprint, spec)
                 with Store(options.state_dir) as store:
                     job = store.open_job(
                         input_path=str(spec.path.resolve()),
@@ -284,7 +285,9 @@ async def _run_job(
     store.plan(job.id, cached=plan.cached, new=plan.new, chunk_size=chunk)
     live.to_submit = len(plan.new)
     deadline = None if options.max_runtime is None else started + options.max_runtime
-    engine = Engine(store, job.id, client, scheduler, stop=stop, deadline=deadline)
+    engine = Engine(
+        store, job.id, client, scheduler, stop=stop, deadline=deadline, chunk_size=chunk
+    )
     live.counters = engine.counters
     live.stage = "validating"
     ticker = asyncio.create_task(_tick(live, reporter))
@@ -293,7 +296,13 @@ async def _run_job(
     finally:
         ticker.cancel()
     progress = store.progress(job.id)
-    complete = progress.pending == 0 and not store.batches(job.id, BatchState.PLANNED)
+    # Complete means every unique email has a settled verdict. Emails released by a canceled
+    # or out-of-credits validation are in no batch at all, so count coverage, not just pending.
+    complete = (
+        progress.emails >= len(scan.unique)
+        and progress.pending == 0
+        and not store.batches(job.id, BatchState.PLANNED)
+    )
     live.stage = "writing"
     reporter(live)
     target = output if complete else write.partial_path(output)
@@ -318,7 +327,7 @@ async def _run_job(
         duplicates=scan.duplicates,
         credits_spent=counters.emails_submitted,
         possible_double_charges=_job_double_charges(store, job.id),
-        remaining=progress.pending,
+        remaining=len(scan.unique) - progress.emails + progress.pending,
         failed=progress.failed,
         verdicts=verdict_counts,
         elapsed_seconds=round(time.monotonic() - started, 3),
@@ -401,6 +410,7 @@ def _signals(stop: asyncio.Event) -> Iterator[None]:
 
     def on_signal() -> None:
         if stop.is_set():
+            os.write(2, b"ample-batch: interrupted twice: stopped at once; run again to resume\n")
             os._exit(75)
         stop.set()
 

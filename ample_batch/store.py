@@ -287,8 +287,51 @@ class Store:
         with self._transaction() as db:
             db.execute("UPDATE batches SET poll_after = ? WHERE id = ?", (poll_after, batch_id))
 
-    def mark_fetching(self, batch_id: int, *, first_href: str, remote_status: str) -> None:
-        self._move(batch_id, BatchState.FETCHING, next_href=first_href, remote_status=remote_status)
+    def mark_fetching(
+        self,
+        batch_id: int,
+        *,
+        first_href: str,
+        remote_status: str,
+        errors: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        """Terminal on the server: paging starts. Its `_errors` are kept for a resumed run."""
+        self._move(
+            batch_id,
+            BatchState.FETCHING,
+            next_href=first_href,
+            remote_status=remote_status,
+            error=json.dumps(list(errors)) if errors else None,
+        )
+
+    def remote_errors(self, batch_id: int) -> list[dict[str, Any]]:
+        """The `_errors` the validation ended with, as saved by `mark_fetching`."""
+        saved = self.batch(batch_id).error
+        try:
+            errors = json.loads(saved) if saved else []
+        except ValueError:
+            return []
+        return errors if isinstance(errors, list) else []
+
+    def split(self, batch_id: int, size: int) -> None:
+        """Re-cut a planned batch into batches of at most `size`, keeping its attempt count."""
+        batch = self.batch(batch_id)
+        emails = self.batch_emails(batch_id, unresolved=True)
+        now = self._clock()
+        with self._transaction() as db:
+            for start in range(size, len(emails), size):
+                chunk = emails[start : start + size]
+                new_id = self._new_batch(
+                    db, batch.job_id, BatchState.PLANNED, len(chunk), "api", now, batch.attempt
+                )
+                db.executemany(
+                    "UPDATE batch_emails SET batch_id = ? WHERE batch_id = ? AND email = ?",
+                    ((new_id, batch_id, e) for e in chunk),
+                )
+            db.execute(
+                "UPDATE batches SET size = size - ? WHERE id = ?",
+                (max(0, len(emails) - size), batch_id),
+            )
 
     def reject_email(self, batch_id: int, email: str) -> None:
         """The API refused one email of a batch as malformed: it is written `invalid_syntax`."""

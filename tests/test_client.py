@@ -327,3 +327,21 @@ async def test_request_limiter_holds_60_per_5s_over_a_burst_of_polls(fake_api, s
     assert summary.requests == 201
     assert summary.rate_limited == 0
     assert summary.peak_requests_in_window == 60
+
+
+async def test_an_unreadable_answer_to_a_post_is_never_resent(session) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(status=202, text="<html>accepted</html>", content_type="text/html")
+
+    runner, url, seen = await _serve(handler)
+    try:
+        with pytest.raises(SubmissionUnknown, match="unreadable"):
+            await make_client(session, url).start(["a@x.co"])
+        assert len(seen) == 1
+    finally:
+        await runner.cleanup()
+
+
+def test_a_key_with_control_characters_is_bad_input() -> None:
+    with pytest.raises(InputError, match="control characters"):
+        make_client(None, "http://127.0.0.1:9", key="abc\n")  # type: ignore[arg-type]

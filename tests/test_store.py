@@ -157,3 +157,26 @@ def test_job_lock_is_exclusive(tmp_path: Path) -> None:
             second.__enter__()
     with job_lock(tmp_path, "j1"):
         pass
+
+
+def test_split_keeps_the_attempt_and_every_email(store: Store) -> None:
+    job = open_job(store)
+    store.plan(job.id, cached=[], new=[f"u{i}@x.co" for i in range(10)], chunk_size=10)
+    batch_id = store.batches(job.id)[0].id
+    new_id = store.retry_unresolved(batch_id, error="boom")
+    assert new_id is not None
+    store.split(new_id, 4)
+    planned = store.batches(job.id, BatchState.PLANNED)
+    assert sorted(b.size for b in planned) == [2, 4, 4]
+    assert {b.attempt for b in planned} == {2}
+    emails = [e for b in planned for e in store.batch_emails(b.id)]
+    assert sorted(emails) == sorted(f"u{i}@x.co" for i in range(10))
+
+
+def test_a_validations_errors_survive_a_restart(store: Store) -> None:
+    job = open_job(store)
+    store.plan(job.id, cached=[], new=["a@x.co"], chunk_size=5)
+    batch_id = store.batches(job.id)[0].id
+    errors = [{"code": "insufficient_credits", "detail": "out"}]
+    store.mark_fetching(batch_id, first_href="/v/1", remote_status="error", errors=errors)
+    assert store.remote_errors(batch_id) == errors

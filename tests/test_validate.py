@@ -264,3 +264,41 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition never came true"
         time.sleep(0.01)
+
+
+def test_running_out_of_credits_mid_validation_is_exit_4_not_done(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(300))
+    with FakeInThread(**FAST, credits=100, credits_mode="async") as fake:
+        dry = cli(*validate_args(fake, src, tmp_path / "s"))
+        assert dry.returncode == 4, dry.stderr
+        assert "200 email(s) still to validate" in dry.stderr
+        assert not (tmp_path / "leads.validated.csv").exists()
+        fake.add_credits(1000)
+        done = cli(*validate_args(fake, src, tmp_path / "s"))
+        assert done.returncode == 0, done.stderr
+        assert fake.summary().credits_spent == 300
+        assert fake.summary().emails_charged_twice == 0
+    assert_output_exact(src, tmp_path / "leads.validated.csv")
+
+
+def test_inputs_the_api_folds_into_one_result_share_it(tmp_path: Path) -> None:
+    rows = [
+        {"id": "1", "Email": "bar@example.com"},
+        {"id": "2", "Email": "bar+news@example.com"},
+        {"id": "3", "Email": "Bar+Other@Example.com"},
+    ]
+    src = write_leads(tmp_path / "leads.csv", rows)
+    with FakeInThread(**FAST, normalise_results=True) as fake:
+        done = cli(*validate_args(fake, src, tmp_path / "s"))
+        assert done.returncode == 0, done.stderr
+    results = {r["email_result"] for r in read_csv(tmp_path / "leads.validated.csv")}
+    assert results == {expected_result("bar@example.com")[0]}
+
+
+def test_a_base_url_that_is_not_the_api_is_bad_usage(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(10))
+    with FakeInThread(**FAST) as fake:
+        done = cli(*validate_args(fake, src, tmp_path / "s"), "--base-url", fake.url + "/v2")
+        assert done.returncode == 2, done.stderr
+        assert "check --base-url" in done.stderr
+        assert fake.summary().credits_spent == 0
