@@ -208,8 +208,7 @@ class ValidationClient:
                 if status == 404:
                     # The collection itself is missing: not the API, or not this version of it.
                     raise InputError(
-                        f"{self.base_url}/email-validations does not exist (404); "
-                        "check --base-url"
+                        f"{self.base_url}/email-validations does not exist (404); check --base-url"
                     )
                 self._raise_for(status, headers, body, post=True)
         raise AssertionError("unreachable")  # pragma: no cover
