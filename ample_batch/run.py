@@ -242,38 +242,32 @@ async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
                         cache_ttl=options.cache_ttl,
                     )
                     with job_lock(options.state_dir, job.id):
-                        return await _run_job(
-                            options,
-                            spec,
-                            output,
-                            chunk,
-                            store,
-                            job,
-                            client,
-                            scheduler,
-                            stop,
-                            live,
-                            reporter,
-                            started,
+                        run = _JobRun(
+                            options, spec, output, chunk, store, job, client, scheduler, stop
                         )
+                        return await _run_job(run, live, reporter, started)
             finally:
                 scheduler.close()
 
 
-async def _run_job(
-    options: ValidateOptions,
-    spec: read.InputSpec,
-    output: Path,
-    chunk: int,
-    store: Store,
-    job: Job,
-    client: ValidationClient,
-    scheduler: Scheduler,
-    stop: asyncio.Event,
-    live: LiveStatus,
-    reporter: Reporter,
-    started: float,
-) -> Summary:
+@dataclass(frozen=True)
+class _JobRun:
+    """Everything one run of one job works with, once the checks have passed."""
+
+    options: ValidateOptions
+    spec: read.InputSpec
+    output: Path
+    chunk: int
+    store: Store
+    job: Job
+    client: ValidationClient
+    scheduler: Scheduler
+    stop: asyncio.Event
+
+
+async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: float) -> Summary:
+    options, spec, output, chunk = run.options, run.spec, run.output, run.chunk
+    store, job, client, scheduler, stop = run.store, run.job, run.client, run.scheduler, run.stop
     scan = await asyncio.to_thread(read.scan, spec)
     write.check_output(spec, output, rows=scan.rows)
     live.rows, live.unique = scan.rows, len(scan.unique)
