@@ -1,7 +1,7 @@
 """The commands around the main job: `estimate`, `status` and `cancel`.
 
-    estimate(ValidateOptions(input=Path("leads.csv"), state_dir=d)).credits_needed
-    [s.job.id for s in status(d)]
+estimate(ValidateOptions(input=Path("leads.csv"), state_dir=d)).credits_needed
+[s.job.id for s in status(d)]
 """
 
 from __future__ import annotations
