@@ -209,7 +209,6 @@ class Engine:
 
         try:
             validation = await self.client.start(emails, admit=admit)
-            self.scheduler.accepted(len(emails))
         except _StopSubmitting:
             # Any earlier attempt was refused outright, so nothing exists on the server.
             self.store.back_to_planned(batch.id)
@@ -244,8 +243,10 @@ class Engine:
             raise
         # Anything else (a cancellation mid-POST, say) leaves the batch `submitting`: its fate
         # is unknown, and the next run counts it as a possible double charge.
-        self._submit_failures = 0
+        # Record the batch first: until this commit, a kill makes its fate unknowable.
         self.store.mark_running(batch.id, remote_id=validation.id, remote_href=validation.href)
+        self.scheduler.accepted(len(emails))
+        self._submit_failures = 0
         self._note_poll(batch.id, validation)
         self.counters.batches_submitted += 1
         self.counters.emails_submitted += len(emails)
@@ -260,7 +261,9 @@ class Engine:
         if self._submit_failures >= MAX_SUBMIT_FAILURES:
             self.counters.stop_reason = "the API keeps failing; run again later"
             return
-        await asyncio.sleep(min(60.0, 2.0**self._submit_failures))
+        # Back off before the next POST, but a stop request ends the wait at once.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), timeout=min(60.0, 2.0**self._submit_failures))
 
     def _reject_items(self, batch_id: int, emails: list[str], exc: BadRequest) -> None:
         """A 400 naming one item (`/emails/3/email`): that email is dropped, the rest resent."""
