@@ -15,6 +15,7 @@ polls and page fetches count against the rate limit like everything else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -295,14 +296,13 @@ class ValidationClient:
         A 4xx means "not cancellable" (already finished, say); the current state is returned.
         """
         href = href_or_id if "/" in href_or_id else f"/email-validations/{href_or_id}"
-        try:
+        # A BadRequest means not cancellable (already finished, say): the GET tells what it is.
+        with contextlib.suppress(BadRequest):
             async for attempt in self._retrying():
                 with attempt:
                     status, headers, body = await self._send("PATCH", href, {"status": "canceled"})
                     if status != 200:
                         self._raise_for(status, headers, body)
-        except BadRequest:
-            pass  # not cancellable (already finished, say): the GET below tells what it is
         return await self.get(href)
 
     # -- plumbing ------------------------------------------------------------------------
