@@ -117,13 +117,7 @@ def limit_options(command: F) -> F:
                 type=int,
                 help="Emails per POST [default: min(100000, usage-limit count)].",
             ),
-            click.option(
-                "--state-dir",
-                type=click.Path(path_type=Path, file_okay=False),
-                envvar="AMPLE_BATCH_HOME",
-                default=default_state_dir,
-                help="Job state, result cache, quota ledger [env AMPLE_BATCH_HOME].",
-            ),
+            state_dir_option,
             click.option(
                 "--cache-ttl",
                 type=DurationType(),

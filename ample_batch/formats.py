@@ -50,15 +50,15 @@ class InputSpec:
     """The input file, as given."""
     format: Format
     """`csv` (also .tsv, .txt, .csv.gz), `parquet` or `xlsx`: from the content, not the name."""
-    delimiter: str | None
+    delimiter: str | None = None
     """The CSV field separator (`,` `;` tab `|`); None for Parquet and XLSX."""
-    encoding: str | None
+    encoding: str | None = None
     """The CSV's text encoding, a Python codec name (`utf-8`, `cp1252`, ...); None otherwise."""
-    bom: bool
+    bom: bool = False
     """The CSV started with a byte-order mark; CSV output then starts with a UTF-8 one."""
-    compression: Literal["gzip"] | None
+    compression: Literal["gzip"] | None = None
     """`gzip` for a .csv.gz; None otherwise."""
-    sheet: str | None
+    sheet: str | None = None
     """The XLSX sheet read; None for CSV and Parquet."""
     email_column: str
     """The header of the column holding the email."""

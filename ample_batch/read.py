@@ -184,11 +184,6 @@ def _inspect_parquet(path: Path, email_column: str | None) -> InputSpec:
     draft = InputSpec(
         path=path,
         format="parquet",
-        delimiter=None,
-        encoding=None,
-        bom=False,
-        compression=None,
-        sheet=None,
         email_column="",
         columns=columns,
         rows_hint=rows,
@@ -207,10 +202,6 @@ def _inspect_xlsx(path: Path, email_column: str | None, sheet: str | None) -> In
     draft = InputSpec(
         path=path,
         format="xlsx",
-        delimiter=None,
-        encoding=None,
-        bom=False,
-        compression=None,
         sheet=name,
         email_column="",
         columns=columns,

@@ -1,4 +1,5 @@
-"""The state database's schema, its migrations, and the records read from it.
+"""The state database: its schema and migrations, how it is opened and written (one
+`BEGIN IMMEDIATE` transaction per change), and the records read from it.
 
 Each entry of MIGRATIONS moves the schema one version forward (`PRAGMA user_version`); an
 entry that has shipped is never edited, so an older database always opens.
@@ -6,9 +7,13 @@ entry that has shipped is never edited, so an older database always opens.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 DB_NAME = "ample-batch.sqlite"
@@ -136,3 +141,36 @@ def job_id_for(input_path: str, fingerprint: str, email_column: str) -> str:
     """A short stable id: the same file, content and column always give the same job."""
     digest = hashlib.sha256("\0".join((input_path, fingerprint, email_column)).encode())
     return digest.hexdigest()[:12]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open the state database in WAL mode and bring its schema up to date."""
+    db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    with transaction(db):
+        version = schema_version(db)
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in script.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number}")
+    return db
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction: every state transition is exactly one of these."""
+    # IMMEDIATE: take the write lock up front, so two processes never deadlock upgrading.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

@@ -16,6 +16,7 @@ The API key is not stored here, not even hashed: the ledgers (schedule.py) carry
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -26,12 +27,14 @@ from typing import Any
 from .schema import (
     BATCH_ATTEMPTS,
     DB_NAME,
-    MIGRATIONS,
     Batch,
     BatchState,
     Job,
     Progress,
+    connect,
     job_id_for,
+    schema_version,
+    transaction,
 )
 
 
@@ -46,11 +49,7 @@ class Store:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.path = state_dir / DB_NAME
         self._clock = clock
-        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        self._db = connect(self.path)
 
     def __enter__(self) -> Store:
         return self
@@ -61,33 +60,12 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
-    def _migrate(self) -> None:
-        with self._transaction():
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in script.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {number}")
-
     @property
     def schema_version(self) -> int:
-        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        return schema_version(self._db)
 
-    class _Txn:
-        def __init__(self, db: sqlite3.Connection) -> None:
-            self.db = db
-
-        def __enter__(self) -> sqlite3.Connection:
-            # IMMEDIATE: take the write lock up front, so two processes never deadlock upgrading.
-            self.db.execute("BEGIN IMMEDIATE")
-            return self.db
-
-        def __exit__(self, exc_type: object, *rest: object) -> None:
-            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
-
-    def _transaction(self) -> Store._Txn:
-        return Store._Txn(self._db)
+    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._db)
 
     # -- jobs ----------------------------------------------------------------------------
 
