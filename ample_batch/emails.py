@@ -42,8 +42,6 @@ _STRIP_CLASS = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in STRIP) + "]"
 _MAILTO = rf"(?is)^(?:mailto:{_STRIP_CLASS}*)+([^?]*)(?:\?.*)?$"
 # "Name <addr>": exactly one '<' and one '>', the '>' last.
 _ANGLE = r"^[^<>]*<([^<>]*)>$"
-# Values that any unwrapping rule could touch.
-_SPECIAL = r"(?i)mailto:|<"
 # Characters that can never appear unquoted in a deliverable address.
 _BAD = r"\s\p{Cc}@" + _STRIP_CLASS[1:-1]
 _VALID = rf"^[^{_BAD}]+@[^{_BAD}.]+(?:\.[^{_BAD}.]+)+$"
@@ -67,16 +65,22 @@ def normalise_series(values: pl.Series) -> pl.Series:
     """Normalise a polars Series of emails; nulls become "".
 
     Trim, unwrap `mailto:` (dropping a `?subject=` query), unwrap `Name <addr>`, trim again,
-    lower-case. Idempotent: every unwrapping leaves text that no rule matches again. The regex
-    unwrapping, the costly part, runs only on the few values that contain `<` or `mailto:`:
-    on any other value it is the identity.
+    lower-case. Idempotent: every unwrapping leaves text that no rule matches again.
+
+    Most values need only the trim and the lower-casing. The few an unwrapping rule could
+    change are found by two literal searches in the lower-cased text (lower-casing touches no
+    character the rules look at), and only they take the regex path, from their original text
+    so that a Greek final sigma lower-cases as it does once unwrapped.
     """
-    s = values.cast(pl.String).fill_null("").str.strip_chars(STRIP)
-    special = s.str.contains(_SPECIAL)
+    raw = values.cast(pl.String).fill_null("")
+    s = raw.str.to_lowercase().str.strip_chars(STRIP)
+    special = s.str.contains("<", literal=True) | s.str.contains("mailto:", literal=True)
     if special.any():
-        unwrapped = s.filter(special).to_frame("s").select(_unwrap_expr(pl.col("s"))).to_series()
-        s = s.scatter(special.arg_true(), unwrapped)
-    return s.str.to_lowercase().rename(values.name)
+        rows = special.arg_true()
+        original = raw.gather(rows).str.strip_chars(STRIP).to_frame("s")
+        unwrapped = original.select(_unwrap_expr(pl.col("s")).str.to_lowercase()).to_series()
+        s = s.scatter(rows, unwrapped)
+    return s.rename(values.name)
 
 
 def email_class_expr(normalised: pl.Expr) -> pl.Expr:

@@ -38,6 +38,8 @@ TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".tab")
 SUFFIXES = "use .csv, .tsv, .txt, .csv.gz, .parquet or .xlsx"
 DELIMITERS = (",", ";", "\t", "|")
 DEFAULT_BATCH_ROWS = 65_536
+EMAIL_BATCH_ROWS = 1 << 18
+"""Rows per batch of the email column alone (the scan): about 7 MB of text."""
 CSV_BLOCK = 2 << 20
 """CSV is parsed in blocks of this many bytes: about 11,000 rows of a 190-byte lead list."""
 
@@ -386,14 +388,43 @@ def record_batches(
         yield from xlsx_table(spec).to_batches(max_chunksize=batch_rows)
 
 
+def regroup(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """Batches joined up to at least `rows` rows each.
+
+    pyarrow cuts CSV into ~11,000-row blocks, and every later step (polars, pandas and numpy
+    calls) pays a fixed cost per batch: measured at a third of the join's time, and half the
+    scan's normalisation.
+    """
+    held: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        if not held and batch.num_rows >= rows:
+            yield batch
+            continue
+        held.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            yield _combine(held)
+            held, count = [], 0
+    if held:
+        yield _combine(held)
+
+
+def _combine(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+
+
 def email_batches(spec: InputSpec, *, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.Array]:
     """Only the email column, streamed (a CSV is still parsed whole: ragged rows fail here)."""
     if spec.format == "csv":
-        for batch in csv_batches(spec, include=[spec.email_column], block_size=CSV_BLOCK):
+        emails = csv_batches(spec, include=[spec.email_column], block_size=CSV_BLOCK)
+        for batch in regroup(emails, EMAIL_BATCH_ROWS):
             yield batch.column(0)
     elif spec.format == "parquet":
         for batch in parquet_batches(
-            spec, batch_rows=max(batch_rows, 1 << 20), columns=[spec.email_column]
+            spec, batch_rows=max(batch_rows, EMAIL_BATCH_ROWS), columns=[spec.email_column]
         ):
             yield batch.column(0)
     else:

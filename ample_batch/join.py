@@ -28,7 +28,7 @@ import polars as pl
 import pyarrow as pa
 
 from .emails import EmailClass, email_class_expr, normalise_series
-from .formats import InputSpec, prefetch, record_batches, use_jemalloc
+from .formats import InputSpec, prefetch, record_batches, regroup, use_jemalloc
 from .write import check_output, write_output
 
 __all__ = ["MISSING", "RESULTS", "Verdicts", "enrich_batches", "enrich_file"]
@@ -194,7 +194,7 @@ def enrich_batches(
     text = spec.format != "parquet"
 
     def enriched() -> Iterator[pa.RecordBatch]:
-        for batch in _regroup(prefetch(record_batches(spec, batch_rows=batch_rows)), batch_rows):
+        for batch in regroup(prefetch(record_batches(spec, batch_rows=batch_rows)), batch_rows):
             result, catch = lookup.columns(batch.column(spec.email_index), missing, text=text)
             yield batch.append_column("email_result", result).append_column(
                 "email_catch_all", catch
@@ -202,33 +202,6 @@ def enrich_batches(
 
     # Three stages on their own threads: pyarrow parses, the lookup runs, the caller writes.
     yield from prefetch(enriched())
-
-
-def _regroup(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
-    """Batches joined up to at least `rows` rows each.
-
-    pyarrow cuts CSV into ~11,000-row blocks; the lookup and the writer pay a fixed cost per
-    batch (polars, pandas and numpy calls), measured at a third of the join's time.
-    """
-    held: list[pa.RecordBatch] = []
-    count = 0
-    for batch in batches:
-        if not held and batch.num_rows >= rows:
-            yield batch
-            continue
-        held.append(batch)
-        count += batch.num_rows
-        if count >= rows:
-            yield _combine(held)
-            held, count = [], 0
-    if held:
-        yield _combine(held)
-
-
-def _combine(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
-    if len(batches) == 1:
-        return batches[0]
-    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
 def enrich_file(

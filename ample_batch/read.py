@@ -331,39 +331,63 @@ class Scan:
 
 
 def _check_utf8(spec: InputSpec) -> None:
-    """Reject undecodable bytes anywhere in a UTF-8 CSV, not only in the email column."""
-    lines = 0
-    carry = b""
+    """Reject undecodable bytes anywhere in a UTF-8 CSV, not only in the email column.
+
+    One buffer is read into and validated in place, over and over: a fresh 16 MiB per block
+    cost more in page faults than the validation itself.
+    """
+    size = 16 << 20
+    buffer = bytearray(size + 4)
+    view = memoryview(buffer)
+    start = 0  # offset of the buffer's first byte in the decompressed file
+    carry = 0  # bytes of an incomplete UTF-8 sequence moved to the front of the buffer
     with open_binary(spec.path, spec.compression) as f:
         while True:
-            chunk = f.read(16 << 20)
-            data = carry + chunk
-            cut = len(data)
-            if chunk:  # hold back an incomplete trailing UTF-8 sequence for the next round
+            read = f.readinto(view[carry : carry + size])
+            end = carry + read
+            cut = end
+            if read:  # hold back an incomplete trailing UTF-8 sequence for the next round
                 back = 0
-                while back < min(3, len(data)) and data[-1 - back] & 0xC0 == 0x80:
+                while back < min(3, end) and buffer[end - 1 - back] & 0xC0 == 0x80:
                     back += 1
-                if back < len(data) and data[-1 - back] >= 0xC0:
-                    cut = len(data) - back - 1
-            body, carry = data[:cut], data[cut:]
-            offsets = pa.array([0, len(body)], pa.int32()).buffers()[1]
-            try:  # Arrow's SIMD validation: no Python str is built
-                pa.Array.from_buffers(pa.string(), 1, [None, offsets, pa.py_buffer(body)]).validate(
-                    full=True
-                )
-            except pa.ArrowInvalid:
-                try:
-                    body.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    line = lines + body[: exc.start].count(b"\n") + 1
-                    raise InputError(
-                        f"{spec.path.name}: line {line} has bytes that are not UTF-8 "
-                        f"(0x{body[exc.start]:02x}); pass the real encoding with --encoding "
-                        "(e.g. cp1252)"
-                    ) from exc
-            if not chunk:
+                if back < end and buffer[end - 1 - back] >= 0xC0:
+                    cut = end - back - 1
+            _validate_utf8(spec, view[:cut], start)
+            if not read:
                 return
-            lines += body.count(b"\n")
+            view[: end - cut] = view[cut:end]
+            start, carry = start + cut, end - cut
+
+
+def _validate_utf8(spec: InputSpec, body: memoryview, start: int) -> None:
+    offsets = pa.array([0, len(body)], pa.int64()).buffers()[1]
+    text = pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, pa.py_buffer(body)])
+    try:  # Arrow's SIMD validation, in place: no copy, no Python str
+        text.validate(full=True)
+    except pa.ArrowInvalid:  # the exact place comes from Python's decoder
+        data = bytes(body)
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = _lines_before(spec, start) + data[: exc.start].count(b"\n")
+            raise InputError(
+                f"{spec.path.name}: line {line + 1} has bytes that are not UTF-8 "
+                f"(0x{data[exc.start]:02x}); pass the real encoding with --encoding "
+                "(e.g. cp1252)"
+            ) from exc
+
+
+def _lines_before(spec: InputSpec, offset: int) -> int:
+    """Newlines in the first `offset` bytes of the (decompressed) file."""
+    count = 0
+    with open_binary(spec.path, spec.compression) as f:
+        while offset > 0:
+            block = f.read(min(offset, 16 << 20))
+            if not block:
+                break
+            count += block.count(b"\n")
+            offset -= len(block)
+    return count
 
 
 def scan(spec: InputSpec) -> Scan:
@@ -401,11 +425,12 @@ def scan(spec: InputSpec) -> Scan:
 
 
 def _unique(parts: list[pl.Series]) -> pl.Series:
-    # Eager on one chunk: measured 1.0 s and +330 MB for 5M emails, where the streaming
-    # engine took +580 MB and pyarrow's unique 4 s and +1 GB.
+    # The lazy engine, measured on 4.9M valid emails of 5M rows: 0.9 s and +140 MB more than
+    # Series.unique's 1.3 to 2.5 s; pyarrow's unique took 4 s and +1 GB.
     if not parts:
         return pl.Series("k", [], pl.String)
-    return pl.concat(parts, rechunk=True).unique()
+    frames = [part.to_frame("k") for part in parts]
+    return pl.concat(frames).lazy().unique().collect().to_series()
 
 
 def _scan_emails(spec: InputSpec) -> tuple[int, int, int, int, pl.Series]:

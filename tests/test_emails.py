@@ -9,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ample_batch.emails import (
+    STRIP,
     EmailClass,
+    _unwrap_expr,
     classify_emails,
     find_email_column,
     is_valid_email,
@@ -116,6 +118,25 @@ emails_text = st.lists(st.sampled_from(_PIECES), max_size=20).map("".join)
 def test_normalisation_is_idempotent(values: list[str]) -> None:
     once = normalise_series(pl.Series(values, dtype=pl.String))
     assert normalise_series(once).to_list() == once.to_list()
+
+
+def _reference_normalise(values: list[str]) -> list[str]:
+    """The rule as the docs state it, applied to every value: trim, unwrap, lower-case."""
+    frame = pl.Series("s", values, dtype=pl.String).str.strip_chars(STRIP).to_frame()
+    return frame.select(_unwrap_expr(pl.col("s")).str.to_lowercase()).to_series().to_list()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(emails_text, min_size=1, max_size=20))
+def test_fast_path_matches_the_rule(values: list[str]) -> None:
+    # Only values with `<` or `mailto:` take the regex path; the result must not depend on it.
+    assert normalise_series(pl.Series(values, dtype=pl.String)).to_list() == (
+        _reference_normalise(values)
+    )
+
+
+def test_final_sigma_after_mailto_lowercases_as_unwrapped() -> None:
+    assert normalise_email("MAILTO:Σ@x.gr") == _reference_normalise(["MAILTO:Σ@x.gr"])[0]
 
 
 def test_scalar_and_vector_agree() -> None:

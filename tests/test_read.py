@@ -231,14 +231,15 @@ def test_scan_finds_a_ragged_row_past_the_head(tmp_path: Path) -> None:
         scan(spec)
 
 
-def test_scan_finds_bad_utf8_past_the_head(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rows", [70_000, 1_000_000], ids=["past-the-head", "past-16-MiB"])
+def test_scan_finds_bad_utf8_past_the_head(tmp_path: Path, rows: int) -> None:
     path = tmp_path / "late.csv"
-    path.write_bytes(b"email,name\n" + b"a@example.com,Ana\n" * 70_000 + b"b@x.co,Ren\xe9e\n")
+    path.write_bytes(b"email,name\n" + b"a@example.com,Ana\n" * rows + b"b@x.co,Ren\xe9e\n")
     spec = inspect_input(path)
     assert spec.encoding == "utf-8"
     with pytest.raises(
         InputError,
-        match=r"^late\.csv: line 70002 has bytes that are not UTF-8 "
+        match=rf"^late\.csv: line {rows + 2} has bytes that are not UTF-8 "
         r"\(0xe9\); pass the real encoding with --encoding",
     ):
         scan(spec)
