@@ -12,7 +12,15 @@ these exceptions to exit codes.
 """
 
 import importlib
+import os
 from typing import Any
+
+# polars' allocator (its own jemalloc, configured once, when polars loads) keeps freed pages
+# for ten seconds by default. Every stage here frees what the one before built, so retained
+# pages stacked up: a 5M-row CSV enrich peaked ~0.2 GB higher with no live data behind it.
+# Dirty pages kept 1 s and muzzy ones returned at once is the usual balance; a value already
+# in the environment wins, and once polars is loaded this changes nothing.
+os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:1000,muzzy_decay_ms:0")
 
 from .errors import (
     AmpleBatchError,

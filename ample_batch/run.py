@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -270,7 +270,8 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     store, job, client, scheduler, stop = run.store, run.job, run.client, run.scheduler, run.stop
     scan = await asyncio.to_thread(read.scan, spec)
     write.check_output(spec, output, rows=scan.rows)
-    live.rows, live.unique = scan.rows, len(scan.unique)
+    unique_emails = len(scan.unique)
+    live.rows, live.unique = scan.rows, unique_emails
     plan = plan_emails(
         scan.unique.to_pylist(),
         store.batched_emails(job.id),
@@ -278,6 +279,9 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     )
     store.plan(job.id, cached=plan.cached, new=plan.new, chunk_size=chunk)
     live.to_submit = len(plan.new)
+    # The emails are in the store now: holding them through the join would add to its peak.
+    del plan
+    scan = replace(scan, unique=scan.unique[:0])
     deadline = None if options.max_runtime is None else started + options.max_runtime
     engine = Engine(
         store, job.id, client, scheduler, stop=stop, deadline=deadline, chunk_size=chunk
@@ -293,14 +297,14 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     # Complete means every unique email has a settled verdict. Emails released by a canceled
     # or out-of-credits validation are in no batch at all, so count coverage, not just pending.
     complete = (
-        progress.emails >= len(scan.unique)
+        progress.emails >= unique_emails
         and progress.pending == 0
         and not store.batches(job.id, BatchState.PLANNED)
     )
     live.stage = "writing"
     reporter(live)
     target = output if complete else write.partial_path(output)
-    verdicts = Verdicts.from_rows(store.job_verdicts(job.id))
+    verdicts = Verdicts.from_rows(store.job_verdicts(job.id), normalised=True)
     _remove_stale_temp_files(target)
     verdict_counts = await asyncio.to_thread(
         _write, spec, verdicts, target, "failed" if complete else "pending"
@@ -314,14 +318,14 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
         output=str(target),
         complete=complete,
         rows=scan.rows,
-        unique_emails=len(scan.unique),
+        unique_emails=unique_emails,
         cached=progress.cached,
         invalid=scan.invalid,
         blank=scan.blank,
         duplicates=scan.duplicates,
         credits_spent=counters.emails_submitted,
         possible_double_charges=_job_double_charges(store, job.id),
-        remaining=len(scan.unique) - progress.emails + progress.pending,
+        remaining=unique_emails - progress.emails + progress.pending,
         failed=progress.failed,
         verdicts=verdict_counts,
         elapsed_seconds=round(time.monotonic() - started, 3),

@@ -105,3 +105,22 @@ def test_every_batch_erroring_ends_failed_after_three_attempts(tmp_path: Path) -
     # The fake processes half of each errored batch: those verdicts are kept, never re-bought.
     assert "failed" in results and "no_email" in results
     assert json.loads((tmp_path / "summary.json").read_text())["failed"] == 25
+
+
+def test_an_email_the_api_refuses_is_written_invalid_syntax_and_the_rest_resent(
+    tmp_path: Path,
+) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(50))
+    refused = {"lead000003@company3.com", "lead000010@company10.com"}
+    with FakeInThread(retry_after=0.1, rejects=frozenset(refused)) as fake:
+        done = run(fake, src, tmp_path)
+        posts = [r.status for r in fake.api.log if r.method == "POST"]
+        summary = fake.summary()
+    assert done.returncode == 0, done.stderr
+    assert posts == [400, 202]  # one refusal naming both emails, then one resend without them
+    assert summary.credits_spent == 48
+    for row in read_csv(tmp_path / "leads.validated.csv"):
+        if row["Email"].strip().lower() in refused:  # both spellings of lead 10 too
+            assert (row["email_result"], row["email_catch_all"]) == ("invalid_syntax", "")
+        else:
+            assert (row["email_result"], row["email_catch_all"]) == expected_result(row["Email"])

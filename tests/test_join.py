@@ -172,16 +172,21 @@ POOL = [
         ),
     ),
     batch_rows=st.sampled_from([1, 7, 65_536]),
+    normalised=st.booleans(),
 )
 def test_join_keeps_row_count_and_order(
-    cells: list[str], known: dict[str, tuple[str, bool | None]], batch_rows: int
+    cells: list[str],
+    known: dict[str, tuple[str, bool | None]],
+    batch_rows: int,
+    normalised: bool,
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "leads.parquet"
         ids = [str(i) for i in range(len(cells))]
         pq.write_table(pa.table({"id": ids, "email": cells}), path)
         spec = inspect_input(path, email_column="email")
-        verdicts = Verdicts.from_rows((e, r, c) for e, (r, c) in known.items())
+        rows = ((e, r, c) for e, (r, c) in known.items())
+        verdicts = Verdicts.from_rows(rows, normalised=normalised)
         out = pa.Table.from_batches(list(enrich_batches(spec, verdicts, batch_rows=batch_rows)))
     assert out.column("id").to_pylist() == ids
     assert out.column("email").to_pylist() == cells
@@ -214,3 +219,11 @@ def test_stopping_early_leaves_no_worker_behind() -> None:
     assert next(batches).num_rows == 1
     batches.close()
     assert not [t for t in threading.enumerate() if t.name == "ample-batch-prefetch"]
+
+
+def test_a_refused_email_stays_invalid_syntax() -> None:
+    # The API refused it as malformed although our rule let it through; the store says so.
+    verdicts = Verdicts.from_rows([("ana@example.com", "invalid_syntax", None)], normalised=True)
+    out = table(DATA / "quoted.csv", verdicts)
+    assert out.column("email_result").to_pylist()[0] == "invalid_syntax"
+    assert out.column("email_catch_all").to_pylist()[0] == ""

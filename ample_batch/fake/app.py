@@ -206,7 +206,7 @@ class FakeApi:
     # -- API handlers ---------------------------------------------------------------------
 
     async def _start(self, request: web.Request) -> web.StreamResponse:
-        emails = parse_submission(await _json_body(request))
+        emails = parse_submission(await _json_body(request), self.config.rejects)
         now = _EXCHANGE.get().now
         validation = self.state.submit(emails, now)
         response = web.json_response(self._view(validation, now, PageQuery()), status=202)

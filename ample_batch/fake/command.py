@@ -143,6 +143,15 @@ NON_NEGATIVE = click.FloatRange(min=0.0)
     show_default=True,
     help="Seconds added to every response.",
 )
+@click.option(
+    "--rejects",
+    "--reject",
+    "rejects",
+    metavar="EMAIL",
+    multiple=True,
+    help="Refuse this email with 400 unsupported_value, as if the API's syntax rule were "
+    "stricter than ample-batch's (repeatable).",
+)
 def mock_server(host: str, port: int, **options: Any) -> None:
     """Serve a local fake of the Amplemarket email-validation API until Ctrl-C.
 
@@ -157,6 +166,7 @@ def mock_server(host: str, port: int, **options: Any) -> None:
             --rate-limit 500/minute --credits 20000 --fail-5xx 0.02 --drop 0.01
         ample-batch validate leads.csv --base-url http://127.0.0.1:8025 --api-key test-key
     """
+    options["rejects"] = frozenset(email.strip().lower() for email in options["rejects"])
     config = FakeConfig(**options)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(config, host, port))

@@ -61,6 +61,9 @@ class FakeConfig:
     """Probability a validation ends `error` halfway; results for the processed half remain."""
     latency: float = 0.0
     """Seconds added to every response."""
+    rejects: frozenset[str] = frozenset()
+    """Emails refused with 400 `unsupported_value`, as if the API's syntax rule were stricter
+    than the client's (compared after trimming and lower-casing)."""
     clock: Callable[[], float] = time.monotonic
     """Monotonic clock for all limits and progress; inject one to make tests time-free."""
 

@@ -8,7 +8,7 @@ a JSON:API-style error body: `{"_errors": [{"status", "code", "title", "detail",
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,11 +78,11 @@ def _bad_value(detail: str, pointer: str) -> FakeProblem:
     return FakeProblem.one(400, "unsupported_value", detail, source={"pointer": pointer})
 
 
-def parse_submission(body: Any) -> list[str]:
+def parse_submission(body: Any, rejects: Collection[str] = frozenset()) -> list[str]:
     """The emails of a POST /email-validations body `{"emails": [{"email": "..."}]}`.
 
-    Every malformed item is reported, each with its own `/emails/<n>/email` pointer, so a
-    client can drop them all and resubmit once.
+    Every malformed item, and every email in `rejects`, is reported, each with its own
+    `/emails/<n>/email` pointer, so a client can drop them all and resubmit once.
     """
     if not isinstance(body, dict):
         raise _bad_value("The request body must be a JSON object", "")
@@ -104,7 +104,11 @@ def parse_submission(body: Any) -> list[str]:
     errors: list[dict[str, Any]] = []
     for n, item in enumerate(items):
         email = item.get("email") if isinstance(item, dict) and item.keys() == {"email"} else None
-        if isinstance(email, str) and _EMAIL.match(email.strip()):
+        if (
+            isinstance(email, str)
+            and _EMAIL.match(email.strip())
+            and email.strip().lower() not in rejects
+        ):
             emails.append(email)
             continue
         detail = (
