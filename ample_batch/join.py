@@ -42,6 +42,9 @@ _OUT = (*RESULTS, "no_email", "pending")
 _CODE = {name: i for i, name in enumerate(_OUT)}
 _UNKNOWN, _INVALID, _BLANK = _CODE["unknown"], _CODE["invalid_syntax"], _CODE["no_email"]
 _CA_NULL = 2
+JOIN_BATCH_ROWS = 131_072
+"""Rows per batch through the lookup and the writer. Measured at 5M rows: 65,536 paid a
+fixed per-batch cost (Parquet enrich 5.0 s -> 4.3 s), 262,144 only added memory."""
 _CHUNK = 1 << 18
 
 
@@ -210,7 +213,11 @@ def _check_missing(missing: str) -> None:
 
 
 def enrich_batches(
-    spec: InputSpec, verdicts: Verdicts, *, missing: str = "pending", batch_rows: int = 65_536
+    spec: InputSpec,
+    verdicts: Verdicts,
+    *,
+    missing: str = "pending",
+    batch_rows: int = JOIN_BATCH_ROWS,
 ) -> Iterator[pa.RecordBatch]:
     """Every input row, in order, with `email_result` and `email_catch_all` appended.
 
