@@ -391,7 +391,7 @@ def record_batches(
 def regroup(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
     """Batches joined up to at least `rows` rows each.
 
-    pyarrow cuts CSV into ~11,000-row blocks, and every later step (polars, pandas and numpy
+    pyarrow cuts CSV into ~11,000-row blocks, and every later step (polars, Arrow and numpy
     calls) pays a fixed cost per batch: measured at a third of the join's time, and half the
     scan's normalisation.
     """
