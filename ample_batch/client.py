@@ -19,12 +19,10 @@ import contextlib
 import ipaddress
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
-import stamina
 from yarl import URL
 
 from .errors import (
@@ -32,11 +30,10 @@ from .errors import (
     InputError,
     NotFound,
     RateLimited,
-    RetryableError,
+    RetryInterrupted,
     SubmissionUnknown,
     TransientError,
     UnsafeLink,
-    UsageLimited,
 )
 from .responses import (
     Page,
@@ -44,6 +41,7 @@ from .responses import (
     error_for,
     parse_validation,
 )
+from .retries import Retries, RetryPolicy, unless_stopped
 
 DEFAULT_BASE_URL = "https://api.amplemarket.com"
 
@@ -91,26 +89,6 @@ class Unthrottled:
         return None
 
 
-@dataclass(frozen=True, kw_only=True)
-class RetryPolicy:
-    """How hard the client tries before giving up on a request."""
-
-    attempts: int = 6
-    """Tries per request, the first included."""
-    wait_initial: float = 0.5
-    """First backoff, in seconds, when the server gave no Retry-After."""
-    wait_max: float = 30.0
-    """Longest backoff between tries when the server gave no Retry-After."""
-    max_retry_after: float = 3600.0
-    """Cap on any wait the server asks for, so a bad header cannot stall a run for days."""
-    first_poll: float = 1.0
-    """Seconds before the first poll when the server sends no Retry-After (it doubles)."""
-    default_poll: float = 5.0
-    """Longest wait between status polls when the server sends no Retry-After."""
-    timeout: float = 60.0
-    """Seconds allowed for one HTTP request."""
-
-
 def is_loopback(host: str) -> bool:
     """True for localhost and loopback addresses, the only hosts allowed over plain http."""
     if host.lower() in ("localhost", "localhost."):
@@ -139,7 +117,10 @@ def check_base_url(base_url: str) -> str:
 class ValidationClient:
     """Start, poll, page through and cancel email validations.
 
-    The session is the caller's: the client never opens or closes it.
+    The session is the caller's: the client never opens or closes it. Once `stop` is set, a
+    wait before a retry (backoff or Retry-After) or for a request slot ends at once with
+    RetryInterrupted; a request already in flight is always seen through. The pause between
+    status polls in `wait` is not cut: cancel the task that polls (nothing is lost).
     """
 
     def __init__(
@@ -151,6 +132,7 @@ class ValidationClient:
         throttle: Throttle | None = None,
         policy: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self._session = session
         self.base_url = check_base_url(base_url)
@@ -164,6 +146,7 @@ class ValidationClient:
         self._throttle = throttle or Unthrottled()
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
+        self._stop = stop
 
     def __repr__(self) -> str:
         return f"ValidationClient(base_url={self.base_url!r})"
@@ -307,25 +290,10 @@ class ValidationClient:
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def _retrying(self, *, post: bool = False) -> Any:
-        """A stamina retry context: by type, waiting what the server asked for when it did."""
-
-        def should_retry(exc: Exception) -> bool | float:
-            if not isinstance(exc, RetryableError):
-                return False
-            if post and isinstance(exc, UsageLimited):
-                return False  # the scheduler re-admits the batch after the pause
-            if exc.retry_after is not None:
-                return min(exc.retry_after, self.policy.max_retry_after)
-            return True
-
-        return stamina.retry_context(
-            on=should_retry,
-            attempts=self.policy.attempts,
-            timeout=None,
-            wait_initial=self.policy.wait_initial,
-            wait_max=self.policy.wait_max,
-        )
+    def _retrying(self, *, post: bool = False) -> Retries:
+        """The attempts at one request: retried by type, waiting what the server asked for
+        when it did, and giving up the wait as soon as the stop event is set."""
+        return Retries(self.policy, self._stop, post=post)
 
     def url_for(self, href: str) -> URL:
         """The absolute URL of an API href; refuses any other origin (the key goes with it)."""
@@ -352,7 +320,8 @@ class ValidationClient:
     ) -> tuple[int, dict[str, str], Any]:
         url = self.url_for(href)
         if throttled:
-            await self._throttle.request()
+            # A 429 elsewhere may have paused every request for as long as its Retry-After.
+            await unless_stopped(self._throttle.request(), self._stop, _slot_interrupted)
         headers = {
             "Authorization": f"Bearer {self._api_key.reveal()}",
             "Accept": "application/json",
@@ -399,6 +368,10 @@ class ValidationClient:
         if isinstance(error, RateLimited) and error.retry_after is not None:
             self._throttle.pause_requests(error.retry_after)  # every request waits, not just this
         raise error
+
+
+def _slot_interrupted() -> RetryInterrupted:
+    return RetryInterrupted("stopped while waiting for a request slot; nothing was in flight")
 
 
 __all__ = [

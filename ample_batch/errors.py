@@ -8,7 +8,8 @@
         ├── RetryableError      waiting and trying again may work
         │   ├── RateLimited     429: too many requests          (.retry_after)
         │   ├── UsageLimited    429: too many emails this window (.retry_after)
-        │   └── TransientError  5xx, timeout, connection lost before the answer
+        │   ├── TransientError  5xx, timeout, connection lost before the answer
+        │   └── RetryInterrupted  a stop request ended a wait before a request went out
         ├── SubmissionUnknown   a POST may or may not have created a batch
         └── TerminalError       trying again will not help
             ├── Unauthorized          the key was rejected                    (exit 3)
@@ -93,6 +94,14 @@ class UsageLimited(RetryableError):
 
 class TransientError(RetryableError):
     """A 5xx, a timeout or a dropped connection."""
+
+
+class RetryInterrupted(RetryableError):
+    """A stop request cut short the wait before a retry (or before a request slot came free).
+
+    Nothing was in flight, so running again later is safe: no batch was created or charged
+    by the request that did not go out. The error that led to the wait, if any, is the cause.
+    """
 
 
 class SubmissionUnknown(ApiError):

@@ -17,6 +17,7 @@ from ample_batch.errors import (
     InsufficientCredits,
     NotFound,
     RateLimited,
+    RetryInterrupted,
     SubmissionUnknown,
     TransientError,
     Unauthorized,
@@ -345,3 +346,46 @@ async def test_an_unreadable_answer_to_a_post_is_never_resent(session) -> None:
 def test_a_key_with_control_characters_is_bad_input() -> None:
     with pytest.raises(InputError, match="control characters"):
         make_client(None, "http://127.0.0.1:9", key="abc\n")  # type: ignore[arg-type]
+
+
+async def _first_answer(fake, count: int) -> None:
+    """Wait until the fake has answered `count` requests (the test's own guard: 5 s)."""
+    async with asyncio.timeout(5):
+        while len(fake.api.log) < count:
+            await asyncio.sleep(0.01)
+
+
+async def test_a_stop_ends_the_wait_before_a_retry_at_once(fake_api, session) -> None:
+    fake = await fake_api(spurious_429=1.0, retry_after=600)
+    stop = asyncio.Event()
+    client = make_client(session, fake.url, stop=stop)
+    requests = [lambda: client.start(emails(3)), lambda: client.get("/email-validations/x")]
+    for answered, request in enumerate(requests, start=1):
+        stop.clear()
+        task = asyncio.create_task(request())
+        await _first_answer(fake, answered)  # a 429 asking for 600 s: the client now waits
+        stop.set()
+        started = time.monotonic()
+        with pytest.raises(RetryInterrupted, match="nothing was in flight") as info:
+            await asyncio.wait_for(task, timeout=5)
+        assert time.monotonic() - started < 1
+        assert isinstance(info.value.__cause__, RateLimited)
+    # One request each, both answered 429: no retry went out after the stop.
+    assert [(r.method, r.status) for r in fake.api.log] == [("POST", 429), ("GET", 429)]
+    assert fake.api.summary().validations == 0
+
+
+async def test_a_stop_ends_a_wait_for_a_paused_request_slot(fake_api, session) -> None:
+    fake = await fake_api()
+    stop = asyncio.Event()
+    with Scheduler(ScheduleConfig()) as scheduler:
+        client = make_client(session, fake.url, throttle=scheduler, stop=stop)
+        stop.set()
+        # A stop does not hold back a request that has nothing to wait for...
+        with pytest.raises(NotFound):
+            await client.get("/email-validations/x")
+        # ...but a 429 elsewhere paused every request for 10 minutes: that wait is cut.
+        scheduler.pause_requests(600)
+        with pytest.raises(RetryInterrupted, match="request slot"):
+            await asyncio.wait_for(client.get("/email-validations/x"), timeout=5)
+    assert len(fake.api.log) == 1
