@@ -27,6 +27,7 @@ from .errors import (
     InsufficientCredits,
     NotFound,
     RetryableError,
+    RetryInterrupted,
     SubmissionUnknown,
     TerminalError,
     UnsafeLink,
@@ -234,8 +235,10 @@ class Engine:
             self._reject_items(batch.id, emails, exc)
             return
         except RetryableError as exc:
+            # Every retryable answer to a POST proves no batch was created: planned again.
             self.store.back_to_planned(batch.id, error=str(exc))
-            await self._after_failed_submit()
+            if not self._record_if_stopped(exc):
+                await self._after_failed_submit()
             return
         except (TerminalError, InputError):
             # Refused outright (key, wrong URL, ...): nothing exists on the server.
@@ -292,13 +295,28 @@ class Engine:
         """Poll a submitted batch until terminal, then page its results into the store.
 
         If the API stays unreachable past the retry budget, the batch is left as it is (the
-        next run resumes it) and the run stops submitting.
+        next run resumes it) and the run stops submitting. A stop request that cuts a retry's
+        wait short leaves the batch so too, without blaming the API.
         """
         try:
             await self._follow(batch, validation)
         except RetryableError as exc:
+            if self._record_if_stopped(exc):
+                return
             self.counters.stop_reason = f"the API keeps failing ({exc}); run again later"
             self.counters.notes.append(str(exc))
+
+    def _record_if_stopped(self, exc: RetryableError) -> bool:
+        """If the retries ended because a stop was asked for (not because the API kept
+        failing), keep or set the stop's reason and return True: no failure is counted then.
+
+        The reason also stops submitting when only the client saw the stop, so a POST is
+        never resent at once after a cut-short wait.
+        """
+        if not (isinstance(exc, RetryInterrupted) or self.stop.is_set()):
+            return False
+        self.counters.stop_reason = self.counters.stop_reason or "interrupted"
+        return True
 
     async def _follow(self, batch: Batch, validation: Validation | None) -> None:
         if batch.state is BatchState.RUNNING:

@@ -226,6 +226,7 @@ async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
                     api_key=api_key,
                     throttle=scheduler,
                     policy=options.api.retry,
+                    stop=stop,
                 )
                 # Fail on a bad key before reading the whole file.
                 await client.check_key()

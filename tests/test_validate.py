@@ -235,6 +235,60 @@ def test_sigint_stops_promptly_with_partial_output(tmp_path: Path) -> None:
         assert sum(r["email_result"] != "pending" for r in partial) >= 500
 
 
+def test_sigint_ends_a_long_retry_after_wait_before_a_post(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(200))
+    # One request per 10 minutes: the key check gets through, then the POST is answered 429
+    # with a Retry-After of about 600 s, which the client would wait out before retrying.
+    with FakeInThread(**FAST, rate_limit=_limit("1/600s")) as fake:
+        proc = _popen(*validate_args(fake, src, tmp_path / "s"))
+        try:
+            _wait_for(lambda: fake.summary().rate_limited == 1)
+            proc.send_signal(signal.SIGINT)
+            signalled = time.monotonic()
+            _out, err = proc.communicate(timeout=15)
+            assert time.monotonic() - signalled < 5
+        finally:
+            proc.kill()  # a no-op once it has exited; else it would wait out the 600 s
+        summary = fake.summary()
+    assert proc.returncode == 75, err
+    assert "interrupted: 200 email(s) still to validate" in err
+    assert "keeps failing" not in err
+    assert summary.requests == 2  # the key check and the POST: nothing went out after SIGINT
+    assert summary.validations == 0
+    assert summary.credits_spent == 0
+    partial = read_csv(tmp_path / "leads.validated.partial.csv")
+    assert len(partial) == len(read_csv(src))
+    assert {r["email_result"] for r in partial} == {"pending"}
+
+
+def test_sigint_ends_a_long_retry_after_wait_between_pages(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(200))
+    # Three requests per 10 minutes: the key check, the POST and the poll that finds the batch
+    # done with its first page of 100; the second page's GET is answered 429 for about 600 s.
+    with FakeInThread(**FAST, rate_limit=_limit("3/600s")) as fake:
+        proc = _popen(*validate_args(fake, src, tmp_path / "s"))
+        try:
+            _wait_for(lambda: fake.summary().rate_limited == 1)
+            assert [s for s, _ in batch_states(tmp_path / "s")] == ["fetching"]
+            proc.send_signal(signal.SIGINT)
+            signalled = time.monotonic()
+            _out, err = proc.communicate(timeout=15)
+            assert time.monotonic() - signalled < 5
+        finally:
+            proc.kill()  # a no-op once it has exited; else it would wait out the 600 s
+        summary = fake.summary()
+    assert proc.returncode == 75, err
+    # The stop is the reason given, not an API that "keeps failing".
+    assert "interrupted: 100 email(s) still to validate" in err
+    assert "keeps failing" not in err
+    assert summary.requests == 4
+    assert summary.credits_spent == 200
+    # The batch waits, half paged, for the next run: its second page is not bought again.
+    assert [s for s, _ in batch_states(tmp_path / "s")] == ["fetching"]
+    partial = read_csv(tmp_path / "leads.validated.partial.csv")
+    assert sum(r["email_result"] != "pending" for r in partial) >= 100
+
+
 def test_a_second_run_of_the_same_job_is_refused(tmp_path: Path) -> None:
     src = write_leads(tmp_path / "leads.csv", lead_rows(2000))
     with FakeInThread(**FAST) as fake:
