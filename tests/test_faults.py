@@ -124,3 +124,16 @@ def test_an_email_the_api_refuses_is_written_invalid_syntax_and_the_rest_resent(
             assert (row["email_result"], row["email_catch_all"]) == ("invalid_syntax", "")
         else:
             assert (row["email_result"], row["email_catch_all"]) == expected_result(row["Email"])
+
+
+def test_retries_are_not_logged_to_the_user(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(50))
+    # Seed 1 answers the very first request (the key check) with a 429, so a retry happens.
+    with FakeInThread(retry_after=0.1, spurious_429=0.3, seed=1) as fake:
+        done = run(fake, src, tmp_path)
+        summary = fake.summary()
+    assert done.returncode == 0, done.stderr
+    assert summary.requests_by_flag["spurious_429"] >= 1
+    # stamina logs every retry it schedules; the CLI keeps those lines off the user's stderr.
+    assert "stamina" not in done.stderr
+    assert "retry_scheduled" not in done.stderr

@@ -289,6 +289,25 @@ def test_sigint_ends_a_long_retry_after_wait_between_pages(tmp_path: Path) -> No
     assert sum(r["email_result"] != "pending" for r in partial) >= 100
 
 
+def test_a_second_interrupt_while_stopping_leaves_at_once_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(100))
+    # Every answer takes 2 s: the first signal lets the POST in flight finish, so the run is
+    # still stopping when the second is handled. Two different signals, because two pending
+    # SIGINTs sent back to back are merged into one by the kernel (two Ctrl-C are not).
+    with FakeInThread(**FAST, latency=2.0) as fake:
+        proc = _popen(*validate_args(fake, src, tmp_path / "s"))
+        _wait_for(lambda: [s for s, _ in batch_states(tmp_path / "s")] == ["submitting"])
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 75, err
+    assert "Traceback" not in err
+    last_line = err.splitlines()[-1]
+    assert last_line == "ample-batch: interrupted twice: stopped at once; run again to resume"
+
+
 def test_a_second_run_of_the_same_job_is_refused(tmp_path: Path) -> None:
     src = write_leads(tmp_path / "leads.csv", lead_rows(2000))
     with FakeInThread(**FAST) as fake:
