@@ -94,8 +94,10 @@ def last_line(text: str) -> str:
 def run_measured(args: list[str], *, timeout: float = 900.0) -> Measured:
     """Run `args` in a fresh process; parse the last stdout line as JSON.
 
-    Peak RSS comes from `os.wait4` on this one child: `RUSAGE_CHILDREN` would keep the
-    maximum of every earlier child, so a small run after a big one would inherit its peak.
+    Peak RSS is the child's own `peak_rss_mb` when its JSON has one (see
+    `io_tasks.peak_rss_mb`: `ru_maxrss` of a child counts the parent's peak too), else
+    `os.wait4` on this one child (`RUSAGE_CHILDREN` would keep the maximum of every earlier
+    child, so a small run after a big one would inherit its peak).
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         busy_before = _busy_cpu_seconds()
@@ -120,8 +122,9 @@ def run_measured(args: list[str], *, timeout: float = 900.0) -> Measured:
     except json.JSONDecodeError:
         result = {}
     # ru_maxrss is in KiB on Linux.
+    peak_mb = float(result.get("peak_rss_mb", usage.ru_maxrss / 1024))
     others_share = max(0.0, others) / (wall * (os.cpu_count() or 1))
-    return Measured(wall, usage.ru_maxrss / 1024, proc.returncode, result, stderr, others_share)
+    return Measured(wall, peak_mb, proc.returncode, result, stderr, others_share)
 
 
 def _busy_cpu_seconds() -> float:

@@ -143,7 +143,7 @@ def run(row_counts: list[int], log: Callable[[str], None]) -> Section:
     section = Section("Local I/O")
     section.notes.append(
         "Each figure is one fresh process (`python -m bench.io_tasks`); time excludes interpreter"
-        " start and imports, peak RSS is the whole process (`os.wait4`). All children run with"
+        " start and imports, peak RSS is the whole process (its own `VmHWM`). All children run with"
         " `ARROW_DEFAULT_MEMORY_POOL=jemalloc`. Files are read warm from the page cache."
         " Ratios are ample-batch's scan+join+write over the tool's: below 1 means ample-batch"
         ' is faster (or smaller). "Others\' CPU" is the share of the machine used meanwhile by'

@@ -1,8 +1,8 @@
 """One measured I/O task per process: `python -m bench.io_tasks TOOL FORMAT INPUT OUTPUT VERDICTS`.
 
 Each task loads the verdict table first (not timed: in a real run it comes out of the job
-store), then times only the work on the lead list, and prints one JSON line. The parent takes
-peak RSS from the process itself, so every figure belongs to one tool on one file.
+store), then times only the work on the lead list, and prints one JSON line with the process's
+own peak RSS (`VmHWM`), so every figure belongs to one tool on one file.
 
 Tools: `ample-scan`, `ample` (scan + join + write), `pandas`, `duckdb`, `polars`.
 The baselines do what a careful analyst would do by hand: every cell as text, the email
@@ -13,7 +13,6 @@ verdict columns appended.
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -46,7 +45,7 @@ def ample_enrich(fmt: str, src: Path, out: Path, verdicts: Path) -> Result:
     t0 = time.perf_counter()
     lookup = join.Verdicts.from_rows(_job_verdicts(verdicts), normalised=True)
     verdict_seconds = time.perf_counter() - t0
-    verdicts_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    verdicts_rss_mb = peak_rss_mb()
 
     joined = time.perf_counter()
     join.enrich_file(spec, lookup, out, missing="pending")
@@ -166,10 +165,23 @@ TASKS: dict[str, Callable[[str, Path, Path, Path], Result]] = {
 }
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set so far, in MB: `VmHWM` of its own address space.
+
+    Not `getrusage` or the parent's `wait4`: Linux folds the address space a child was
+    vforked from into its `ru_maxrss` at exec, so a child of a large parent (one that has just
+    generated the data, say) reports at least the parent's peak.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # in kB
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+
+
 def main(argv: list[str]) -> None:
     tool, fmt, src, out, verdicts = argv
     result = TASKS[tool](fmt, Path(src), Path(out), Path(verdicts))
-    print(json.dumps(result))
+    print(json.dumps({**result, "peak_rss_mb": peak_rss_mb()}))
 
 
 if __name__ == "__main__":
