@@ -19,6 +19,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -45,6 +46,8 @@ __all__ = [
 XLSX_MAX_ROWS = 1_048_576 - 1
 """Data rows an XLSX sheet holds under its header row."""
 XLSX_MAX_CELL = 32_767
+DICTIONARY_SAMPLE_ROWS = 65_536
+"""Rows of the first batch sampled to decide which Parquet columns get a dictionary."""
 OutputKind = Literal["csv", "csv.gz", "parquet", "xlsx"]
 _KINDS: dict[str, OutputKind] = {
     ".csv.gz": "csv.gz",
@@ -270,10 +273,23 @@ def _catch_all_bool(column: pa.Array) -> pa.Array:
     )
 
 
-def _parquet_plan(spec: InputSpec) -> tuple[pa.Schema | None, str, int]:
+@dataclass(frozen=True)
+class _ParquetPlan:
+    """How the output Parquet file is written, taken from the input where it is Parquet."""
+
+    schema: pa.Schema | None
+    """The input's own schema, kept exactly; None for CSV or XLSX input (all text)."""
+    codec: str
+    row_group: int
+    nested_leaves: tuple[str, ...] = ()
+    """Leaf paths of the input's nested columns, which always get a dictionary (the writer's
+    default): a sample of a list or struct column says little about its leaves."""
+
+
+def _parquet_plan(spec: InputSpec) -> _ParquetPlan:
     """The input's own schema (Parquet input), its compression and a row-group size."""
     if spec.format != "parquet":
-        return None, "zstd", 256_000
+        return _ParquetPlan(None, "zstd", 256_000)
     pf = pq.ParquetFile(str(spec.path))
     try:
         meta = pf.metadata
@@ -283,13 +299,46 @@ def _parquet_plan(spec: InputSpec) -> tuple[pa.Schema | None, str, int]:
             codec = meta.row_group(0).column(0).compression.lower()
             group = meta.row_group(0).num_rows
         codec = codec if codec in {"snappy", "gzip", "brotli", "zstd", "lz4", "none"} else "snappy"
-        return pf.schema_arrow, codec, min(max(group, 65_536), 1 << 20)
+        flat = set(pf.schema_arrow.names)
+        leaves = (pf.schema.column(i).path for i in range(len(pf.schema)))
+        return _ParquetPlan(
+            pf.schema_arrow,
+            codec,
+            min(max(group, 65_536), 1 << 20),
+            tuple(path for path in leaves if path not in flat),
+        )
     finally:
         pf.close()
 
 
+def _dictionary_columns(batch: pa.RecordBatch, nested_leaves: tuple[str, ...]) -> list[str]:
+    """The columns worth a dictionary: flat ones whose first rows mostly repeat, and nested
+    leaves.
+
+    A dictionary on a column of mostly distinct values (emails, phones, timestamps) is built,
+    outgrows its page and is dropped for plain encoding: measured at 5M rows, trying it on
+    every column cost a quarter of the Parquet writer's time and wrote a larger file.
+    """
+    sample = batch.slice(0, DICTIONARY_SAMPLE_ROWS)
+    chosen = list(nested_leaves)
+    for field, column in zip(sample.schema, sample.columns, strict=True):
+        if pa.types.is_nested(field.type):
+            continue
+        if pa.types.is_dictionary(field.type) or _mostly_repeats(column):
+            chosen.append(field.name)
+    return chosen
+
+
+def _mostly_repeats(column: pa.Array) -> bool:
+    try:
+        return bool(pc.count_distinct(column, mode="all").as_py() * 2 <= len(column))
+    except pa.ArrowNotImplementedError:  # a type without the kernel: the writer's default
+        return True
+
+
 def _write_parquet(spec: InputSpec, batches: Iterator[pa.RecordBatch], tmp: Path) -> int:
-    original, codec, group = _parquet_plan(spec)
+    plan = _parquet_plan(spec)
+    original, group = plan.schema, plan.row_group
     writer: pq.ParquetWriter | None = None
     buffered: list[pa.RecordBatch] = []
     held = rows = 0
@@ -305,7 +354,12 @@ def _write_parquet(spec: InputSpec, batches: Iterator[pa.RecordBatch], tmp: Path
                 schema = base.append(pa.field("email_result", pa.string())).append(
                     pa.field("email_catch_all", pa.bool_())
                 )
-                writer = pq.ParquetWriter(str(tmp), schema, compression=codec)
+                writer = pq.ParquetWriter(
+                    str(tmp),
+                    schema,
+                    compression=plan.codec,
+                    use_dictionary=_dictionary_columns(batch, plan.nested_leaves),
+                )
             columns = [*batch.columns[:-1], _catch_all_bool(batch.column(batch.num_columns - 1))]
             buffered.append(pa.RecordBatch.from_arrays(columns, schema=schema))
             held += batch.num_rows

@@ -232,6 +232,33 @@ def test_parquet_nulls(tmp_path: Path) -> None:
     ]
 
 
+def test_parquet_dictionary_only_where_values_repeat(tmp_path: Path) -> None:
+    rows = 1_000
+    source = pa.table(
+        {
+            "email": [f"lead{i}@example.com" for i in range(rows)],
+            "country": ["PT", "DE", "FR", "US"] * (rows // 4),
+            "tags": [["a", "b"]] * rows,
+        }
+    )
+    pq.write_table(source, tmp_path / "in.parquet")
+    spec = inspect_input(tmp_path / "in.parquet")
+    enrich_file(spec, VERDICTS, tmp_path / "out.parquet")
+    group = pq.ParquetFile(tmp_path / "out.parquet").metadata.row_group(0)
+    dictionary = {
+        group.column(i).path_in_schema: group.column(i).has_dictionary_page
+        for i in range(group.num_columns)
+    }
+    assert dictionary == {
+        "email": False,
+        "country": True,
+        "tags.list.element": True,
+        "email_result": True,
+        "email_catch_all": False,  # Parquet never dictionary-encodes booleans
+    }
+    assert pq.read_table(tmp_path / "out.parquet").select(source.column_names).equals(source)
+
+
 def test_csv_to_parquet(tmp_path: Path) -> None:
     result = pq.read_table(enrich("quoted.csv", tmp_path, "out.parquet"))
     assert result.schema.types == [pa.string()] * 6 + [pa.bool_()]
