@@ -180,8 +180,10 @@ def find_email_column(
 ) -> tuple[str | None, list[str]]:
     """The email column by header synonym, else by content; `(None, tied)` when ambiguous.
 
-    `samples` maps a column name to some of its text values. Returns the chosen name and an
-    empty list, or None and the candidates that tie (none found: an empty list).
+    By content means: the column where the most non-blank sampled values are valid addresses
+    once normalised, if at least half are. `samples` maps a column name to some of its text
+    values. Returns the chosen name and an empty list, or None and the candidates that tie
+    (none found: an empty list).
     """
     by_name = [c for c in columns if _squash(c) in _SYNONYMS]
     if len(by_name) == 1:
@@ -191,11 +193,15 @@ def find_email_column(
         if len(exact) == 1:
             return exact[0], []
         return None, by_name
+    # By content: the share of non-blank values that are valid addresses. Not "contains an @":
+    # handles (`@ana`) and `n/a` placeholders would then outvote a real, patchy email column.
     scores: dict[str, float] = {}
     for name in columns:
-        values = [v.strip() for v in samples.get(name, []) if v and v.strip()]
-        if values:
-            scores[name] = sum(1 for v in values if "@" in v) / len(values)
+        values = normalise_emails(pa.array(samples.get(name, []), pa.string()))
+        classes = classify_emails(values).to_numpy(zero_copy_only=False)
+        given = classes != EmailClass.BLANK
+        if given.any():
+            scores[name] = float((classes == EmailClass.VALID).sum() / given.sum())
     best = max(scores.values(), default=0.0)
     if best < 0.5:
         return None, []

@@ -17,6 +17,7 @@ import csv
 import datetime as dt
 import gzip
 import io
+import itertools
 import math
 import queue
 import threading
@@ -220,6 +221,13 @@ def csv_error(spec: InputSpec, exc: BaseException) -> InputError:
     return InputError(f"{name}: cannot be read as CSV ({text.splitlines()[0]}); check the file")
 
 
+def _python_csv(spec: InputSpec, raw: IO[bytes], tail: tuple[str, ...] = ()) -> Any:
+    """Python's csv reader over the file's text (then `tail`), for the slow error paths."""
+    text = io.TextIOWrapper(raw, encoding=spec.encoding or "utf-8", errors="replace", newline="")
+    lines = itertools.chain(text, tail)
+    return csv.reader(lines, delimiter=spec.delimiter or ",", quotechar='"', strict=False)
+
+
 def ragged_line(spec: InputSpec) -> tuple[int, int, int] | None:
     """The first physical line (1-based) whose record has the wrong field count, that count and
     the header's.
@@ -229,10 +237,7 @@ def ragged_line(spec: InputSpec) -> tuple[int, int, int] | None:
     expected = -1
     opener = gzip.open if spec.compression == "gzip" else open
     with opener(spec.path, "rb") as raw:
-        text = io.TextIOWrapper(
-            raw, encoding=spec.encoding or "utf-8", errors="replace", newline=""
-        )
-        reader = csv.reader(text, delimiter=spec.delimiter or ",", quotechar='"', strict=False)
+        reader = _python_csv(spec, raw)
         previous_end = 0
         try:
             for record in reader:
@@ -246,6 +251,29 @@ def ragged_line(spec: InputSpec) -> tuple[int, int, int] | None:
         except csv.Error:
             return None
     return None
+
+
+_END = "\x00ample-batch: end of file\x00"
+
+
+def unclosed_quote_line(spec: InputSpec) -> int | None:
+    """The first line of the last record when the file ends inside a quoted field, else None.
+
+    pyarrow takes the end of the file as the end of an open quote, so a stray `"` in the last
+    column silently swallows every row after it into one cell. Here the text is followed by a
+    line break and a marker: a closed file reads the marker as a record of its own, an open
+    quote swallows it too. Python's csv walks the whole file, so this runs only on suspicion
+    (see `email_batches`).
+    """
+    opener = gzip.open if spec.compression == "gzip" else open
+    with opener(spec.path, "rb") as raw:
+        reader = _python_csv(spec, raw, ("\n", _END))
+        start = previous_end = 0
+        last: list[str] = []
+        for record in reader:
+            start, previous_end = previous_end + 1, reader.line_num
+            last = record
+    return start if last and last[-1].endswith(_END) and last != [_END] else None
 
 
 # ------------------------------------------------------------------------------ Parquet
@@ -419,9 +447,7 @@ def _combine(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
 def email_batches(spec: InputSpec, *, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.Array]:
     """Only the email column, streamed (a CSV is still parsed whole: ragged rows fail here)."""
     if spec.format == "csv":
-        emails = csv_batches(spec, include=[spec.email_column], block_size=CSV_BLOCK)
-        for batch in regroup(emails, EMAIL_BATCH_ROWS):
-            yield batch.column(0)
+        yield from _csv_email_batches(spec)
     elif spec.format == "parquet":
         for batch in parquet_batches(
             spec, batch_rows=max(batch_rows, EMAIL_BATCH_ROWS), columns=[spec.email_column]
@@ -430,3 +456,31 @@ def email_batches(spec: InputSpec, *, batch_rows: int = DEFAULT_BATCH_ROWS) -> I
     else:
         for batch in record_batches(spec, batch_rows=batch_rows):
             yield batch.column(spec.email_index)
+
+
+def _csv_email_batches(spec: InputSpec) -> Iterator[pa.Array]:
+    """The email column, and a check that the file does not end inside a quoted field.
+
+    The last column comes along (at no measurable cost): only a last cell of the last row
+    that spans lines can be a quote left open, as an open quote in any other column leaves
+    its record short of fields, which pyarrow rejects.
+    """
+    last = spec.columns[-1]
+    include = [spec.email_column]
+    if last != spec.email_column and spec.columns.count(last) == 1:
+        include.append(last)
+    final = None
+    for batch in regroup(
+        csv_batches(spec, include=include, block_size=CSV_BLOCK), EMAIL_BATCH_ROWS
+    ):
+        if batch.num_rows:
+            final = batch.column(len(include) - 1)[-1].as_py()
+        yield batch.column(0)
+    # A repeated last header cannot be picked by name: then always check.
+    if final is None or "\n" in final or "\r" in final or spec.columns[-1] not in include:
+        line = unclosed_quote_line(spec)
+        if line is not None:
+            raise InputError(
+                f"{spec.path.name}: the quoted field that starts in line {line} is never "
+                'closed, so every row after it would be one cell; add the missing "'
+            )

@@ -104,6 +104,7 @@ class Report:
         table.add_column(justify="right")
         rows: list[tuple[str, str]] = [
             ("job", summary.job),
+            ("email column", summary.email_column),
             ("rows", f"{summary.rows:,}"),
             ("unique emails", f"{summary.unique_emails:,}"),
             ("cached", f"{summary.cached:,}"),

@@ -98,6 +98,7 @@ class Summary:
 
     job: str
     input: str
+    email_column: str
     output: str
     complete: bool
     rows: int
@@ -316,6 +317,7 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     summary = Summary(
         job=job.id,
         input=str(spec.path),
+        email_column=spec.email_column,
         output=str(target),
         complete=complete,
         rows=scan.rows,

@@ -71,6 +71,11 @@ CASES: list[tuple[str, Callable, str]] = [
     ("truncated parquet", truncated_parquet, r"parquet"),
     ("ragged rows", csv_file("Name,Email\nA,a@x.co\nB,b@x.co,extra\n"), r"line 3"),
     (
+        "a quote left open to the end",
+        csv_file('Name,Email,Note\nA,a@x.co,"oops\nB,b@x.co,z\nC,c@x.co,w\n'),
+        r"starts in line 2 is never closed",
+    ),
+    (
         "undecodable with --encoding utf-8",
         lambda d: [
             *csv_file("Name,Email\nJos\xe9,a@x.co\n", encoding="cp1252")(d),

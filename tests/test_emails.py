@@ -158,6 +158,12 @@ def test_scalar_and_vector_agree() -> None:
             ("contact", []),
         ),
         (["a", "b"], {"a": ["a@b.co"], "b": ["c@d.co"]}, (None, ["a", "b"])),
+        (  # handles contain an @ in every cell, but no address
+            ["Name", "Contact", "Twitter"],
+            {"Contact": ["a@acme.com", "n/a", "c@acme.com"], "Twitter": ["@ana", "@bob", "@cy"]},
+            ("Contact", []),
+        ),
+        (["a"], {"a": ["x@y", "@z", "q@r.co"]}, (None, [])),  # only a third valid
         (["a", "b"], {"a": ["x"], "b": ["y"]}, (None, [])),
     ],
 )

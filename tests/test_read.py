@@ -231,6 +231,37 @@ def test_scan_finds_a_ragged_row_past_the_head(tmp_path: Path) -> None:
         scan(spec)
 
 
+@pytest.mark.parametrize(
+    "tail",
+    ['"oops\nB,b@x.co,z\nC,c@x.co,w\n', '"oops\nB,b@x.co,z', '"oops\nB,b@x.co,""z""\n'],
+    ids=["newline-at-end", "no-newline-at-end", "escaped-quotes-inside"],
+)
+def test_scan_refuses_a_quote_left_open_to_the_end(tmp_path: Path, tail: str) -> None:
+    # pyarrow would read everything after the quote as one cell: rows B and C never validated.
+    path = tmp_path / "open.csv"
+    path.write_text("Name,Email,Note\n" + "A,a@x.co,x\n" * 70_000 + "A,a@x.co," + tail)
+    with pytest.raises(
+        InputError, match=r"^open\.csv: the quoted field that starts in line 70002 is never closed"
+    ):
+        scan(inspect_input(path))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        'Name,Email,Note\nA,a@x.co,x\nB,b@x.co,"two\nlines"\n',
+        'Name,Email,Note\nA,a@x.co,x\nB,b@x.co,"two\r\nlines ""quoted"""',
+        'Note,Email,Note\nx,a@x.co,"a\nb"\n',  # a repeated last header: always checked
+        'Name,Note,Email\nA,"a\nb",a@x.co\n',
+    ],
+    ids=["closed", "closed-no-newline", "repeated-header", "email-last"],
+)
+def test_scan_accepts_closed_multiline_cells_at_the_end(tmp_path: Path, body: str) -> None:
+    path = tmp_path / "closed.csv"
+    path.write_bytes(body.encode())
+    assert scan(inspect_input(path)).rows == body.count("@")
+
+
 @pytest.mark.parametrize("rows", [70_000, 1_000_000], ids=["past-the-head", "past-16-MiB"])
 def test_scan_finds_bad_utf8_past_the_head(tmp_path: Path, rows: int) -> None:
     path = tmp_path / "late.csv"
