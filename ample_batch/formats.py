@@ -221,11 +221,19 @@ def csv_error(spec: InputSpec, exc: BaseException) -> InputError:
     return InputError(f"{name}: cannot be read as CSV ({text.splitlines()[0]}); check the file")
 
 
-def _python_csv(spec: InputSpec, raw: IO[bytes], tail: tuple[str, ...] = ()) -> Any:
+@contextlib.contextmanager
+def _python_csv(spec: InputSpec, tail: tuple[str, ...] = ()) -> Iterator[Any]:
     """Python's csv reader over the file's text (then `tail`), for the slow error paths."""
-    text = io.TextIOWrapper(raw, encoding=spec.encoding or "utf-8", errors="replace", newline="")
-    lines = itertools.chain(text, tail)
-    return csv.reader(lines, delimiter=spec.delimiter or ",", quotechar='"', strict=False)
+    # A quote left open makes one cell of the rest of the file: lift the 128 KiB field cap
+    # (process-wide, but only ever raised).
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+    opener = gzip.open if spec.compression == "gzip" else open
+    with opener(spec.path, "rb") as raw:
+        text = io.TextIOWrapper(
+            raw, encoding=spec.encoding or "utf-8", errors="replace", newline=""
+        )
+        lines = itertools.chain(text, tail)
+        yield csv.reader(lines, delimiter=spec.delimiter or ",", quotechar='"', strict=False)
 
 
 def ragged_line(spec: InputSpec) -> tuple[int, int, int] | None:
@@ -235,9 +243,7 @@ def ragged_line(spec: InputSpec) -> tuple[int, int, int] | None:
     Only runs on the error path: Python's csv module walks the file once more.
     """
     expected = -1
-    opener = gzip.open if spec.compression == "gzip" else open
-    with opener(spec.path, "rb") as raw:
-        reader = _python_csv(spec, raw)
+    with _python_csv(spec) as reader:
         previous_end = 0
         try:
             for record in reader:
@@ -265,9 +271,7 @@ def unclosed_quote_line(spec: InputSpec) -> int | None:
     quote swallows it too. Python's csv walks the whole file, so this runs only on suspicion
     (see `email_batches`).
     """
-    opener = gzip.open if spec.compression == "gzip" else open
-    with opener(spec.path, "rb") as raw:
-        reader = _python_csv(spec, raw, ("\n", _END))
+    with _python_csv(spec, ("\n", _END)) as reader:
         start = previous_end = 0
         last: list[str] = []
         for record in reader:

@@ -233,8 +233,13 @@ def test_scan_finds_a_ragged_row_past_the_head(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "tail",
-    ['"oops\nB,b@x.co,z\nC,c@x.co,w\n', '"oops\nB,b@x.co,z', '"oops\nB,b@x.co,""z""\n'],
-    ids=["newline-at-end", "no-newline-at-end", "escaped-quotes-inside"],
+    [
+        '"oops\nB,b@x.co,z\nC,c@x.co,w\n',
+        '"oops\nB,b@x.co,z',
+        '"oops\nB,b@x.co,""z""\n',
+        '"oops\n' + "B,b@x.co,z\n" * 20_000,  # one cell past Python csv's 128 KiB cap
+    ],
+    ids=["newline-at-end", "no-newline-at-end", "escaped-quotes-inside", "huge-cell"],
 )
 def test_scan_refuses_a_quote_left_open_to_the_end(tmp_path: Path, tail: str) -> None:
     # pyarrow would read everything after the quote as one cell: rows B and C never validated.
