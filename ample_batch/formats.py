@@ -59,6 +59,9 @@ class InputSpec:
     """The CSV's text encoding, a Python codec name (`utf-8`, `cp1252`, ...); None otherwise."""
     bom: bool = False
     """The CSV started with a byte-order mark; CSV output then starts with a UTF-8 one."""
+    encoding_guessed: bool = False
+    """`encoding` is UTF-8 only because the head decoded as UTF-8 (no --encoding, no BOM):
+    bytes past the head that are not make the scan read the file again as cp1252."""
     compression: Literal["gzip"] | None = None
     """`gzip` for a .csv.gz; None otherwise."""
     sheet: str | None = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,8 @@ class Estimate:
     requests: int
     seconds_to_last_submission: float
     earliest_finish: float
+    warnings: list[str] = field(default_factory=list)
+    """What the user should know about how the file was read, e.g. `not UTF-8: read as cp1252`."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,6 +58,7 @@ def estimate(options: ValidateOptions) -> Estimate:
     )
     chunk = chunk_size_for(options.chunk_size, options.api.usage_limit)
     scan = read.scan(spec)
+    spec = scan.spec
     already: list[str] = []
     cutoff = time.time() - options.cache_ttl if options.cache_ttl > 0 else float("inf")
     fresh: list[tuple[str, str, bool | None]] = []
@@ -86,6 +89,7 @@ def estimate(options: ValidateOptions) -> Estimate:
         requests=timing.requests,
         seconds_to_last_submission=timing.last_submission,
         earliest_finish=time.time() + timing.last_submission,
+        warnings=list(spec.warnings),
     )
 
 

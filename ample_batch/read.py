@@ -119,6 +119,7 @@ def _inspect_csv(
         delimiter=delimiter,
         encoding=codec,
         bom=bom,
+        encoding_guessed=encoding is None and not bom and codec == "utf-8",
         compression=compression,
         sheet=None,
         email_column="",
@@ -328,6 +329,17 @@ class Scan:
     """The distinct normalised valid emails, in no particular order."""
     duplicates: int
     """Valid rows minus unique emails: credits saved."""
+    spec: InputSpec
+    """The input as the scan read it, for the join to read it the same way: the given spec,
+    or a cp1252 one when bytes past the head turned out not to be UTF-8."""
+
+
+class _NotUtf8(InputError):
+    """Bytes that are not UTF-8 past the head of a file read as UTF-8."""
+
+    def __init__(self, message: str, *, line: int) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 def _check_utf8(spec: InputSpec) -> None:
@@ -370,10 +382,11 @@ def _validate_utf8(spec: InputSpec, body: memoryview, start: int) -> None:
             data.decode("utf-8")
         except UnicodeDecodeError as exc:
             line = _lines_before(spec, start) + data[: exc.start].count(b"\n")
-            raise InputError(
+            raise _NotUtf8(
                 f"{spec.path.name}: line {line + 1} has bytes that are not UTF-8 "
                 f"(0x{data[exc.start]:02x}); pass the real encoding with --encoding "
-                "(e.g. cp1252)"
+                "(e.g. cp1252)",
+                line=line + 1,
             ) from exc
 
 
@@ -395,8 +408,24 @@ def scan(spec: InputSpec) -> Scan:
 
     Reads the whole file once; a ragged CSV row or an undecodable byte raises InputError here,
     before anything is spent. Parsing (pyarrow threads), the UTF-8 check (another thread) and
-    normalisation (polars) overlap.
+    normalisation (polars) overlap. A file taken for UTF-8 from its head alone that holds other
+    bytes further on is read again as cp1252, with a warning (`Scan.spec` says so).
     """
+    try:
+        return _scan(spec)
+    except _NotUtf8 as exc:
+        if not spec.encoding_guessed:
+            raise
+        fallback = _replace(
+            spec,
+            encoding="cp1252",
+            encoding_guessed=False,
+            warnings=[*spec.warnings, f"not UTF-8 (line {exc.line}): read as cp1252"],
+        )
+    return _scan(fallback)
+
+
+def _scan(spec: InputSpec) -> Scan:
     use_jemalloc()
     checker: Future[None] | None = None
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -417,6 +446,7 @@ def scan(spec: InputSpec) -> Scan:
         valid=valid,
         unique=unique,
         duplicates=valid - len(unique),
+        spec=spec,
     )
 
 

@@ -156,6 +156,8 @@ def print_estimate(estimate: Estimate) -> None:
     ]:
         table.add_row(name, value)
     console.print(table)
+    for warning in estimate.warnings:
+        console.print(f"warning: {warning}", highlight=False)
 
 
 def print_status(jobs: list[JobStatus]) -> None:

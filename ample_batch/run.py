@@ -271,6 +271,7 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     options, spec, output, chunk = run.options, run.spec, run.output, run.chunk
     store, job, client, scheduler, stop = run.store, run.job, run.client, run.scheduler, run.stop
     scan = await asyncio.to_thread(read.scan, spec)
+    spec = scan.spec  # as the scan read it: the join must decode the file the same way
     write.check_output(spec, output, rows=scan.rows)
     unique_emails = len(scan.unique)
     live.rows, live.unique = scan.rows, unique_emails

@@ -39,7 +39,8 @@ def ample_enrich(fmt: str, src: Path, out: Path, verdicts: Path) -> Result:
 
     started = time.perf_counter()
     spec = read.inspect_input(src)
-    rows = read.scan(spec).rows  # a run keeps the counts only, once the plan is stored
+    scanned = read.scan(spec)
+    spec, rows = scanned.spec, scanned.rows  # a run keeps the counts only, once planned
     scan_seconds = time.perf_counter() - started
 
     t0 = time.perf_counter()

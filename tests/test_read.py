@@ -268,14 +268,30 @@ def test_scan_accepts_closed_multiline_cells_at_the_end(tmp_path: Path, body: st
 
 
 @pytest.mark.parametrize("rows", [70_000, 1_000_000], ids=["past-the-head", "past-16-MiB"])
-def test_scan_finds_bad_utf8_past_the_head(tmp_path: Path, rows: int) -> None:
+def test_scan_falls_back_to_cp1252_past_the_head(tmp_path: Path, rows: int) -> None:
     path = tmp_path / "late.csv"
     path.write_bytes(b"email,name\n" + b"a@example.com,Ana\n" * rows + b"b@x.co,Ren\xe9e\n")
     spec = inspect_input(path)
-    assert spec.encoding == "utf-8"
+    assert (spec.encoding, spec.encoding_guessed) == ("utf-8", True)
+    result = scan(spec)
+    assert (result.rows, result.spec.encoding) == (rows + 1, "cp1252")
+    assert result.spec.warnings == [f"not UTF-8 (line {rows + 2}): read as cp1252"]
+    last = list(iter_batches(result.spec))[-1]
+    assert last.column(1)[-1].as_py() == "Renée"
+
+
+@pytest.mark.parametrize("given", [{"encoding": "utf-8"}, {}], ids=["--encoding", "bom"])
+def test_scan_refuses_bad_utf8_past_the_head_when_utf8_is_certain(
+    tmp_path: Path, given: dict[str, str]
+) -> None:
+    path = tmp_path / "late.csv"
+    bom = b"" if given else b"\xef\xbb\xbf"
+    path.write_bytes(bom + b"email,name\n" + b"a@example.com,Ana\n" * 70_000 + b"b@x.co,R\xe9\n")
+    spec = inspect_input(path, **given)  # type: ignore[arg-type]
+    assert not spec.encoding_guessed
     with pytest.raises(
         InputError,
-        match=rf"^late\.csv: line {rows + 2} has bytes that are not UTF-8 "
+        match=r"^late\.csv: line 70002 has bytes that are not UTF-8 "
         r"\(0xe9\); pass the real encoding with --encoding",
     ):
         scan(spec)
