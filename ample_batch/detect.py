@@ -35,6 +35,15 @@ _BOMS = (
 )
 
 
+_BINARY_SUFFIXES = {
+    ".parquet": "Parquet",
+    ".pq": "Parquet",
+    ".xlsx": "XLSX",
+    ".xlsm": "XLSX",
+    ".gz": "gzip",
+}
+
+
 def sniff(path: Path, head: bytes) -> str:
     """`parquet`, `xlsx`, `gzip` or `text`, from the bytes first and the name second."""
     name = path.name.lower()
@@ -47,17 +56,28 @@ def sniff(path: Path, head: bytes) -> str:
         raise InputError(f"{path.name}: a zip archive, not a lead file; unzip it first")
     if head.startswith(b"\x1f\x8b"):
         return "gzip"
-    if suffix in (".parquet", ".pq"):
-        raise InputError(f"{path.name}: not a Parquet file (no PAR1 header); export it again")
-    if suffix in (".xlsx", ".xlsm"):
-        raise InputError(f"{path.name}: not an XLSX workbook (not a zip archive); save it again")
     if suffix == ".xls" or head.startswith(b"\xd0\xcf\x11\xe0"):
         raise InputError(f"{path.name}: old binary .xls is not supported; save as .xlsx or .csv")
-    if name.endswith(".gz"):
+    # A name that promises binary data over bytes that are text (a CSV saved as .parquet, a
+    # .csv.gz the browser already unpacked) is read as the CSV it is; `lying_name` warns.
+    text = b"\x00" not in head
+    if suffix in (".parquet", ".pq") and not text:
+        raise InputError(f"{path.name}: not a Parquet file (no PAR1 header); export it again")
+    if suffix in (".xlsx", ".xlsm") and not text:
+        raise InputError(f"{path.name}: not an XLSX workbook (not a zip archive); save it again")
+    if name.endswith(".gz") and not text:
         raise InputError(f"{path.name}: not gzip data; check the file")
+    if lying_name(path):
+        return "text"
     if suffix not in TEXT_SUFFIXES:
         raise InputError(f"{path.name}: unknown file type {suffix or '(no extension)'}; {SUFFIXES}")
     return "text"
+
+
+def lying_name(path: Path) -> str | None:
+    """For a file read as text: a warning when its name promises a binary format."""
+    claimed = _BINARY_SUFFIXES.get(path.suffix.lower())
+    return f"{path.name} is named like {claimed} but holds text: read as CSV" if claimed else None
 
 
 def gunzip_head(path: Path) -> tuple[bytes, bool]:

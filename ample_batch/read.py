@@ -27,7 +27,16 @@ from typing import Literal
 import polars as pl
 import pyarrow as pa
 
-from .detect import HEAD_BYTES, decode_head, dialect, gunzip_head, looks_binary, newline, sniff
+from .detect import (
+    HEAD_BYTES,
+    decode_head,
+    dialect,
+    gunzip_head,
+    looks_binary,
+    lying_name,
+    newline,
+    sniff,
+)
 from .emails import EmailClass, email_class_expr, find_email_column, normalise_series
 from .errors import InputError
 from .formats import (
@@ -93,7 +102,9 @@ def inspect_input(
         head, complete = gunzip_head(path)
     else:
         complete = size <= len(head)
-    return _inspect_csv(path, head, complete, compression, email_column, encoding)
+    spec = _inspect_csv(path, head, complete, compression, email_column, encoding)
+    lying = lying_name(path) if compression is None else None
+    return _replace(spec, warnings=[lying, *spec.warnings]) if lying else spec
 
 
 def _inspect_csv(

@@ -67,7 +67,7 @@ CASES: list[tuple[str, Callable, str]] = [
     ("empty file", csv_file(""), r"empty"),
     ("header only", csv_file("Name,Email\n"), r"no rows"),
     ("binary garbage", raw_file(bytes(range(256)) * 40, "leads.csv"), r"binary|not text"),
-    ("not parquet", raw_file(b"Email\na@b.co\n", "leads.parquet"), r"not a (valid )?parquet"),
+    ("not parquet", raw_file(b"PAR0\x00\x01garbage", "leads.parquet"), r"not a (valid )?parquet"),
     ("truncated parquet", truncated_parquet, r"parquet"),
     ("ragged rows", csv_file("Name,Email\nA,a@x.co\nB,b@x.co,extra\n"), r"line 3"),
     (

@@ -88,6 +88,22 @@ def test_gzip() -> None:
     assert rows(spec) == [["a@example.com", "Ana"], ["b@example.com", "B, b"]]
 
 
+@pytest.mark.parametrize(
+    ("name", "claimed", "expected"),
+    [
+        ("text_named.parquet", "Parquet", [["a@example.com", "A"]]),
+        ("unpacked.csv.gz", "gzip", [["a@example.com", "A"]]),  # a browser unpacked it
+    ],
+)
+def test_text_behind_a_binary_name_is_read_as_csv(
+    name: str, claimed: str, expected: list[list[str]]
+) -> None:
+    spec = inspect_input(DATA / name)
+    assert (spec.format, spec.compression) == ("csv", None)
+    assert spec.warnings == [f"{name} is named like {claimed} but holds text: read as CSV"]
+    assert rows(spec) == expected
+
+
 def test_blank_lines_are_rows_of_empty_cells() -> None:
     assert rows(inspect_input(DATA / "blank_lines.csv")) == [
         ["a@example.com", "A"],
@@ -418,6 +434,8 @@ def test_extension_that_lies(tmp_path: Path) -> None:
     assert inspect_input(disguised).format == "parquet"
     fake = tmp_path / "fake.xlsx"
     fake.write_text("email\na@b.co\n")
+    assert inspect_input(fake).format == "csv"
+    fake.write_bytes(b"\x00\x01 neither a workbook nor text")
     with pytest.raises(InputError, match=r"^fake\.xlsx: not an XLSX workbook"):
         inspect_input(fake)
 

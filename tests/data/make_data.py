@@ -49,7 +49,10 @@ TEXT: dict[str, bytes] = {
     "content_email.csv": b"Name,Contact\nAna,ana@example.com\nBo,bo@example.com\nCy,\n",
     "not_utf8_late.csv": b"email,name\n" + b"a@example.com,Ana\n" * 3 + b"b@example.com,Ren\xe9e\n",
     "garbage.csv": bytes(range(256)) * 4,
-    "not_parquet.parquet": b"email,name\na@example.com,A\n",
+    "not_parquet.parquet": b"PAR0\x00\x01\x02 not a Parquet file\x00",
+    # Text behind names that promise binary formats: read as the CSV it is, with a warning.
+    "text_named.parquet": b"email,name\na@example.com,A\n",
+    "unpacked.csv.gz": b"email;name\na@example.com;A\n",
     "unknown.json": b'{"email": "a@example.com"}\n',
     "formula.csv": b'email,company\na@example.com,=HYPERLINK("http://x")\n',
 }
