@@ -85,6 +85,25 @@ def test_3000_rows_within_every_limit(tmp_path: Path) -> None:
     assert not (tmp_path / "leads.validated.partial.csv").exists()
 
 
+def test_email_column_by_content_is_the_one_with_addresses(tmp_path: Path) -> None:
+    # Every handle holds an @, but only the patchy Contact column holds addresses.
+    src = tmp_path / "leads.csv"
+    src.write_text("Name,Contact,Twitter\nA,a@acme.com,@ana\nB,n/a,@bob\nC,c@acme.com,@cy\n")
+    summary_path = tmp_path / "summary.json"
+    args = ["validate", str(src), "--simulate", "--state-dir", str(tmp_path / "s")]
+    done = cli(*args, "--summary-json", str(summary_path))
+    assert done.returncode == 0, done.stderr
+    assert "email column" in done.stderr and "Contact" in done.stderr
+    summary = json.loads(summary_path.read_text())
+    assert (summary["email_column"], summary["credits_spent"], summary["invalid"]) == (
+        "Contact",
+        2,
+        1,
+    )
+    lines = (tmp_path / "leads.validated.csv").read_text().splitlines()
+    assert [line.split(",")[3] for line in lines[1:]][1] == "invalid_syntax"
+
+
 def test_rerun_of_a_finished_job_spends_nothing(tmp_path: Path) -> None:
     src = write_leads(tmp_path / "leads.csv", lead_rows(300))
     with FakeInThread(**FAST) as fake:
