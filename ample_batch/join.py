@@ -27,7 +27,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .emails import EmailClass, email_class_expr, normalise_series
+from .emails import EmailClass, email_class_expr, normalise_arrow, normalise_series
 from .formats import InputSpec, prefetch, record_batches, regroup, use_jemalloc
 from .write import check_output, write_output
 
@@ -186,7 +186,7 @@ class _Lookup:
         self, values: pa.Array | pa.ChunkedArray, missing: str, *, text: bool
     ) -> tuple[pa.Array, pa.Array]:
         """`email_result` and `email_catch_all` for one batch's raw email cells."""
-        keys = normalise_series(pl.Series("k", values))
+        keys = normalise_arrow(values, "k")
         positions = self.find(keys)
         found = positions >= 0
         codes = np.full(len(keys), _CODE[missing], dtype=np.int8)

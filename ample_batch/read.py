@@ -37,7 +37,7 @@ from .detect import (
     newline,
     sniff,
 )
-from .emails import EmailClass, email_class_expr, find_email_column, normalise_series
+from .emails import EmailClass, email_class_expr, find_email_column, normalise_arrow
 from .errors import InputError
 from .formats import (
     DEFAULT_BATCH_ROWS,
@@ -497,7 +497,7 @@ def _scan_emails(spec: InputSpec) -> tuple[int, int, int, int, pa.StringArray]:
     held = 0
     limit = 8_000_000  # valid emails held before deduplicating: memory follows unique emails
     for values in prefetch(email_batches(spec)):
-        keys = normalise_series(pl.Series("k", values))
+        keys = normalise_arrow(values, "k")
         classes = keys.to_frame().select(email_class_expr(pl.col("k"))).to_series()
         counts = dict(classes.value_counts().iter_rows())
         rows += len(keys)

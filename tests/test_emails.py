@@ -15,6 +15,7 @@ from ample_batch.emails import (
     classify_emails,
     find_email_column,
     is_valid_email,
+    normalise_arrow,
     normalise_email,
     normalise_emails,
     normalise_series,
@@ -133,6 +134,26 @@ def test_fast_path_matches_the_rule(values: list[str]) -> None:
     assert normalise_series(pl.Series(values, dtype=pl.String)).to_list() == (
         _reference_normalise(values)
     )
+
+
+ascii_text = st.lists(
+    st.sampled_from([*"aAbZ@.<> :?+\"'\t\n\r\x0b\x0c", "mailto:", "MAILTO:"]), max_size=20
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.none() | ascii_text | emails_text, min_size=1, max_size=20),
+    st.sampled_from([pa.string(), pa.large_string()]),
+)
+def test_arrow_ascii_path_matches_the_series_path(
+    values: list[str | None], kind: pa.DataType
+) -> None:
+    # All-ASCII batches take pyarrow's ASCII kernels; the result must be the same.
+    expected = normalise_series(pl.Series(values, dtype=pl.String)).to_list()
+    assert normalise_arrow(pa.array(values, kind)).to_list() == expected
+    chunked = pa.chunked_array([pa.array(values[:1], kind), pa.array(values[1:], kind)])
+    assert normalise_arrow(chunked).to_list() == expected
 
 
 def test_final_sigma_after_mailto_lowercases_as_unwrapped() -> None:
