@@ -280,7 +280,9 @@ class _ParquetPlan:
     schema: pa.Schema | None
     """The input's own schema, kept exactly; None for CSV or XLSX input (all text)."""
     codec: str
+    """The input's compression (zstd for CSV or XLSX input)."""
     row_group: int
+    """Rows per row group: the input's, within 65,536 and 1,048,576."""
     nested_leaves: tuple[str, ...] = ()
     """Leaf paths of the input's nested columns, which always get a dictionary (the writer's
     default): a sample of a list or struct column says little about its leaves."""
