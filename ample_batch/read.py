@@ -45,13 +45,13 @@ from .formats import (
     InputSpec,
     cell_text,
     email_batches,
-    open_binary,
     parquet_file,
     prefetch,
     record_batches,
     use_jemalloc,
     xlsx_rows,
 )
+from .utf8 import NotUtf8, check_utf8
 
 __all__ = ["InputSpec", "Scan", "fingerprint", "inspect_input", "iter_batches", "scan"]
 
@@ -345,75 +345,6 @@ class Scan:
     or a cp1252 one when bytes past the head turned out not to be UTF-8."""
 
 
-class _NotUtf8(InputError):
-    """Bytes that are not UTF-8 past the head of a file read as UTF-8."""
-
-    def __init__(self, message: str, *, line: int) -> None:
-        super().__init__(message)
-        self.line = line
-
-
-def _check_utf8(spec: InputSpec) -> None:
-    """Reject undecodable bytes anywhere in a UTF-8 CSV, not only in the email column.
-
-    One buffer is read into and validated in place, over and over: a fresh 16 MiB per block
-    cost more in page faults than the validation itself.
-    """
-    size = 16 << 20
-    buffer = bytearray(size + 4)
-    view = memoryview(buffer)
-    start = 0  # offset of the buffer's first byte in the decompressed file
-    carry = 0  # bytes of an incomplete UTF-8 sequence moved to the front of the buffer
-    with open_binary(spec.path, spec.compression) as f:
-        while True:
-            read = f.readinto(view[carry : carry + size])  # type: ignore[attr-defined]
-            end = carry + read
-            cut = end
-            if read:  # hold back an incomplete trailing UTF-8 sequence for the next round
-                back = 0
-                while back < min(3, end) and buffer[end - 1 - back] & 0xC0 == 0x80:
-                    back += 1
-                if back < end and buffer[end - 1 - back] >= 0xC0:
-                    cut = end - back - 1
-            _validate_utf8(spec, view[:cut], start)
-            if not read:
-                return
-            view[: end - cut] = view[cut:end]
-            start, carry = start + cut, end - cut
-
-
-def _validate_utf8(spec: InputSpec, body: memoryview, start: int) -> None:
-    offsets = pa.array([0, len(body)], pa.int64()).buffers()[1]
-    text = pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, pa.py_buffer(body)])
-    try:  # Arrow's SIMD validation, in place: no copy, no Python str
-        text.validate(full=True)
-    except pa.ArrowInvalid:  # the exact place comes from Python's decoder
-        data = bytes(body)
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = _lines_before(spec, start) + data[: exc.start].count(b"\n")
-            raise _NotUtf8(
-                f"{spec.path.name}: line {line + 1} has bytes that are not UTF-8 "
-                f"(0x{data[exc.start]:02x}); pass the real encoding with --encoding "
-                "(e.g. cp1252)",
-                line=line + 1,
-            ) from exc
-
-
-def _lines_before(spec: InputSpec, offset: int) -> int:
-    """Newlines in the first `offset` bytes of the (decompressed) file."""
-    count = 0
-    with open_binary(spec.path, spec.compression) as f:
-        while offset > 0:
-            block = f.read(min(offset, 16 << 20))
-            if not block:
-                break
-            count += block.count(b"\n")
-            offset -= len(block)
-    return count
-
-
 def scan(spec: InputSpec) -> Scan:
     """Count rows, blank, invalid and valid emails, and collect the unique valid ones.
 
@@ -424,7 +355,7 @@ def scan(spec: InputSpec) -> Scan:
     """
     try:
         return _scan(spec)
-    except _NotUtf8 as exc:
+    except NotUtf8 as exc:
         if not spec.encoding_guessed:
             raise
         fallback = _replace(
@@ -441,7 +372,7 @@ def _scan(spec: InputSpec) -> Scan:
     checker: Future[None] | None = None
     with ThreadPoolExecutor(max_workers=1) as pool:
         if spec.format == "csv" and spec.encoding == "utf-8":
-            checker = pool.submit(_check_utf8, spec)
+            checker = pool.submit(check_utf8, spec)
         try:
             rows, blank, invalid, valid, unique = _scan_emails(spec)
         except InputError:
