@@ -79,13 +79,30 @@ def test_verdict_emails_are_matched_after_normalising() -> None:
     ]
 
 
-def test_a_repeated_verdict_email_keeps_the_last() -> None:
+@pytest.mark.parametrize("normalised", [False, True])
+def test_a_repeated_verdict_email_keeps_the_last(normalised: bool) -> None:
     verdicts = Verdicts.from_rows(
-        [("ana@example.com", "risky", True), ("ana@example.com", "deliverable", False)]
+        [("ana@example.com", "risky", True), ("ana@example.com", "deliverable", False)],
+        normalised=normalised,
     )
     out = table(DATA / "quoted.csv", verdicts)
     assert out.column("email_result").to_pylist()[0] == "deliverable"
     assert out.column("email_catch_all").to_pylist()[0] == "false"
+
+
+def test_many_verdicts_hashed_in_slices_find_their_rows(tmp_path: Path) -> None:
+    # Past one hashing slice (262,144), as the pipeline's normalised verdicts are read.
+    count = 300_000
+    emails = [f"lead{i}@example.com" for i in range(count)]
+    results = ["deliverable", "risky", "unknown", "undeliverable"]
+    rows = [(e, results[i % 4], None if i % 3 == 0 else i % 2 == 0) for i, e in enumerate(emails)]
+    verdicts = Verdicts.from_rows(rows, normalised=True)
+    picked = [0, 1, 262_143, 262_144, 262_145, count - 1]
+    src = tmp_path / "leads.parquet"
+    pq.write_table(pa.table({"email": [emails[i].upper() for i in picked] + ["x@nowhere.io"]}), src)
+    out = pa.Table.from_batches(list(enrich_batches(inspect_input(src), verdicts)))
+    assert out.column("email_result").to_pylist() == [rows[i][1] for i in picked] + ["pending"]
+    assert out.column("email_catch_all").to_pylist() == [rows[i][2] for i in picked] + [None]
 
 
 def test_parquet_catch_all_is_a_nullable_bool() -> None:
