@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,8 @@ TARGETS = {
     ("ample-scan", "parquet"): (3.0, None),
 }
 TARGET_ROWS = 5_000_000
-NOISY = 0.15
-"""Share of the machine used by other processes above which a measurement is taken again."""
+REPEATS = 3
+"""Fresh runs per tool and file: the median time is reported, and the highest peak RSS."""
 
 
 def ensure_leads(rows: int, fmt: str) -> Path:
@@ -123,20 +124,28 @@ def _write_job_store(state_dir: Path, table: Any) -> None:
 
 
 def measure(tool: str, fmt: str, rows: int, verdicts: Path) -> Measured:
+    """The median of `REPEATS` fresh runs by time, with the highest peak RSS of them.
+
+    One run is not a figure on these VMs: the same code on the same file was measured 20-30%
+    apart within an hour, as neighbours came and went (invisible in "others' CPU", which
+    counts only this machine's own processes).
+    """
     src = ensure_leads(rows, fmt)
     out = DATA / "out" / f"{tool}-{rows}.{fmt}"
     out.parent.mkdir(parents=True, exist_ok=True)
     command = python_module("bench.io_tasks", tool, fmt, src, out, verdicts)
+    runs: list[Measured] = []
     try:
-        first = run_measured(command)
-        if first.error or first.others_cpu <= NOISY:
-            return first
-        # Other processes took a real share of the cores: once more, keep the quieter run.
-        second = run_measured(command)
-        return min(first, second, key=lambda m: (m.error is not None, m.others_cpu))
+        for _ in range(REPEATS):
+            runs.append(run_measured(command))
+            if runs[-1].error:
+                return runs[-1]
     finally:
         # Outputs are only checked for their row count (in the child); keep the disk free.
         out.unlink(missing_ok=True)
+    runs.sort(key=lambda m: float(m.result["seconds"]))
+    median = runs[len(runs) // 2]
+    return replace(median, peak_rss_mb=max(m.peak_rss_mb for m in runs))
 
 
 def run(row_counts: list[int], log: Callable[[str], None]) -> Section:
@@ -145,10 +154,11 @@ def run(row_counts: list[int], log: Callable[[str], None]) -> Section:
         "Each figure is one fresh process (`python -m bench.io_tasks`); time excludes interpreter"
         " start and imports, peak RSS is the whole process (its own `VmHWM`). All children run with"
         " `ARROW_DEFAULT_MEMORY_POOL=jemalloc`. Files are read warm from the page cache."
-        " Ratios are ample-batch's scan+join+write over the tool's: below 1 means ample-batch"
-        ' is faster (or smaller). "Others\' CPU" is the share of the machine used meanwhile by'
-        " other processes and kernel threads (`/proc/stat`; page-cache writeback counts): above"
-        f" {NOISY:.0%} a figure is taken again and the quieter run kept."
+        f" Each tool runs {REPEATS} times on each file: the time is the median run's, the peak"
+        " RSS the highest of the runs. Ratios are ample-batch's scan+join+write over the"
+        " tool's: below 1 means ample-batch is faster (or smaller). \"Others' CPU\" is the"
+        " share of the machine used during the median run by other processes and kernel"
+        " threads (`/proc/stat`; page-cache writeback counts)."
     )
     for rows in row_counts:
         for fmt in FORMATS:
