@@ -237,8 +237,8 @@ def test_quota_bound_run_keeps_to_the_ideal_schedule(tmp_path: Path) -> None:
     ideal = (12000 / 1000 - 1) * 2.0
     # Each of the 11 waits is a window plus the 10 ms margin plus the time the client takes to
     # see its POST answered (the quota is stamped then): 2% was lost on a loaded 2-core CI
-    # machine (22.45 s). 5% still fails a scheduler that wastes a margin's worth per batch
-    # more than it should.
+    # machine (22.45 s). 5% still fails a scheduler that waits a twentieth of a window (100 ms)
+    # too long per batch.
     assert posts[-1] - posts[0] <= ideal * 1.05
     assert summary.peak_emails_in_window <= 1000
     assert summary.usage_limited == 0
