@@ -399,7 +399,7 @@ def _csv_email_batches(spec: InputSpec) -> Iterator[pa.Array]:
             final = batch.column(len(include) - 1)[-1].as_py()
         yield batch.column(0)
     # A repeated last header cannot be picked by name: then always check.
-    if final is None or "\n" in final or "\r" in final or spec.columns[-1] not in include:
+    if final is None or "\n" in final or "\r" in final or last not in include:
         line = unclosed_quote_line(spec)
         if line is not None:
             raise InputError(
