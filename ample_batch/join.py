@@ -19,6 +19,7 @@ alternative: no faster here, more memory, and it splits malformed quoting differ
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,9 +115,9 @@ class _Lookup:
 
     Held compactly: the emails' 64-bit hashes, sorted, with a table of where each run of equal
     leading bits starts (about one hash per run, so a probe reads one or two), each hash's two
-    codes, and its row in the email text, which confirms every hit (equal hashes must also be
-    equal strings). The text is the caller's own array when normalising changed nothing, as for
-    the pipeline's verdicts. For 4.2M verdicts: about 90 MB beside the caller's.
+    codes, and its row in the email text (as polars views), which confirms every hit (equal
+    hashes must also be equal strings). The lookup is built on its own thread while the first
+    batches are parsed: for 4.2M verdicts, 1 s and 214 MB beside the caller's arrays.
     """
 
     def __init__(self, verdicts: Verdicts) -> None:
@@ -124,15 +125,17 @@ class _Lookup:
             raise ValueError("Verdicts: email, result and catch_all differ in length")
         given = pl.Series("key", verdicts.email, dtype=pl.String)
         key = given if verdicts.normalised else normalise_series(given)
-        self.keys: pa.Array | pa.ChunkedArray = (
-            verdicts.email if key is given or given.equals(key) else key.to_arrow()
-        )
-        code = pl.Series("result", verdicts.result, dtype=pl.String).replace_strict(
-            list(RESULTS), list(range(len(RESULTS))), default=_UNKNOWN, return_dtype=pl.Int8
-        )
+        # polars' string views: a confirmation gathers and compares 16-byte views, half the
+        # time of gathering Arrow strings.
+        self.keys = key
+        result = verdicts.result
+        if not (pa.types.is_string(result.type) or pa.types.is_large_string(result.type)):
+            result = result.cast(pa.string())  # index_in has no kernel for string views
+        known = pc.index_in(result, value_set=pa.array(RESULTS, pa.string()))
+        code = pl.Series("code", pc.fill_null(known, _UNKNOWN).cast(pa.int8()))
         catch_all = pl.Series("ca", verdicts.catch_all, dtype=pl.Boolean)
         ca = catch_all.cast(pl.Int8).fill_null(_CA_NULL)
-        frame = pl.DataFrame([key, code.alias("code"), ca.alias("ca")]).with_row_index("row")
+        frame = pl.DataFrame([key, code, ca.alias("ca")]).with_row_index("row")
         if not verdicts.normalised:
             # Only valid emails can match a row that is not blank or invalid_syntax, so a hit
             # needs no syntax check.
@@ -154,7 +157,8 @@ class _Lookup:
         bits = max(1, len(hashes).bit_length() - 1)
         self.shift = np.uint64(64 - bits)
         runs = np.bincount((hashes >> self.shift).astype(np.intp), minlength=1 << bits)
-        self.starts = np.zeros(len(runs) + 1, dtype=np.int64)
+        # 32-bit: half the memory, and a probe reads it faster (a Series holds < 2**32 rows).
+        self.starts = np.zeros(len(runs) + 1, dtype=np.uint32)
         np.cumsum(runs, out=self.starts[1:])
         self.rows = frame.get_column("row").to_numpy()[order]
         self.codes = frame.get_column("code").to_numpy()[order]
@@ -176,9 +180,7 @@ class _Lookup:
             probing, at = probing[more], at[more]
         found = np.flatnonzero(positions >= 0)
         if len(found):  # confirm: equal hashes must also be equal strings
-            theirs = self.keys.take(self.rows[positions[found]])
-            mine = keys.gather(found).to_arrow().cast(theirs.type)
-            same = pc.equal(theirs, mine).to_numpy(zero_copy_only=False)
+            same = (self.keys.gather(self.rows[positions[found]]) == keys.gather(found)).to_numpy()
             positions[found[~same]] = -1
         return positions
 
@@ -226,18 +228,23 @@ def enrich_batches(
     """
     _check_missing(missing)
     use_jemalloc()
-    lookup = _Lookup(verdicts)
     text = spec.format != "parquet"
 
-    def enriched() -> Iterator[pa.RecordBatch]:
+    def enriched(building: Future[_Lookup]) -> Iterator[pa.RecordBatch]:
+        lookup: _Lookup | None = None
         for batch in regroup(prefetch(record_batches(spec, batch_rows=batch_rows)), batch_rows):
+            if lookup is None:
+                lookup = building.result()
             result, catch = lookup.columns(batch.column(spec.email_index), missing, text=text)
             yield batch.append_column("email_result", result).append_column(
                 "email_catch_all", catch
             )
 
     # Three stages on their own threads: pyarrow parses, the lookup runs, the caller writes.
-    yield from prefetch(enriched())
+    # The lookup is built on a fourth while the first batches are parsed (5M rows: 0.7 s).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ample-batch-lookup") as pool:
+        building = pool.submit(_Lookup, verdicts)
+        yield from prefetch(enriched(building))
 
 
 def enrich_file(
