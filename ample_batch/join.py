@@ -18,7 +18,7 @@ alternative: no faster here, more memory, and it splits malformed quoting differ
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +29,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .emails import EmailClass, email_class_expr, normalise_arrow, normalise_series
-from .formats import InputSpec, prefetch, record_batches, regroup, use_jemalloc
-from .write import check_output, write_output
+from .formats import (
+    InputSpec,
+    dictionary_encoded,
+    prefetch,
+    record_batches,
+    regroup,
+    use_jemalloc,
+)
+from .write import check_output, output_kind, write_output
 
-__all__ = ["MISSING", "RESULTS", "Verdicts", "enrich_batches", "enrich_file"]
+__all__ = ["MISSING", "RESULTS", "Verdicts", "dictionaries_for", "enrich_batches", "enrich_file"]
 
 RESULTS = ("deliverable", "risky", "unknown", "undeliverable", "failed", "invalid_syntax")
 """What a verdict may say: the API's four results, `failed` (no verdict after every retry) and
@@ -223,8 +230,12 @@ def enrich_batches(
     *,
     missing: str = "pending",
     batch_rows: int = JOIN_BATCH_ROWS,
+    dictionaries: Sequence[str] = (),
 ) -> Iterator[pa.RecordBatch]:
     """Every input row, in order, with `email_result` and `email_catch_all` appended.
+
+    `dictionaries` (Parquet input, see `formats.dictionary_encoded`) are read as Arrow
+    dictionaries, for a Parquet writer that takes them as they are.
 
     >>> next(enrich_batches(spec, verdicts)).schema.names[-2:]  # doctest: +SKIP
     ['email_result', 'email_catch_all']
@@ -235,7 +246,8 @@ def enrich_batches(
 
     def enriched(building: Future[_Lookup]) -> Iterator[pa.RecordBatch]:
         lookup: _Lookup | None = None
-        for batch in regroup(prefetch(record_batches(spec, batch_rows=batch_rows)), batch_rows):
+        source = record_batches(spec, batch_rows=batch_rows, dictionaries=dictionaries)
+        for batch in regroup(prefetch(source), batch_rows):
             if lookup is None:
                 lookup = building.result()
             result, catch = lookup.columns(batch.column(spec.email_index), missing, text=text)
@@ -248,6 +260,13 @@ def enrich_batches(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ample-batch-lookup") as pool:
         building = pool.submit(_Lookup, verdicts)
         yield from prefetch(enriched(building))
+
+
+def dictionaries_for(spec: InputSpec, output: Path) -> tuple[str, ...]:
+    """The `dictionaries` for `enrich_batches` when writing `output`: the input's
+    dictionary-encoded text columns from Parquet to Parquet, else none (the CSV and XLSX
+    writers take plain text)."""
+    return dictionary_encoded(spec) if output_kind(output) == "parquet" else ()
 
 
 def enrich_file(
@@ -267,4 +286,6 @@ def enrich_file(
     """
     _check_missing(missing)
     check_output(spec, output, rows=rows)
-    return write_output(spec, enrich_batches(spec, verdicts, missing=missing), output)
+    dictionaries = dictionaries_for(spec, output)
+    batches = enrich_batches(spec, verdicts, missing=missing, dictionaries=dictionaries)
+    return write_output(spec, batches, output)

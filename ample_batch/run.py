@@ -37,7 +37,7 @@ from .client import (
 )
 from .errors import InputError, InsufficientCredits, Stopped
 from .execute import Counters, Engine
-from .join import Verdicts, enrich_batches
+from .join import Verdicts, dictionaries_for, enrich_batches
 from .limits import Limit
 from .locks import job_lock
 from .plan import chunk_size_for, plan_emails
@@ -391,7 +391,10 @@ def _write(spec: read.InputSpec, verdicts: Verdicts, target: Path, missing: str)
                 counts[str(item["values"])] += int(item["counts"])
             yield batch
 
-    write.write_output(spec, counted(enrich_batches(spec, verdicts, missing=missing)), target)
+    batches = enrich_batches(
+        spec, verdicts, missing=missing, dictionaries=dictionaries_for(spec, target)
+    )
+    write.write_output(spec, counted(batches), target)
     return dict(sorted(counts.items()))
 
 

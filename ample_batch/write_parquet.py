@@ -3,6 +3,7 @@ the verdict columns appended, dictionaries only where values repeat."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,51 @@ def _mostly_repeats(column: pa.Array) -> bool:
         return True
 
 
+def _as_read(schema: pa.Schema, read: pa.Schema) -> tuple[pa.Schema, list[int]]:
+    """The schema to write the batches with, and the columns to decode before writing.
+
+    A text column read as an Arrow dictionary (see `formats.dictionary_encoded`) is written
+    as one: the writer keeps its indices instead of hashing every value again. The file must
+    still say the column's own type: its stored Arrow schema is then written by hand, and only
+    when the Parquet schema comes out the same as for the plain column (else it is decoded).
+    """
+    fields = list(schema)
+    for i, (mine, theirs) in enumerate(zip(schema, read, strict=False)):
+        if pa.types.is_dictionary(theirs.type) and not pa.types.is_dictionary(mine.type):
+            fields[i] = mine.with_type(theirs.type)
+    taken = pa.schema(fields, metadata=schema.metadata)
+    if taken == schema or _same_parquet_schema(taken, schema):
+        return taken, []
+    return schema, [i for i, f in enumerate(fields) if f.type != schema.field(i).type]
+
+
+def _same_parquet_schema(taken: pa.Schema, schema: pa.Schema) -> bool:
+    """Whether `taken`, written without its Arrow schema, gives the Parquet schema and the
+    Arrow schema that `schema` would."""
+    plain, manual = pa.BufferOutputStream(), pa.BufferOutputStream()
+    try:
+        pq.write_table(schema.empty_table(), plain)
+        with pq.ParquetWriter(manual, taken, store_schema=False) as writer:
+            writer.add_key_value_metadata(_stored_schema(schema))
+            writer.write_table(taken.empty_table())
+    except pa.ArrowException:  # a type Parquet cannot hold: the plain writer says so
+        return False
+    theirs = pq.ParquetFile(pa.BufferReader(plain.getvalue()))
+    ours = pq.ParquetFile(pa.BufferReader(manual.getvalue()))
+    return bool(
+        ours.schema.equals(theirs.schema)
+        and ours.schema_arrow.equals(theirs.schema_arrow, check_metadata=True)
+    )
+
+
+def _stored_schema(schema: pa.Schema) -> dict[bytes, bytes]:
+    """The key-value metadata Arrow stores for `schema`: its own, and the schema itself
+    (Arrow IPC, base64) under `ARROW:schema`, which readers use to restore Arrow types."""
+    metadata = dict(schema.metadata or {})
+    metadata[b"ARROW:schema"] = base64.b64encode(schema.serialize().to_pybytes())
+    return metadata
+
+
 def write_parquet(spec: InputSpec, batches: Iterator[pa.RecordBatch], tmp: Path) -> int:
     plan = _parquet_plan(spec)
     original, group = plan.schema, plan.row_group
@@ -113,14 +159,20 @@ def write_parquet(spec: InputSpec, batches: Iterator[pa.RecordBatch], tmp: Path)
                 schema = base.append(pa.field("email_result", pa.string())).append(
                     pa.field("email_catch_all", pa.bool_())
                 )
+                taken, decode = _as_read(schema, batch.schema)
                 writer = pq.ParquetWriter(
                     str(tmp),
-                    schema,
+                    taken,
                     compression=plan.codec,
                     use_dictionary=_dictionary_columns(batch, plan.nested_leaves),
+                    store_schema=taken == schema,
                 )
+                if taken != schema:  # the schema the file would have stored for plain columns
+                    writer.add_key_value_metadata(_stored_schema(schema))
             columns = [*batch.columns[:-1], _catch_all_bool(batch.column(batch.num_columns - 1))]
-            buffered.append(pa.RecordBatch.from_arrays(columns, schema=schema))
+            for i in decode:
+                columns[i] = columns[i].cast(schema.field(i).type)
+            buffered.append(pa.RecordBatch.from_arrays(columns, schema=taken))
             held += batch.num_rows
             rows += batch.num_rows
             if held >= group:

@@ -18,9 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ample_batch.errors import InputError
+from ample_batch.formats import dictionary_encoded
 from ample_batch.join import Verdicts, enrich_batches, enrich_file
 from ample_batch.read import InputSpec, inspect_input, iter_batches
 from ample_batch.write import check_output, default_output_path, partial_path, write_output
+from ample_batch.write_parquet import _as_read
 
 DATA = Path(__file__).parent / "data"
 VERDICTS = Verdicts.from_rows(
@@ -246,12 +248,7 @@ def test_parquet_dictionary_only_where_values_repeat(tmp_path: Path) -> None:
     pq.write_table(source, tmp_path / "in.parquet")
     spec = inspect_input(tmp_path / "in.parquet")
     enrich_file(spec, VERDICTS, tmp_path / "out.parquet")
-    group = pq.ParquetFile(tmp_path / "out.parquet").metadata.row_group(0)
-    dictionary = {
-        group.column(i).path_in_schema: group.column(i).has_dictionary_page
-        for i in range(group.num_columns)
-    }
-    assert dictionary == {
+    assert _dictionary_pages(tmp_path / "out.parquet") == {
         "email": False,
         "country": True,
         "tags.list.element": True,
@@ -259,6 +256,74 @@ def test_parquet_dictionary_only_where_values_repeat(tmp_path: Path) -> None:
         "email_catch_all": False,  # Parquet never dictionary-encodes booleans
     }
     assert pq.read_table(tmp_path / "out.parquet").select(source.column_names).equals(source)
+
+
+def _dictionary_pages(path: Path) -> dict[str, bool]:
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    return {
+        group.column(i).path_in_schema: group.column(i).has_dictionary_page
+        for i in range(group.num_columns)
+    }
+
+
+def test_dictionary_encoded_text_is_written_as_read(tmp_path: Path) -> None:
+    rows = 1_000
+    country = pa.field("country", pa.string(), metadata={b"source": b"crm"})
+    source = pa.table(
+        {
+            "email": [f"lead{i}@example.com" for i in range(rows)],
+            "country": pa.array([None, "PT", "DE", "Österreich"] * (rows // 4)),
+            "plain": ["x", "y"] * (rows // 2),
+            "wide": pa.array(["a", "b"] * (rows // 2), pa.large_string()),
+            "score": list(range(rows)),
+        },
+        schema=pa.schema(
+            [
+                pa.field("email", pa.string()),
+                country,
+                pa.field("plain", pa.string(), nullable=False),
+                pa.field("wide", pa.large_string()),
+                pa.field("score", pa.int64()),
+            ],
+            metadata={b"origin": b"warehouse export"},
+        ),
+    )
+    # Several row groups, each with its own dictionary, and not a multiple of the batch.
+    pq.write_table(
+        source,
+        tmp_path / "in.parquet",
+        row_group_size=300,
+        use_dictionary=["email", "country", "wide"],
+    )
+    spec = inspect_input(tmp_path / "in.parquet")
+    assert dictionary_encoded(spec) == ("country",)  # not the email, nor plain or wide text
+    enrich_file(spec, VERDICTS, tmp_path / "out.parquet")
+    result = pq.read_table(tmp_path / "out.parquet")
+    expected = source.schema.append(pa.field("email_result", pa.string())).append(
+        pa.field("email_catch_all", pa.bool_())
+    )
+    assert result.schema.equals(expected, check_metadata=True)
+    assert result.select(source.column_names).equals(source)
+    assert _dictionary_pages(tmp_path / "out.parquet")["country"]
+    # The same file as when every column is read plain and encoded again.
+    plain = tmp_path / "plain.parquet"
+    write_output(spec, enrich_batches(spec, VERDICTS), plain)
+    assert pq.ParquetFile(tmp_path / "out.parquet").schema.equals(pq.ParquetFile(plain).schema)
+    assert pq.read_table(plain).equals(result)
+
+
+@pytest.mark.parametrize(
+    ("other", "kept"),
+    [(pa.date64(), True), (pa.list_(pa.int32()), True), (pa.month_day_nano_interval(), False)],
+)
+def test_dictionary_read_text_is_decoded_unless_the_file_comes_out_the_same(
+    other: pa.DataType, kept: bool
+) -> None:
+    # Parquet cannot hold the interval: the plain writer must be the one to say so.
+    schema = pa.schema([pa.field("country", pa.string()), pa.field("other", other)])
+    read = pa.schema([pa.field("country", pa.dictionary(pa.int32(), pa.string())), schema[1]])
+    taken, decode = _as_read(schema, read)
+    assert (taken, decode) == ((read, []) if kept else (schema, [0]))
 
 
 def test_csv_to_parquet(tmp_path: Path) -> None:
