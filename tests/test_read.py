@@ -12,6 +12,7 @@ import pytest
 
 from ample_batch.errors import InputError
 from ample_batch.read import InputSpec, fingerprint, inspect_input, iter_batches, scan
+from ample_batch.utf8 import NotUtf8, check_utf8
 
 DATA = Path(__file__).parent / "data"
 SAMPLE = Path(__file__).parent.parent / "sample_data"
@@ -294,6 +295,46 @@ def test_scan_falls_back_to_cp1252_past_the_head(tmp_path: Path, rows: int) -> N
     assert result.spec.warnings == [f"not UTF-8 (line {rows + 2}): read as cp1252"]
     last = list(iter_batches(result.spec))[-1]
     assert last.column(1)[-1].as_py() == "Renée"
+
+
+def _straddling(tmp_path: Path, compressed: bool, char: bytes, before: int) -> Path:
+    """A CSV whose `char` starts `before` bytes ahead of the checker's 16 MiB block edge."""
+    head = b"email,name\n"
+    line = b"a@example.com,Ana\n"
+    filler = (16 << 20) - before - len(head)
+    rows, extra = divmod(filler, len(line))
+    body = head + line * rows + b"b@x.co," + b"x" * (extra - 7) + char + b"\nc@x.co,Z\n"
+    assert body.index(char) == (16 << 20) - before
+    if compressed:
+        path = tmp_path / "edge.csv.gz"
+        path.write_bytes(gzip.compress(body, compresslevel=1))
+    else:
+        path = tmp_path / "edge.csv"
+        path.write_bytes(body)
+    return path
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["mapped", "gzip"])
+@pytest.mark.parametrize(
+    ("char", "before"),
+    [("é".encode(), 1), ("€".encode(), 1), ("€".encode(), 2), ("😀".encode(), 3)],
+)
+def test_utf8_check_reads_characters_across_its_block_edge(
+    tmp_path: Path, compressed: bool, char: bytes, before: int
+) -> None:
+    check_utf8(inspect_input(_straddling(tmp_path, compressed, char, before)))
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["mapped", "gzip"])
+@pytest.mark.parametrize("before", [0, 1])
+def test_utf8_check_finds_a_bad_byte_at_its_block_edge(
+    tmp_path: Path, compressed: bool, before: int
+) -> None:
+    path = _straddling(tmp_path, compressed, b"\xe9", before)
+    with pytest.raises(NotUtf8, match=r"has bytes that are not UTF-8 \(0xe9\)") as caught:
+        check_utf8(inspect_input(path, encoding="utf-8"))
+    body = gzip.decompress(path.read_bytes()) if compressed else path.read_bytes()
+    assert caught.value.line == body[: body.index(b"\xe9")].count(b"\n") + 1
 
 
 @pytest.mark.parametrize("given", [{"encoding": "utf-8"}, {}], ids=["--encoding", "bom"])
