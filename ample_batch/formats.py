@@ -272,7 +272,10 @@ def parquet_batches(
             # Every column's size, even when only some are read: a bound that is never low.
             if pf.metadata.row_group(group).total_byte_size <= WHOLE_ROW_GROUP_BYTES:
                 table = pf.read_row_group(group, columns=columns, use_threads=True)
-                yield from table.to_batches(max_chunksize=batch_rows)
+                # Even pieces of at least `batch_rows`: `regroup` then joins none of them to
+                # the next group's, whose dictionaries differ.
+                pieces = max(1, table.num_rows // batch_rows)
+                yield from table.to_batches(max_chunksize=max(1, -(-table.num_rows // pieces)))
             else:
                 yield from pf.iter_batches(
                     batch_size=batch_rows, row_groups=[group], columns=columns, use_threads=True

@@ -175,10 +175,12 @@ def write_parquet(spec: InputSpec, batches: Iterator[pa.RecordBatch], tmp: Path)
             buffered.append(pa.RecordBatch.from_arrays(columns, schema=taken))
             held += batch.num_rows
             rows += batch.num_rows
-            if held >= group:
+            while held >= group:  # exactly the input's row groups, whatever the batches
                 assert writer is not None
-                writer.write_table(pa.Table.from_batches(buffered), row_group_size=group)
-                buffered, held = [], 0
+                table = pa.Table.from_batches(buffered)
+                writer.write_table(table.slice(0, group), row_group_size=group)
+                rest = table.slice(group)
+                buffered, held = rest.to_batches(), rest.num_rows
         if writer is None:
             return _empty_parquet(spec, tmp, original)
         if buffered:

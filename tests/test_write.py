@@ -312,6 +312,20 @@ def test_dictionary_encoded_text_is_written_as_read(tmp_path: Path) -> None:
     assert pq.read_table(plain).equals(result)
 
 
+def test_parquet_row_groups_are_the_inputs(tmp_path: Path) -> None:
+    # Groups of 150,000 do not divide into the join's 131,072-row batches.
+    rows = 400_000
+    source = pa.table(
+        {"email": [f"lead{i % 5000}@example.com" for i in range(rows)], "n": range(rows)}
+    )
+    pq.write_table(source, tmp_path / "in.parquet", row_group_size=150_000)
+    enrich_file(inspect_input(tmp_path / "in.parquet"), VERDICTS, tmp_path / "out.parquet")
+    meta = pq.read_metadata(tmp_path / "out.parquet")
+    groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    assert groups == [150_000, 150_000, 100_000]
+    assert pq.read_table(tmp_path / "out.parquet").select(["email", "n"]).equals(source)
+
+
 @pytest.mark.parametrize(
     ("other", "kept"),
     [(pa.date64(), True), (pa.list_(pa.int32()), True), (pa.month_day_nano_interval(), False)],
