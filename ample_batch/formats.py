@@ -39,7 +39,9 @@ DEFAULT_BATCH_ROWS = 65_536
 EMAIL_BATCH_ROWS = 1 << 18
 """Rows per batch of the email column alone (the scan): about 7 MB of text."""
 WHOLE_ROW_GROUP_BYTES = 128 << 20
-"""A Parquet row group up to this size (uncompressed) is decoded whole."""
+WHOLE_ROW_GROUP_ROWS = 1 << 20
+"""A Parquet row group within both (uncompressed bytes, rows) is decoded whole. Both, as
+dictionary pages make a group small on disk that decodes to many times its size."""
 CSV_BLOCK = 2 << 20
 """CSV is parsed in blocks of this many bytes: about 11,000 rows of a 190-byte lead list."""
 
@@ -269,8 +271,12 @@ def parquet_batches(
     pf = parquet_file(spec.path, dictionaries=dictionaries)
     try:
         for group in range(pf.metadata.num_row_groups):
+            info = pf.metadata.row_group(group)
             # Every column's size, even when only some are read: a bound that is never low.
-            if pf.metadata.row_group(group).total_byte_size <= WHOLE_ROW_GROUP_BYTES:
+            if (
+                info.total_byte_size <= WHOLE_ROW_GROUP_BYTES
+                and info.num_rows <= WHOLE_ROW_GROUP_ROWS
+            ):
                 table = pf.read_row_group(group, columns=columns, use_threads=True)
                 # Even pieces of at least `batch_rows`: `regroup` then joins none of them to
                 # the next group's, whose dictionaries differ.

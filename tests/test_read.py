@@ -8,8 +8,10 @@ import shutil
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from ample_batch import formats
 from ample_batch.errors import InputError
 from ample_batch.read import InputSpec, fingerprint, inspect_input, iter_batches, scan
 from ample_batch.utf8 import NotUtf8, check_utf8
@@ -155,6 +157,22 @@ def test_parquet_types_are_kept() -> None:
         pa.dictionary(pa.int8(), pa.string()),
     ]
     assert batch.column(3).to_pylist() == [["vip", "eu"], [], None]
+
+
+@pytest.mark.parametrize("whole_rows", [1 << 20, 1_000], ids=["whole", "streamed"])
+def test_parquet_row_groups_come_in_order_whole_or_streamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, whole_rows: int
+) -> None:
+    # A group past the limit streams batch by batch; both ways give the same rows in order.
+    monkeypatch.setattr(formats, "WHOLE_ROW_GROUP_ROWS", whole_rows)
+    table = pa.table({"email": [f"l{i}@x.co" for i in range(5_000)], "n": range(5_000)})
+    pq.write_table(table, tmp_path / "g.parquet", row_group_size=1_500)
+    spec = inspect_input(tmp_path / "g.parquet")
+    batches = list(formats.parquet_batches(spec, batch_rows=400))
+    assert pa.Table.from_batches(batches).equals(table)
+    # Whole groups come in even pieces of at least the batch size (1,500 = 3 x 500).
+    expected = [500, 500, 500] * 3 + [500] if whole_rows > 1_500 else [400] * 3 + [300]
+    assert [b.num_rows for b in batches][: len(expected)] == expected
 
 
 def test_xlsx() -> None:
