@@ -5,8 +5,9 @@ the file afterwards (the scan, the join) goes through `record_batches` here, so 
 read every cell the same way. CSV cells are read as exact text: no type inference, no nulls,
 quoted newlines kept, blank lines kept as rows of empty cells (polars reads them the same way).
 
-Only this module and `write` touch pyarrow's and calamine's exceptions; they leave as
-`InputError` with a one-line message that says what to do.
+Only the read and write stages' modules (this one, `read_parquet`, `utf8`, `write` and
+`write_parquet`) touch pyarrow's and calamine's exceptions; they leave as `InputError` with a
+one-line message that says what to do.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from typing import IO, Any, Literal, TypeVar
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from .csv_errors import csv_error, unclosed_quote_line
 from .errors import InputError
+from .read_parquet import parquet_batches
 
 T = TypeVar("T")
 Format = Literal["csv", "parquet", "xlsx"]
@@ -38,10 +39,6 @@ DELIMITERS = (",", ";", "\t", "|")
 DEFAULT_BATCH_ROWS = 65_536
 EMAIL_BATCH_ROWS = 1 << 18
 """Rows per batch of the email column alone (the scan): about 7 MB of text."""
-WHOLE_ROW_GROUP_BYTES = 128 << 20
-WHOLE_ROW_GROUP_ROWS = 1 << 20
-"""A Parquet row group within both (uncompressed bytes, rows) is decoded whole. Both, as
-dictionary pages make a group small on disk that decodes to many times its size."""
 CSV_BLOCK = 2 << 20
 """CSV is parsed in blocks of this many bytes: about 11,000 rows of a 190-byte lead list."""
 
@@ -202,99 +199,6 @@ def csv_batches(
         stream.close()
 
 
-# ------------------------------------------------------------------------------ Parquet
-
-
-def parquet_file(spec_path: Path, *, dictionaries: Sequence[str] = ()) -> pq.ParquetFile:
-    """Open a Parquet file, or say plainly that it is not one; `dictionaries` are read as
-    Arrow dictionaries."""
-    try:
-        return pq.ParquetFile(str(spec_path), read_dictionary=list(dictionaries) or None)
-    except (pa.ArrowException, OSError) as exc:
-        raise InputError(
-            f"{spec_path.name}: not a readable Parquet file (truncated or corrupt: "
-            f"{str(exc).splitlines()[0]}); export it again"
-        ) from exc
-
-
-def dictionary_encoded(spec: InputSpec) -> tuple[str, ...]:
-    """The flat text columns, other than the email column, that the file holds as nothing but
-    dictionary indices: read as Arrow dictionaries, a Parquet writer takes them back as they
-    are instead of hashing every value again (5M rows, 8 such columns: a quarter of the read
-    and write CPU, 4.4 -> 3.3 s).
-
-    Judged from the first row group's sizes: an index is at most 2 bytes a row on average
-    beside a dictionary page of at most 1 MiB (a column that outgrew its dictionary is
-    mostly plain values, which are larger).
-    """
-    if spec.format != "parquet":
-        return ()
-    pf = parquet_file(spec.path)
-    try:
-        meta, schema = pf.metadata, pf.schema_arrow
-        if not meta.num_row_groups:
-            return ()
-        group = meta.row_group(0)
-        leaves = [group.column(i) for i in range(group.num_columns)]
-        chosen = []
-        for field in schema:
-            if field.name == spec.email_column or schema.names.count(field.name) != 1:
-                continue
-            if not (pa.types.is_string(field.type) or pa.types.is_binary(field.type)):
-                continue
-            leaf = next((c for c in leaves if c.path_in_schema == field.name), None)
-            if (
-                leaf is not None
-                and leaf.has_dictionary_page
-                and leaf.total_uncompressed_size <= 2 * group.num_rows + (1 << 20)
-            ):
-                chosen.append(field.name)
-        return tuple(chosen)
-    finally:
-        pf.close()
-
-
-def parquet_batches(
-    spec: InputSpec,
-    *,
-    batch_rows: int,
-    columns: list[str] | None = None,
-    dictionaries: Sequence[str] = (),
-) -> Iterator[pa.RecordBatch]:
-    """Stream a Parquet file's batches with its own schema (`dictionaries`: these columns as
-    Arrow dictionaries).
-
-    A row group of modest size is decoded whole, each column on its own thread, and then cut
-    into batches: a quarter less CPU than decoding batch by batch (measured at 5M rows, 500,000
-    a group). A larger one streams batch by batch, so memory stays bounded by the batch size.
-    """
-    pf = parquet_file(spec.path, dictionaries=dictionaries)
-    try:
-        for group in range(pf.metadata.num_row_groups):
-            info = pf.metadata.row_group(group)
-            # Every column's size, even when only some are read: a bound that is never low.
-            if (
-                info.total_byte_size <= WHOLE_ROW_GROUP_BYTES
-                and info.num_rows <= WHOLE_ROW_GROUP_ROWS
-            ):
-                table = pf.read_row_group(group, columns=columns, use_threads=True)
-                # Even pieces of at least `batch_rows`: `regroup` then joins none of them to
-                # the next group's, whose dictionaries differ.
-                pieces = max(1, table.num_rows // batch_rows)
-                yield from table.to_batches(max_chunksize=max(1, -(-table.num_rows // pieces)))
-            else:
-                yield from pf.iter_batches(
-                    batch_size=batch_rows, row_groups=[group], columns=columns, use_threads=True
-                )
-    except (pa.ArrowException, OSError) as exc:
-        raise InputError(
-            f"{spec.path.name}: a Parquet page cannot be read (truncated or corrupt: "
-            f"{str(exc).splitlines()[0]}); export it again"
-        ) from exc
-    finally:
-        pf.close()
-
-
 # --------------------------------------------------------------------------------- XLSX
 
 
@@ -397,8 +301,8 @@ def record_batches(
 ) -> Iterator[pa.RecordBatch]:
     """Every row of the input, in order, as record batches of about `batch_rows` rows.
 
-    `dictionaries` (Parquet only, see `dictionary_encoded`) come as Arrow dictionaries of
-    their values' type; every other column has the file's own type.
+    `dictionaries` (Parquet only, see `read_parquet.dictionary_encoded`) come as Arrow
+    dictionaries of their values' type; every other column has the file's own type.
     """
     if spec.format == "csv":
         # Cut by bytes: pyarrow's peak memory grows ~50x its block size (16 MiB: 800 MB).

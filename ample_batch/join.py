@@ -29,14 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .emails import EmailClass, email_class_expr, normalise_arrow, normalise_series
-from .formats import (
-    InputSpec,
-    dictionary_encoded,
-    prefetch,
-    record_batches,
-    regroup,
-    use_jemalloc,
-)
+from .formats import InputSpec, prefetch, record_batches, regroup, use_jemalloc
+from .read_parquet import dictionary_encoded
 from .write import check_output, output_kind, write_output
 
 __all__ = ["MISSING", "RESULTS", "Verdicts", "dictionaries_for", "enrich_batches", "enrich_file"]
@@ -234,7 +228,7 @@ def enrich_batches(
 ) -> Iterator[pa.RecordBatch]:
     """Every input row, in order, with `email_result` and `email_catch_all` appended.
 
-    `dictionaries` (Parquet input, see `formats.dictionary_encoded`) are read as Arrow
+    `dictionaries` (Parquet input, see `read_parquet.dictionary_encoded`) are read as Arrow
     dictionaries, for a Parquet writer that takes them as they are.
 
     >>> next(enrich_batches(spec, verdicts)).schema.names[-2:]  # doctest: +SKIP
@@ -254,6 +248,8 @@ def enrich_batches(
             yield batch.append_column("email_result", result).append_column(
                 "email_catch_all", catch
             )
+        if lookup is None:  # no rows at all: bad verdicts are still an error
+            building.result()
 
     # Three stages on their own threads: pyarrow parses, the lookup runs, the caller writes.
     # The lookup is built on a fourth while the first batches are parsed.

@@ -46,12 +46,12 @@ from .formats import (
     InputSpec,
     cell_text,
     email_batches,
-    parquet_file,
     prefetch,
     record_batches,
     use_jemalloc,
     xlsx_rows,
 )
+from .read_parquet import parquet_file
 from .utf8 import NotUtf8, check_utf8
 
 __all__ = ["InputSpec", "Scan", "fingerprint", "inspect_input", "iter_batches", "scan"]

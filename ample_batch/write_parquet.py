@@ -99,13 +99,13 @@ def _mostly_repeats(column: pa.Array) -> bool:
 def _as_read(schema: pa.Schema, read: pa.Schema) -> tuple[pa.Schema, list[int]]:
     """The schema to write the batches with, and the columns to decode before writing.
 
-    A text column read as an Arrow dictionary (see `formats.dictionary_encoded`) is written
+    A text column read as an Arrow dictionary (see `read_parquet.dictionary_encoded`) is written
     as one: the writer keeps its indices instead of hashing every value again. The file must
     still say the column's own type: its stored Arrow schema is then written by hand, and only
     when the Parquet schema comes out the same as for the plain column (else it is decoded).
     """
     fields = list(schema)
-    for i, (mine, theirs) in enumerate(zip(schema, read, strict=False)):
+    for i, (mine, theirs) in enumerate(zip(schema, read, strict=True)):
         if pa.types.is_dictionary(theirs.type) and not pa.types.is_dictionary(mine.type):
             fields[i] = mine.with_type(theirs.type)
     taken = pa.schema(fields, metadata=schema.metadata)
@@ -175,22 +175,30 @@ def write_parquet(spec: InputSpec, batches: Iterator[pa.RecordBatch], tmp: Path)
             buffered.append(pa.RecordBatch.from_arrays(columns, schema=taken))
             held += batch.num_rows
             rows += batch.num_rows
-            while held >= group:  # exactly the input's row groups, whatever the batches
+            while held >= group:  # row groups of the input's first one's size, whatever the batches
                 assert writer is not None
                 table = pa.Table.from_batches(buffered)
-                writer.write_table(table.slice(0, group), row_group_size=group)
+                _write_group(writer, table.slice(0, group))
                 rest = table.slice(group)
                 buffered, held = rest.to_batches(), rest.num_rows
         if writer is None:
             return _empty_parquet(spec, tmp, original)
         if buffered:
-            writer.write_table(pa.Table.from_batches(buffered), row_group_size=group)
+            _write_group(writer, pa.Table.from_batches(buffered))
     except pa.ArrowException as exc:
         raise InputError(f"cannot write Parquet: {str(exc).splitlines()[0]}; try .csv") from exc
     finally:
         if writer is not None:
             writer.close()
     return rows
+
+
+def _write_group(writer: pq.ParquetWriter, table: pa.Table) -> None:
+    """Write `table` as one row group, each dictionary column with one dictionary: where the
+    dictionary changes within a group, Arrow's writer writes the rest of it as plain values."""
+    if any(pa.types.is_dictionary(t) for t in table.schema.types):
+        table = table.unify_dictionaries()
+    writer.write_table(table, row_group_size=max(1, table.num_rows))
 
 
 def _empty_parquet(spec: InputSpec, tmp: Path, original: pa.Schema | None) -> int:

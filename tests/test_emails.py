@@ -154,6 +154,9 @@ def test_arrow_ascii_path_matches_the_series_path(
     assert normalise_arrow(pa.array(values, kind)).to_list() == expected
     chunked = pa.chunked_array([pa.array(values[:1], kind), pa.array(values[1:], kind)])
     assert normalise_arrow(chunked).to_list() == expected
+    # A slice (a batch of a Parquet row group) is judged by its own text, not its parent's.
+    padded = pa.array(["Ünïcode <x@y.z>", *values, "mailto:Ω@x.gr"], kind)
+    assert normalise_arrow(padded.slice(1, len(values))).to_list() == expected
 
 
 def test_final_sigma_after_mailto_lowercases_as_unwrapped() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -125,6 +126,12 @@ def test_bad_arguments(tmp_path: Path) -> None:
     lopsided = Verdicts(pa.array(["a@b.co"]), pa.array([], pa.string()), pa.array([], pa.bool_()))
     with pytest.raises(ValueError, match="differ in length"):
         next(enrich_batches(spec, lopsided))
+    # Raised even when the input turns out to hold no rows at all (emptied since inspected).
+    pq.write_table(pa.table({"email": pa.array([], pa.string())}), tmp_path / "empty.parquet")
+    parquet = inspect_input(DATA / "nulls.parquet")
+    emptied = dataclasses.replace(parquet, path=tmp_path / "empty.parquet")
+    with pytest.raises(ValueError, match="differ in length"):
+        list(enrich_batches(emptied, lopsided))
 
 
 def test_enrich_file_keeps_every_byte_of_a_minimally_quoted_file(tmp_path: Path) -> None:
@@ -235,7 +242,8 @@ def test_stopping_early_leaves_no_worker_behind() -> None:
     batches = enrich_batches(spec, Verdicts.from_rows([]), batch_rows=1)
     assert next(batches).num_rows == 1
     batches.close()
-    assert not [t for t in threading.enumerate() if t.name == "ample-batch-prefetch"]
+    names = {t.name.split("_")[0] for t in threading.enumerate()}
+    assert not names & {"ample-batch-prefetch", "ample-batch-lookup"}
 
 
 def test_a_refused_email_stays_invalid_syntax() -> None:

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ample_batch import formats
+from ample_batch import read_parquet
 from ample_batch.errors import InputError
 from ample_batch.read import InputSpec, fingerprint, inspect_input, iter_batches, scan
 from ample_batch.utf8 import NotUtf8, check_utf8
@@ -164,11 +164,11 @@ def test_parquet_row_groups_come_in_order_whole_or_streamed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, whole_rows: int
 ) -> None:
     # A group past the limit streams batch by batch; both ways give the same rows in order.
-    monkeypatch.setattr(formats, "WHOLE_ROW_GROUP_ROWS", whole_rows)
+    monkeypatch.setattr(read_parquet, "WHOLE_ROW_GROUP_ROWS", whole_rows)
     table = pa.table({"email": [f"l{i}@x.co" for i in range(5_000)], "n": range(5_000)})
     pq.write_table(table, tmp_path / "g.parquet", row_group_size=1_500)
     spec = inspect_input(tmp_path / "g.parquet")
-    batches = list(formats.parquet_batches(spec, batch_rows=400))
+    batches = list(read_parquet.parquet_batches(spec, batch_rows=400))
     assert pa.Table.from_batches(batches).equals(table)
     # Whole groups come in even pieces of at least the batch size (1,500 = 3 x 500).
     expected = [500, 500, 500] * 3 + [500] if whole_rows > 1_500 else [400] * 3 + [300]
@@ -332,7 +332,7 @@ def _straddling(tmp_path: Path, compressed: bool, char: bytes, before: int) -> P
     return path
 
 
-@pytest.mark.parametrize("compressed", [False, True], ids=["mapped", "gzip"])
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
 @pytest.mark.parametrize(
     ("char", "before"),
     [("é".encode(), 1), ("€".encode(), 1), ("€".encode(), 2), ("😀".encode(), 3)],
@@ -343,7 +343,7 @@ def test_utf8_check_reads_characters_across_its_block_edge(
     check_utf8(inspect_input(_straddling(tmp_path, compressed, char, before)))
 
 
-@pytest.mark.parametrize("compressed", [False, True], ids=["mapped", "gzip"])
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
 @pytest.mark.parametrize("before", [0, 1])
 def test_utf8_check_finds_a_bad_byte_at_its_block_edge(
     tmp_path: Path, compressed: bool, before: int

@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ample_batch.errors import InputError
-from ample_batch.formats import dictionary_encoded
 from ample_batch.join import Verdicts, enrich_batches, enrich_file
 from ample_batch.read import InputSpec, inspect_input, iter_batches
+from ample_batch.read_parquet import dictionary_encoded
 from ample_batch.write import check_output, default_output_path, partial_path, write_output
 from ample_batch.write_parquet import _as_read
 
@@ -324,6 +324,31 @@ def test_parquet_row_groups_are_the_inputs(tmp_path: Path) -> None:
     groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
     assert groups == [150_000, 150_000, 100_000]
     assert pq.read_table(tmp_path / "out.parquet").select(["email", "n"]).equals(source)
+
+
+def test_dictionaries_stay_dictionaries_when_row_groups_differ(tmp_path: Path) -> None:
+    # Output groups of the first one's size straddle the input's later groups, each with its
+    # own dictionary: every output group must still be dictionary-encoded, not plain.
+    sizes = [200_000, 150_000, 200_000]
+    schema = pa.schema([("email", pa.string()), ("country", pa.string())])
+    with pq.ParquetWriter(tmp_path / "in.parquet", schema) as writer:
+        for i, size in enumerate(sizes):
+            countries = [f"{name}{i}" for name in ("Portugal", "Deutschland", "France")]
+            column = (countries * (size // 3 + 1))[:size]
+            writer.write_table(
+                pa.table({"email": ["a@example.com"] * size, "country": column}),
+                row_group_size=size,
+            )
+    spec = inspect_input(tmp_path / "in.parquet")
+    assert dictionary_encoded(spec) == ("country",)
+    enrich_file(spec, VERDICTS, tmp_path / "out.parquet")
+    meta = pq.read_metadata(tmp_path / "out.parquet")
+    groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+    assert [g.num_rows for g in groups] == [200_000, 200_000, 150_000]
+    # Plain values would take ~12 bytes a row; dictionary indices take under one.
+    assert all(g.column(1).total_uncompressed_size < g.num_rows for g in groups)
+    source = pq.read_table(tmp_path / "in.parquet")
+    assert pq.read_table(tmp_path / "out.parquet").select(source.column_names).equals(source)
 
 
 @pytest.mark.parametrize(
