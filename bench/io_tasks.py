@@ -41,6 +41,7 @@ def ample_enrich(fmt: str, src: Path, out: Path, verdicts: Path) -> Result:
     spec = read.inspect_input(src)
     scanned = read.scan(spec)
     spec, rows = scanned.spec, scanned.rows  # a run keeps the counts only, once planned
+    del scanned  # as `run` drops the unique emails (`scan.unique[:0]`) once they are planned
     scan_seconds = time.perf_counter() - started
 
     t0 = time.perf_counter()
