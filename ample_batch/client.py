@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -30,15 +31,19 @@ from .errors import (
     InputError,
     NotFound,
     RateLimited,
+    RetryableError,
     RetryInterrupted,
+    SubmissionRefused,
     SubmissionUnknown,
     TransientError,
     UnsafeLink,
 )
 from .responses import (
+    Headers,
     Page,
     Validation,
     error_for,
+    header,
     parse_validation,
 )
 from .retries import Retries, RetryPolicy, unless_stopped
@@ -102,6 +107,12 @@ def is_loopback(host: str) -> bool:
 def check_base_url(base_url: str) -> str:
     """Return the base URL without a trailing slash, or raise InputError if it is unsafe."""
     parts = urlsplit(base_url)
+    if "@" in parts.netloc:
+        # Never echo the URL: the part before the @ is a password.
+        raise InputError(
+            "refusing a --base-url with a user name or password in it; "
+            "the API key is the only credential to give (AMPLEMARKET_API_KEY)"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError(f"bad --base-url {base_url!r}: use https://host[:port]")
     if parts.scheme == "http" and not is_loopback(parts.hostname):
@@ -180,8 +191,8 @@ class ValidationClient:
                 )
                 if status in (200, 202):
                     try:
-                        return parse_validation(
-                            body, headers, fallback_href=headers.get("Location")
+                        accepted = parse_validation(
+                            body, headers, fallback_href=header(headers, "Location")
                         )
                     except TransientError:
                         # Accepted, but the answer is unreadable: resending could pay twice.
@@ -189,6 +200,7 @@ class ValidationClient:
                             f"the API accepted a batch ({status}) with an unreadable answer; "
                             "it may be running"
                         ) from None
+                    return self._bounded(accepted)
                 if status == 404:
                     # The collection itself is missing: not the API, or not this version of it.
                     raise InputError(
@@ -220,7 +232,7 @@ class ValidationClient:
             with attempt:
                 status, headers, body = await self._send("GET", href)
                 if status == 200:
-                    return parse_validation(body, headers, fallback_href=href)
+                    return self._bounded(parse_validation(body, headers, fallback_href=href))
                 self._raise_for(status, headers, body)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -230,7 +242,8 @@ class ValidationClient:
         *,
         on_poll: Callable[[Validation], Awaitable[None] | None] | None = None,
     ) -> Validation:
-        """Poll until the validation is terminal, honouring each Retry-After (capped).
+        """Poll until the validation is terminal, honouring each Retry-After (bounded to
+        `policy.min_poll`..`policy.max_retry_after` by `get`).
 
         Termination is decided from `status`, never from the header. Returns the terminal
         snapshot, whose `results` are the first page.
@@ -242,6 +255,7 @@ class ValidationClient:
                 # No hint (the 202 carries none): start soon, back off to the default interval.
                 delay = min(self.policy.default_poll, self.policy.first_poll * 2**unguided)
                 unguided += 1
+            # Capped here too: a resumed batch's wait comes from the store, not from `get`.
             await self._sleep(min(delay, self.policy.max_retry_after))
             validation = await self.get(validation.href)
             if on_poll is not None:
@@ -290,6 +304,18 @@ class ValidationClient:
 
     # -- plumbing ------------------------------------------------------------------------
 
+    def _bounded(self, validation: Validation) -> Validation:
+        """The validation with its Retry-After bounded: at most the policy's cap, so a bad
+        header cannot stall a run for a day; and for a validation still running, at least
+        `min_poll` when the server said 0 or a time already past, so polling never spins."""
+        wait = validation.retry_after
+        if wait is None:
+            return validation
+        wait = min(wait, self.policy.max_retry_after)
+        if wait <= 0 and not validation.terminal:
+            wait = self.policy.min_poll
+        return dataclasses.replace(validation, retry_after=wait)
+
     def _retrying(self, *, post: bool = False) -> Retries:
         """The attempts at one request: retried by type, waiting what the server asked for
         when it did, and giving up the wait as soon as the stop event is set."""
@@ -317,7 +343,7 @@ class ValidationClient:
 
     async def _send(
         self, method: str, href: str, payload: Any = None, *, throttled: bool = True
-    ) -> tuple[int, dict[str, str], Any]:
+    ) -> tuple[int, Headers, Any]:
         url = self.url_for(href)
         if throttled:
             # A 429 elsewhere may have paused every request for as long as its Retry-After.
@@ -340,7 +366,8 @@ class ValidationClient:
                 timeout=aiohttp.ClientTimeout(total=self.policy.timeout),
             ) as response:
                 raw = await response.read()
-                resp_headers = {k: v for k, v in response.headers.items()}
+                # A case-insensitive copy: proxies and HTTP/2 gateways lower-case the names.
+                resp_headers = response.headers.copy()
                 status = response.status
         except aiohttp.ClientConnectorError as exc:
             # Refused or unresolvable: the request never left, so even a POST is safe to resend.
@@ -362,11 +389,15 @@ class ValidationClient:
         return status, resp_headers, body
 
     def _raise_for(
-        self, status: int, headers: dict[str, str], body: Any, *, post: bool = False
+        self, status: int, headers: Headers, body: Any, *, post: bool = False
     ) -> NoReturn:
         error = error_for(status, headers, body, post=post)
-        if isinstance(error, RateLimited) and error.retry_after is not None:
-            self._throttle.pause_requests(error.retry_after)  # every request waits, not just this
+        if isinstance(error, RetryableError) and error.retry_after is not None:
+            error.retry_after = min(error.retry_after, self.policy.max_retry_after)
+        if isinstance(error, (RateLimited, SubmissionRefused)) and error.retry_after:
+            # Every request waits, not just this one. A 429 to a POST may be the rate limit
+            # too (its code is not documented), so it pauses requests as well as the batch.
+            self._throttle.pause_requests(error.retry_after)
         raise error
 
 

@@ -8,6 +8,7 @@
         ├── RetryableError      waiting and trying again may work
         │   ├── RateLimited     429: too many requests          (.retry_after)
         │   ├── UsageLimited    429: too many emails this window (.retry_after)
+        │   │   └── SubmissionRefused  any other 429 to a POST: that batch was refused
         │   ├── TransientError  5xx, timeout, connection lost before the answer
         │   └── RetryInterrupted  a stop request ended a wait before a request went out
         ├── SubmissionUnknown   a POST may or may not have created a batch
@@ -90,6 +91,13 @@ class RateLimited(RetryableError):
 
 class UsageLimited(RetryableError):
     """429 `usage_limit_exceeded`: too many emails submitted in the usage window."""
+
+
+class SubmissionRefused(UsageLimited):
+    """A 429 to a POST whose code is not `usage_limit_exceeded` (the API does not document
+    the code of a usage refusal): the batch was refused, so it goes back to the plan and the
+    scheduler waits before submitting again, as for UsageLimited. The client never resends it
+    itself."""
 
 
 class TransientError(RetryableError):

@@ -12,9 +12,10 @@ by message text.
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
+import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from .errors import (
     InsufficientCredits,
     NotFound,
     RateLimited,
+    SubmissionRefused,
     SubmissionUnknown,
     TransientError,
     Unauthorized,
@@ -31,6 +33,10 @@ from .errors import (
     UsageLimited,
     ValidationFailed,
 )
+
+Headers = Mapping[str, str]
+"""Response headers. Names are matched in any case (see `header`): proxies and HTTP/2
+gateways lower-case them."""
 
 TERMINAL_STATUSES = frozenset({"completed", "canceled", "error"})
 
@@ -69,28 +75,49 @@ class Page:
     next_href: str | None
 
 
+def header(headers: Headers, name: str) -> str | None:
+    """The value of header `name`, whatever the case of its name in `headers`.
+
+    The client passes aiohttp's case-insensitive copy; a plain dict (a test, a caller of these
+    pure functions) is searched by hand rather than trusted to match the exact spelling.
+    """
+    value = headers.get(name)
+    if value is not None:
+        return value
+    wanted = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == wanted), None)
+
+
 def parse_retry_after(value: str | None, server_date: str | None = None) -> float | None:
     """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date.
 
+    Always finite and never negative: garbage, `nan` and `1e999` (infinity) give None, a
+    negative or past value 0. Bounding the wait is the caller's (its policy knows the cap).
     An HTTP-date is measured against the response's own `Date` header when there is one, so a
     server whose clock disagrees with ours still gets the wait it meant.
     """
-    if not value:
+    if not value or not value.strip():
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
+        when = _http_date(value)
+        if when is None:
+            return None
+        reference = _http_date(server_date) if server_date else None
+        seconds = when - (time.time() if reference is None else reference)
+    if not math.isfinite(seconds):
         return None
-    reference = time.time()
-    if server_date:
-        with contextlib.suppress(TypeError, ValueError):
-            reference = email.utils.parsedate_to_datetime(server_date).timestamp()
-    return max(0.0, when - reference)
+    return max(0.0, seconds)
+
+
+def _http_date(text: str | None) -> float | None:
+    """An HTTP-date as a timestamp; None for anything a calendar or a timestamp cannot hold."""
+    try:
+        return email.utils.parsedate_to_datetime(text).timestamp()  # type: ignore[arg-type]
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
+        return None
 
 
 def _parse_results(items: Any) -> list[Result]:
@@ -115,9 +142,7 @@ def _link(body: dict[str, Any], name: str) -> str | None:
     return href if isinstance(href, str) and href else None
 
 
-def parse_validation(
-    body: Any, headers: dict[str, str], *, fallback_href: str | None
-) -> Validation:
+def parse_validation(body: Any, headers: Headers, *, fallback_href: str | None) -> Validation:
     """A Validation from a 200/202 body; TransientError if the body is not one."""
     if not isinstance(body, dict) or not isinstance(body.get("id"), (str, int)):
         raise TransientError("the API answered with a body that is not a validation")
@@ -131,20 +156,22 @@ def parse_validation(
         results=_parse_results(body.get("results")),
         next_href=_link(body, "next"),
         errors=errors if isinstance(errors, list) else [],
-        retry_after=parse_retry_after(headers.get("Retry-After"), headers.get("Date")),
+        retry_after=parse_retry_after(header(headers, "Retry-After"), header(headers, "Date")),
     )
 
 
-def error_for(status: int, headers: dict[str, str], body: Any, *, post: bool = False) -> ApiError:
+def error_for(status: int, headers: Headers, body: Any, *, post: bool = False) -> ApiError:
     """The exception for an unsuccessful answer, decided by status and `_errors[].code`.
 
-    `post` marks the answer to a POST: there, a 5xx without an error body is ambiguous (a proxy
-    may have answered after the API accepted the batch), so it becomes SubmissionUnknown.
+    `post` marks the answer to a POST. There, a 5xx (or 408/425) is ambiguous with or without
+    an error body, since the API may have failed after accepting the batch, so it becomes
+    SubmissionUnknown; and any 429 refuses that batch (SubmissionRefused, a UsageLimited),
+    whatever its code, since the code for a usage refusal is not documented.
     """
     errors = body.get("_errors") if isinstance(body, dict) else None
     errors = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
     codes = {str(e.get("code")) for e in errors}
-    retry_after = parse_retry_after(headers.get("Retry-After"), headers.get("Date"))
+    retry_after = parse_retry_after(header(headers, "Retry-After"), header(headers, "Date"))
     detail = "; ".join(str(e.get("detail") or e.get("title") or e.get("code")) for e in errors)
     suffix = f": {detail}" if detail else ""
     kwargs: dict[str, Any] = {"status": status, "errors": errors}
@@ -161,13 +188,19 @@ def error_for(status: int, headers: dict[str, str], body: Any, *, post: bool = F
             return UsageLimited(
                 f"the email usage limit is reached{suffix}", retry_after=retry_after, **kwargs
             )
+        if post:
+            return SubmissionRefused(
+                f"the API refused a batch with 429 (too many requests){suffix}",
+                retry_after=retry_after,
+                **kwargs,
+            )
         return RateLimited(f"too many requests{suffix}", retry_after=retry_after, **kwargs)
     if status >= 500 or status in (408, 425):
-        if post and not errors:
-            # No error body: a proxy may have answered after the API accepted the batch.
+        if post:
+            # Even with an error body (the API's own error example is a 500), the batch may
+            # have been created before the failure: resending could pay twice.
             return SubmissionUnknown(
-                f"the API answered {status} to a batch without saying it was refused; "
-                "it may have been accepted",
+                f"the API answered {status} to a batch{suffix}; it may have been accepted",
                 **kwargs,
             )
         return TransientError(

@@ -39,6 +39,9 @@ class RetryPolicy:
     """Seconds before the first poll when the server sends no Retry-After (it doubles)."""
     default_poll: float = 5.0
     """Longest wait between status polls when the server sends no Retry-After."""
+    min_poll: float = 1.0
+    """Wait between status polls when the server's Retry-After is 0, negative or past, so a
+    broken header cannot turn polling into a busy loop."""
     timeout: float = 60.0
     """Seconds allowed for one HTTP request."""
 
@@ -81,9 +84,9 @@ class Retries:
         if self._post and isinstance(exc, UsageLimited):
             return False  # the scheduler re-admits the batch after the pause
         self._retrying_after = exc
-        if exc.retry_after is not None:
+        if exc.retry_after is not None and exc.retry_after > 0:
             return min(exc.retry_after, self._policy.max_retry_after)
-        return True
+        return True  # no usable hint (or "retry now"): our own backoff
 
     def _interrupted(self) -> RetryInterrupted:
         cause = self._retrying_after

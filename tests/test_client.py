@@ -148,14 +148,129 @@ async def test_rate_limit_429_retries_then_raises(fake_api, session) -> None:
     assert fake.api.summary().requests == 2
 
 
-async def test_post_refused_with_5xx_body_is_retried_safely(fake_api, session) -> None:
+async def test_a_5xx_with_an_error_body_to_a_post_is_fate_unknown(fake_api, session) -> None:
+    # The fake creates nothing here, but the client cannot know that from a 500 with _errors.
     fake = await fake_api(fail_5xx=1.0)
     client = make_client(session, fake.url)
-    with pytest.raises(TransientError, match="500"):
+    with pytest.raises(SubmissionUnknown, match="500.*may have been accepted"):
         await client.start(emails(3))
+    assert [(r.method, r.status) for r in fake.api.log] == [("POST", 500)]
+
+
+async def test_a_5xx_after_the_server_accepted_is_never_resent(fake_api, session) -> None:
+    fake = await fake_api(fail_5xx_after_accept=1.0)
+    client = make_client(session, fake.url)
+    with pytest.raises(SubmissionUnknown, match="may have been accepted"):
+        await client.start(emails(3))
+    assert [(r.method, r.status) for r in fake.api.log] == [("POST", 500)]
     summary = fake.api.summary()
-    assert summary.requests == 4  # every attempt answered 5xx with _errors: nothing created
-    assert summary.validations == 0
+    assert summary.validations == 1  # it IS there, and charged: a resend would pay twice
+    assert summary.emails_submitted == 3
+    # GETs still retry a 500 as usual.
+    with pytest.raises(NotFound):
+        await client.get("/email-validations/nope")
+
+
+class PauseRecorder:
+    """A throttle that never waits and remembers every pause asked of it."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+
+    async def request(self) -> None:
+        return None
+
+    def pause_requests(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+
+
+async def test_any_429_to_a_post_refuses_that_batch_and_pauses_requests(fake_api, session) -> None:
+    fake = await fake_api(spurious_429=1.0, retry_after=0.2)
+    throttle = PauseRecorder()
+    client = make_client(session, fake.url, throttle=throttle)
+    with pytest.raises(UsageLimited, match="429") as info:
+        await client.start(emails(3))
+    assert info.value.retry_after == pytest.approx(0.2)
+    assert throttle.pauses == [pytest.approx(0.2)]
+    assert [(r.method, r.status) for r in fake.api.log] == [("POST", 429)]  # not resent
+    assert fake.api.summary().validations == 0
+
+
+async def test_lower_cased_header_names_are_honoured(fake_api, session) -> None:
+    fake = await fake_api(lower_case_headers=True, retry_after=0.3, queue_seconds=0.7)
+    throttle = PauseRecorder()
+    client = make_client(session, fake.url, throttle=throttle)
+    polls: list[Validation] = []
+    done = await client.wait(await client.start(emails(20)), on_poll=polls.append)
+    assert done.status == "completed"
+    assert polls[0].retry_after == pytest.approx(0.3)
+    assert fake.api.summary().early_polls == 0  # FAST_RETRY's own first poll would be early
+    limited = await fake_api(lower_case_headers=True, spurious_429=1.0, retry_after=0.25)
+    client = make_client(session, limited.url, throttle=throttle)
+    with pytest.raises(RateLimited) as info:
+        await client.get("/email-validations/x")
+    assert info.value.retry_after == pytest.approx(0.25)
+    assert throttle.pauses == [pytest.approx(0.25)] * 4
+
+
+async def test_a_lower_cased_location_on_the_202_is_the_validation_href(session) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        response = web.json_response({"id": "v9", "status": "queued"}, status=202)
+        response.headers["location"] = "/email-validations/v9?from=location"
+        return response
+
+    runner, url, seen = await _serve(handler)
+    try:
+        validation = await make_client(session, url).start(["a@x.co"])
+        assert validation.href == "/email-validations/v9?from=location"
+    finally:
+        await runner.cleanup()
+
+
+HOSTILE_RETRY_AFTER = ["86400", "1e999", "inf", "nan", "-5", "soon", "Fri, 31 Dec 9999 23:59:59 GMT"]
+
+
+@pytest.mark.parametrize("text", HOSTILE_RETRY_AFTER)
+async def test_a_hostile_retry_after_on_a_429_is_bounded(fake_api, session, text) -> None:
+    fake = await fake_api(spurious_429=1.0, retry_after_text=text)
+    throttle = PauseRecorder()
+    policy = RetryPolicy(attempts=2, wait_initial=0.01, wait_max=0.05, max_retry_after=0.5)
+    client = make_client(session, fake.url, throttle=throttle, policy=policy)
+    started = time.monotonic()
+    with pytest.raises(RateLimited) as info:
+        await client.get("/email-validations/x")
+    assert time.monotonic() - started < 3
+    wait = info.value.retry_after
+    assert wait is None or 0 <= wait <= 0.5
+    assert all(0 < pause <= 0.5 for pause in throttle.pauses)
+    with pytest.raises(UsageLimited) as refused:
+        await client.start(emails(1))
+    assert refused.value.retry_after is None or 0 <= refused.value.retry_after <= 0.5
+
+
+@pytest.mark.parametrize("text", HOSTILE_RETRY_AFTER)
+async def test_a_hostile_retry_after_on_a_poll_is_bounded(fake_api, session, text) -> None:
+    fake = await fake_api(retry_after_text=text, retry_after=0.2, queue_seconds=1.0)
+    policy = RetryPolicy(
+        attempts=2, first_poll=0.2, default_poll=0.2, min_poll=0.2, max_retry_after=0.5
+    )
+    client = make_client(session, fake.url, policy=policy)
+    validation = await client.get((await client.start(emails(5))).href)
+    assert validation.retry_after is None or 0.2 <= validation.retry_after <= 0.5
+    done = await asyncio.wait_for(client.wait(validation), timeout=10)
+    assert done.status == "completed"
+    polls = [r.time for r in fake.api.log if r.method == "GET"]
+    assert len(polls) <= 8  # about 1 s of queue at one poll per 0.2-0.5 s; never a busy loop
+    assert all(b - a >= 0.19 for a, b in zip(polls[1:], polls[2:], strict=False))
+
+
+async def test_a_zero_retry_after_on_a_poll_waits_the_minimum_interval(fake_api, session) -> None:
+    fake = await fake_api(retry_after_text="0", queue_seconds=0.6)
+    client = make_client(session, fake.url, policy=RetryPolicy(min_poll=0.25))
+    validation = await client.get((await client.start(emails(5))).href)
+    assert validation.retry_after == 0.25
+    await asyncio.wait_for(client.wait(validation), timeout=10)
+    assert len([r for r in fake.api.log if r.method == "GET"]) <= 5
 
 
 async def test_post_is_not_resent_after_an_ambiguous_failure(fake_api, session) -> None:
@@ -211,6 +326,13 @@ async def test_cancel_keeps_partial_results(fake_api, session) -> None:
     assert fake.api.summary().credits_spent == 250
     again = await client.cancel(validation.href)
     assert again.status == "canceled"
+
+
+def test_a_base_url_with_a_password_is_refused_without_echoing_it() -> None:
+    for url in ("https://u:s3cr3t@api.amplemarket.com", "http://s3cr3t@127.0.0.1:8025"):
+        with pytest.raises(InputError, match="user name or password") as info:
+            check_base_url(url)
+        assert "s3cr3t" not in str(info.value)
 
 
 def test_plain_http_only_for_loopback() -> None:
@@ -359,7 +481,7 @@ async def test_a_stop_ends_the_wait_before_a_retry_at_once(fake_api, session) ->
     fake = await fake_api(spurious_429=1.0, retry_after=600)
     stop = asyncio.Event()
     client = make_client(session, fake.url, stop=stop)
-    requests = [lambda: client.start(emails(3)), lambda: client.get("/email-validations/x")]
+    requests = [lambda: client.get("/email-validations/y"), lambda: client.get("/email-validations/x")]
     for answered, request in enumerate(requests, start=1):
         stop.clear()
         task = asyncio.create_task(request())
@@ -371,7 +493,7 @@ async def test_a_stop_ends_the_wait_before_a_retry_at_once(fake_api, session) ->
         assert time.monotonic() - started < 1
         assert isinstance(info.value.__cause__, RateLimited)
     # One request each, both answered 429: no retry went out after the stop.
-    assert [(r.method, r.status) for r in fake.api.log] == [("POST", 429), ("GET", 429)]
+    assert [(r.method, r.status) for r in fake.api.log] == [("GET", 429), ("GET", 429)]
     assert fake.api.summary().validations == 0
 
 

@@ -2,8 +2,8 @@
 
 Every API request goes through one middleware, in this order: rate limit (429, not counted
 toward the window), bearer key (401), spurious 429, injected 500 (nothing is created or
-changed), the handler, then an injected drop (a POST or PATCH takes effect first; a GET is
-dropped unanswered). Admin endpoints under `/_fake/` skip all of that and are not logged.
+changed), injected 500 after accept (a POST takes effect first), the handler, then an
+injected drop (a POST or PATCH takes effect first; a GET is dropped unanswered). Admin endpoints under `/_fake/` skip all of that and are not logged.
 
 Choices made where the API docs are silent:
 
@@ -135,6 +135,10 @@ class FakeApi:
         self._record(request, now, response.status, flags)
         await self._delay()
         response.headers["Date"] = formatdate(self._wall_clock(), usegmt=True)
+        if self.config.lower_case_headers:
+            for name, value in list(response.headers.items()):
+                del response.headers[name]
+                response.headers.add(name.lower(), value)
         return response
 
     async def _pipeline(
@@ -151,6 +155,14 @@ class FakeApi:
         if state.roll(config.fail_5xx):
             raise FakeProblem.one(
                 500, "internal_server_error", "Something went wrong.", flags=("fail_5xx",)
+            )
+        if request.method == "POST" and state.roll(config.fail_5xx_after_accept):
+            await self._call(handler, request)  # a refusal (402, 400...) is answered as such
+            raise FakeProblem.one(
+                500,
+                "internal_server_error",
+                "Something went wrong.",
+                flags=("fail_5xx_after_accept",),
             )
         if not state.roll(config.drop):
             return await self._call(handler, request)
@@ -190,6 +202,8 @@ class FakeApi:
 
     def retry_after_header(self, seconds: float) -> str:
         """`seconds` as a Retry-After value: "1", "0.2", or an HTTP-date if so configured."""
+        if self.config.retry_after_text is not None:
+            return self.config.retry_after_text
         if self.config.retry_after_http_date:
             return formatdate(math.ceil(self._wall_clock() + seconds), usegmt=True)
         millis = math.ceil(round(seconds * 1000, 6))

@@ -37,6 +37,12 @@ class FakeConfig:
     """Retry-After sent while queued/processing; fractions are sent as e.g. "0.2"."""
     retry_after_http_date: bool = False
     """Send every Retry-After as an HTTP-date instead of seconds."""
+    retry_after_text: str | None = None
+    """Sent verbatim as every Retry-After value, e.g. "86400", "1e999", "nan", "-5" (a broken
+    server); the fake itself still paces validations and 429s by `retry_after`."""
+    lower_case_headers: bool = False
+    """Send every response header name lower-cased (`retry-after`, `location`), as proxies and
+    HTTP/2 gateways do."""
     clock_skew: float = 0.0
     """Seconds added to the server's wall clock (Date header, HTTP-dates)."""
     rate_limit: Limit | None = None
@@ -53,6 +59,9 @@ class FakeConfig:
     """Return emails in UPPER case (a fault to test matching)."""
     fail_5xx: float = 0.0
     """Probability of a 500 `internal_server_error`; a POST so answered creates nothing."""
+    fail_5xx_after_accept: float = 0.0
+    """Probability a POST is carried out (the batch created and charged) and then answered
+    500 `internal_server_error` all the same, as a failing proxy or API node would."""
     drop: float = 0.0
     """Probability the connection is dropped unanswered; a POST's batch IS created first."""
     spurious_429: float = 0.0

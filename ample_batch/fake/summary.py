@@ -20,7 +20,7 @@ class RequestRecord:
 
     `status` is 0 when the connection was dropped without an answer. `flags` name what else
     happened: `rate_limited`, `usage_limited`, `spurious_429`, `fail_5xx`, `dropped`,
-    `early_poll`.
+    `early_poll`, `fail_5xx_after_accept`.
     """
 
     time: float
