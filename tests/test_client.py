@@ -8,7 +8,7 @@ import time
 
 import pytest
 from aiohttp import web
-from helpers import KEY, ManualClock, make_client
+from helpers import KEY, FakeInThread, ManualClock, cli, lead_rows, make_client, write_leads
 
 from ample_batch.client import RetryPolicy, check_base_url
 from ample_batch.errors import (
@@ -213,6 +213,20 @@ async def test_lower_cased_header_names_are_honoured(fake_api, session) -> None:
     assert throttle.pauses == [pytest.approx(0.25)] * 4
 
 
+def test_lower_cased_headers_are_honoured_with_aiohttp_pure_python_parser(tmp_path) -> None:
+    # aiohttp's C parser happens to restore the canonical case of names it knows; its pure
+    # Python parser (no compiled wheel, or AIOHTTP_NO_EXTENSIONS) keeps them as sent.
+    src = write_leads(tmp_path / "leads.csv", lead_rows(30))
+    with FakeInThread(lower_case_headers=True, retry_after=3.0, queue_seconds=3.5) as fake:
+        args = ["validate", str(src), "--base-url", fake.url, "--state-dir", str(tmp_path / "s")]
+        done = cli(*args, "-q", env={"AIOHTTP_NO_EXTENSIONS": "1"})
+        assert done.returncode == 0, done.stderr
+        summary = fake.summary()
+    # Without Retry-After the client polls at 1 s then 2 s later, before the 3 s asked for.
+    assert summary.early_polls == 0
+    assert summary.validations == 1
+
+
 async def test_a_lower_cased_location_on_the_202_is_the_validation_href(session) -> None:
     async def handler(request: web.Request) -> web.Response:
         response = web.json_response({"id": "v9", "status": "queued"}, status=202)
@@ -227,7 +241,15 @@ async def test_a_lower_cased_location_on_the_202_is_the_validation_href(session)
         await runner.cleanup()
 
 
-HOSTILE_RETRY_AFTER = ["86400", "1e999", "inf", "nan", "-5", "soon", "Fri, 31 Dec 9999 23:59:59 GMT"]
+HOSTILE_RETRY_AFTER = [
+    "86400",
+    "1e999",
+    "inf",
+    "nan",
+    "-5",
+    "soon",
+    "Fri, 31 Dec 9999 23:59:59 GMT",
+]
 
 
 @pytest.mark.parametrize("text", HOSTILE_RETRY_AFTER)
@@ -333,6 +355,15 @@ def test_a_base_url_with_a_password_is_refused_without_echoing_it() -> None:
         with pytest.raises(InputError, match="user name or password") as info:
             check_base_url(url)
         assert "s3cr3t" not in str(info.value)
+
+
+def test_the_cli_refuses_a_base_url_with_a_password_in_one_line(tmp_path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(3))
+    url = "https://u:s3cr3t@api.amplemarket.com"
+    done = cli("validate", str(src), "--base-url", url, "--state-dir", str(tmp_path / "s"))
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "s3cr3t" not in done.stderr + done.stdout
 
 
 def test_plain_http_only_for_loopback() -> None:
@@ -481,7 +512,10 @@ async def test_a_stop_ends_the_wait_before_a_retry_at_once(fake_api, session) ->
     fake = await fake_api(spurious_429=1.0, retry_after=600)
     stop = asyncio.Event()
     client = make_client(session, fake.url, stop=stop)
-    requests = [lambda: client.get("/email-validations/y"), lambda: client.get("/email-validations/x")]
+    requests = [
+        lambda: client.get("/email-validations/y"),
+        lambda: client.get("/email-validations/x"),
+    ]
     for answered, request in enumerate(requests, start=1):
         stop.clear()
         task = asyncio.create_task(request())
