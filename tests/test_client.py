@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
+import itertools
 import time
 
 import pytest
@@ -152,7 +154,7 @@ async def test_a_5xx_with_an_error_body_to_a_post_is_fate_unknown(fake_api, sess
     # The fake creates nothing here, but the client cannot know that from a 500 with _errors.
     fake = await fake_api(fail_5xx=1.0)
     client = make_client(session, fake.url)
-    with pytest.raises(SubmissionUnknown, match="500.*may have been accepted"):
+    with pytest.raises(SubmissionUnknown, match=r"500.*may have been accepted"):
         await client.start(emails(3))
     assert [(r.method, r.status) for r in fake.api.log] == [("POST", 500)]
 
@@ -233,7 +235,7 @@ async def test_a_lower_cased_location_on_the_202_is_the_validation_href(session)
         response.headers["location"] = "/email-validations/v9?from=location"
         return response
 
-    runner, url, seen = await _serve(handler)
+    runner, url, _ = await _serve(handler)
     try:
         validation = await make_client(session, url).start(["a@x.co"])
         assert validation.href == "/email-validations/v9?from=location"
@@ -283,7 +285,7 @@ async def test_a_hostile_retry_after_on_a_poll_is_bounded(fake_api, session, tex
     assert done.status == "completed"
     polls = [r.time for r in fake.api.log if r.method == "GET"]
     assert len(polls) <= 8  # about 1 s of queue at one poll per 0.2-0.5 s; never a busy loop
-    assert all(b - a >= 0.19 for a, b in zip(polls[1:], polls[2:], strict=False))
+    assert all(b - a >= 0.19 for a, b in itertools.pairwise(polls))
 
 
 async def test_a_zero_retry_after_on_a_poll_waits_the_minimum_interval(fake_api, session) -> None:
@@ -512,10 +514,7 @@ async def test_a_stop_ends_the_wait_before_a_retry_at_once(fake_api, session) ->
     fake = await fake_api(spurious_429=1.0, retry_after=600)
     stop = asyncio.Event()
     client = make_client(session, fake.url, stop=stop)
-    requests = [
-        lambda: client.get("/email-validations/y"),
-        lambda: client.get("/email-validations/x"),
-    ]
+    requests = [functools.partial(client.get, f"/email-validations/{v}") for v in ("x", "y")]
     for answered, request in enumerate(requests, start=1):
         stop.clear()
         task = asyncio.create_task(request())

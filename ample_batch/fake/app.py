@@ -3,7 +3,8 @@
 Every API request goes through one middleware, in this order: rate limit (429, not counted
 toward the window), bearer key (401), spurious 429, injected 500 (nothing is created or
 changed), injected 500 after accept (a POST takes effect first), the handler, then an
-injected drop (a POST or PATCH takes effect first; a GET is dropped unanswered). Admin endpoints under `/_fake/` skip all of that and are not logged.
+injected drop (a POST or PATCH takes effect first; a GET is dropped unanswered). Admin
+endpoints under `/_fake/` skip all of that and are not logged.
 
 Choices made where the API docs are silent:
 

@@ -65,6 +65,17 @@ NON_NEGATIVE = click.FloatRange(min=0.0)
     help="Send Retry-After as an HTTP-date instead of seconds.",
 )
 @click.option(
+    "--retry-after-text",
+    metavar="TEXT",
+    default=None,
+    help="Send this verbatim as every Retry-After (a broken server: 86400, 1e999, nan).",
+)
+@click.option(
+    "--lower-case-headers",
+    is_flag=True,
+    help="Send response header names lower-cased, as proxies and HTTP/2 gateways do.",
+)
+@click.option(
     "--clock-skew",
     type=float,
     default=0.0,
@@ -114,6 +125,13 @@ NON_NEGATIVE = click.FloatRange(min=0.0)
     default=0.0,
     show_default=True,
     help="Probability of a 500 internal_server_error (nothing is created).",
+)
+@click.option(
+    "--fail-5xx-after-accept",
+    type=PROBABILITY,
+    default=0.0,
+    show_default=True,
+    help="Probability a POST is created and charged, then answered 500 all the same.",
 )
 @click.option(
     "--drop",
