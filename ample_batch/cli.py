@@ -101,16 +101,16 @@ def limit_options(command: F) -> F:
             click.option(
                 "--usage-limit",
                 type=LimitType(),
-                default="15000/hour",
-                show_default=True,
-                help="Emails submitted per rolling period.",
+                default=None,
+                help="Emails submitted per rolling period "
+                "[default: 15000/hour; --simulate: unlimited].",
             ),
             click.option(
                 "--rate-limit",
                 type=LimitType(),
-                default="500/minute",
-                show_default=True,
-                help="Requests per rolling period, all endpoints.",
+                default=None,
+                help="Requests per rolling period, all endpoints "
+                "[default: 500/minute; --simulate: unlimited].",
             ),
             click.option(
                 "--chunk-size",

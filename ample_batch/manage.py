@@ -18,7 +18,7 @@ from .errors import InputError
 from .execute import Engine
 from .locks import job_lock
 from .plan import chunk_size_for, plan_emails, schedule_for
-from .run import ApiOptions, ValidateOptions, api_session, scheduler_for
+from .run import ApiOptions, ValidateOptions, api_session, scheduler_for, state_dir_for
 from .schema import BatchState, Job, Progress, job_id_for
 from .store import Store
 
@@ -56,7 +56,7 @@ def estimate(options: ValidateOptions) -> Estimate:
         encoding=options.encoding,
         sheet=options.sheet,
     )
-    chunk = chunk_size_for(options.chunk_size, options.api.usage_limit)
+    chunk = chunk_size_for(options.chunk_size, options.api.resolved_usage_limit)
     scan = read.scan(spec)
     spec = scan.spec
     already: list[str] = []
@@ -73,7 +73,10 @@ def estimate(options: ValidateOptions) -> Estimate:
             fresh = list(store.fresh_verdicts(cutoff))
     plan = plan_emails(scan.unique.to_pylist(), already, fresh)
     timing = schedule_for(
-        len(plan.new), chunk=chunk, usage=options.api.usage_limit, rate=options.api.rate_limit
+        len(plan.new),
+        chunk=chunk,
+        usage=options.api.resolved_usage_limit,
+        rate=options.api.resolved_rate_limit,
     )
     return Estimate(
         input=str(spec.path),
@@ -136,6 +139,7 @@ def cancel(state_dir: Path, job: str, api: ApiOptions) -> int:
 
 
 async def _cancel(state_dir: Path, job_ref: str, api: ApiOptions) -> int:
+    state_dir = state_dir_for(api, state_dir)
     with Store(state_dir) as store:
         job = _find(store, job_ref)
         with job_lock(state_dir, job.id):

@@ -46,6 +46,15 @@ from .schema import BatchState, Job
 from .store import Store
 
 SIMULATED_KEY = "simulated-key"
+SIMULATED_DIR = "simulated"
+"""A simulation keeps its jobs, verdicts, ledgers and locks here, under the state dir."""
+
+USAGE_LIMIT = Limit(15000, 3600.0)
+RATE_LIMIT = Limit(500, 60.0)
+# A trial has no account to protect: the built-in fake enforces these, high enough that a
+# simulated job of millions of rows never waits for quota.
+SIMULATED_USAGE_LIMIT = Limit(1_000_000_000, 3600.0)
+SIMULATED_RATE_LIMIT = Limit(100_000, 60.0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,14 +65,28 @@ class ApiOptions:
     """Bearer token; never printed, logged or stored."""
     base_url: str = DEFAULT_BASE_URL
     """API root; plain http only for loopback hosts."""
-    usage_limit: Limit = Limit(15000, 3600.0)
-    """Emails submitted per rolling window."""
-    rate_limit: Limit = Limit(500, 60.0)
-    """Requests per rolling window, all endpoints together."""
+    usage_limit: Limit | None = None
+    """Emails submitted per rolling window; None = 15000/hour (unlimited to simulate)."""
+    rate_limit: Limit | None = None
+    """Requests per rolling window, all endpoints; None = 500/minute (unlimited to simulate)."""
     simulate: bool = False
-    """Use the built-in fake API on loopback: no key, no credits."""
+    """Use the built-in fake API on loopback: no key, no credits, a store of its own."""
     retry: RetryPolicy = RetryPolicy()
     """Retries, timeouts and polling defaults."""
+
+    @property
+    def resolved_usage_limit(self) -> Limit:
+        """The usage limit in force: the one given, else the default for the mode."""
+        if self.usage_limit is not None:
+            return self.usage_limit
+        return SIMULATED_USAGE_LIMIT if self.simulate else USAGE_LIMIT
+
+    @property
+    def resolved_rate_limit(self) -> Limit:
+        """The request limit in force: the one given, else the default for the mode."""
+        if self.rate_limit is not None:
+            return self.rate_limit
+        return SIMULATED_RATE_LIMIT if self.simulate else RATE_LIMIT
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,6 +138,8 @@ class Summary:
     elapsed_seconds: float
     stop_reason: str | None = None
     warnings: list[str] = field(default_factory=list)
+    simulated: bool = False
+    """A --simulate run: the verdicts are made up and no credit was spent."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,6 +159,13 @@ class LiveStatus:
 
 
 Reporter = Callable[[LiveStatus], None]
+
+
+def state_dir_for(api: ApiOptions, state_dir: Path) -> Path:
+    """Where a run keeps its state: a simulation gets a store of its own under the state dir,
+    so its made-up verdicts never reach a real job or the real verdict cache, and it never
+    touches a real job's rows, ledgers or locks."""
+    return state_dir / SIMULATED_DIR if api.simulate else state_dir
 
 
 def resolve_api(options: ApiOptions) -> tuple[str, str]:
@@ -163,8 +195,8 @@ async def api_session(
                         api_key=SIMULATED_KEY,
                         emails_per_second=20000.0,
                         retry_after=0.5,
-                        usage_limit=options.usage_limit,
-                        rate_limit=options.rate_limit,
+                        usage_limit=options.resolved_usage_limit,
+                        rate_limit=options.resolved_rate_limit,
                     )
                 )
             )
@@ -174,11 +206,11 @@ async def api_session(
 
 
 def scheduler_for(options: ApiOptions, state_dir: Path, api_key: str) -> Scheduler:
-    """The shared ledgers for this key, in the state dir."""
+    """The shared ledgers for this key, in the state dir (already `state_dir_for` the mode)."""
     return Scheduler(
         ScheduleConfig(
-            usage_limit=options.usage_limit,
-            rate_limit=options.rate_limit,
+            usage_limit=options.resolved_usage_limit,
+            rate_limit=options.resolved_rate_limit,
             ledger_dir=state_dir,
             key_id=key_id(api_key),
         )
@@ -195,7 +227,7 @@ def _prepare(options: ValidateOptions) -> tuple[read.InputSpec, Path, int]:
     )
     output = options.output or write.default_output_path(options.input)
     write.check_output(spec, output)
-    chunk = chunk_size_for(options.chunk_size, options.api.usage_limit)
+    chunk = chunk_size_for(options.chunk_size, options.api.resolved_usage_limit)
     return spec, output, chunk
 
 
@@ -213,12 +245,13 @@ async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
     started = time.monotonic()
     spec, output, chunk = _prepare(options)
     resolve_api(options.api)
-    live = LiveStatus(stage="checking the API key", usage_limit=options.api.usage_limit)
+    live = LiveStatus(stage="checking the API key", usage_limit=options.api.resolved_usage_limit)
+    state_dir = state_dir_for(options.api, options.state_dir)
     reporter(live)
     stop = asyncio.Event()
     with _signals(stop):
         async with api_session(options.api) as (session, base_url, api_key):
-            scheduler = scheduler_for(options.api, options.state_dir, api_key)
+            scheduler = scheduler_for(options.api, state_dir, api_key)
             live.quota_used = scheduler.usage_in_window
             try:
                 client = ValidationClient(
@@ -235,7 +268,7 @@ async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
                 reporter(live)
                 # Hashing a big file takes seconds: off the loop, so signals stay prompt.
                 fingerprint = await asyncio.to_thread(read.fingerprint, spec)
-                with Store(options.state_dir) as store:
+                with Store(state_dir) as store:
                     job = store.open_job(
                         input_path=str(spec.path.resolve()),
                         fingerprint=fingerprint,
@@ -243,7 +276,7 @@ async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
                         output_path=str(output),
                         cache_ttl=options.cache_ttl,
                     )
-                    with job_lock(options.state_dir, job.id):
+                    with job_lock(state_dir, job.id):
                         run = _JobRun(
                             options, spec, output, chunk, store, job, client, scheduler, stop
                         )
@@ -335,6 +368,7 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
         elapsed_seconds=round(time.monotonic() - started, 3),
         stop_reason=counters.stop_reason,
         warnings=list(spec.warnings) + counters.notes,
+        simulated=options.api.simulate,
     )
     store.update_job(job.id, state="done" if complete else "partial", stats=summary.as_dict())
     if complete:
