@@ -308,6 +308,8 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     write.check_output(spec, output, rows=scan.rows)
     unique_emails = len(scan.unique)
     live.rows, live.unique = scan.rows, unique_emails
+    live.stage = "planning"
+    reporter(live)
     plan = plan_emails(
         scan.unique.to_pylist(),
         store.batched_emails(job.id),

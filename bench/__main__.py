@@ -2,11 +2,13 @@
 
     python -m bench                       # everything: 1M and 5M rows, ~10 min on 2 cores
     python -m bench --quick               # 200k rows only, to try it out
+    python -m bench --only e2e --rows 1000000   # one whole job end to end
     python -m bench --only quota,crash    # some sections
     python -m bench --rows 2000000 --output /tmp/bench.md
 
 Sections: io (scan + join + write beside pandas, DuckDB, polars), quota (a quota-bound job
-against the fake API), crash (SIGKILL ten times, resume), faults (every fault switch on).
+against the fake API), crash (SIGKILL ten times, resume), faults (every fault switch on),
+e2e (whole `validate` jobs at --rows against `mock-server`: wall time and peak RSS per phase).
 A section that cannot run (a library piece missing or failing) is reported as unavailable
 and the others still run.
 """
@@ -30,6 +32,7 @@ SECTIONS = {
     "quota": ("bench.quota", "Quota efficiency"),
     "crash": ("bench.crash", "Crash loop"),
     "faults": ("bench.faults", "Fault matrix"),
+    "e2e": ("bench.e2e", "End to end"),
 }
 QUICK_ROWS = [200_000]
 
@@ -44,7 +47,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--rows",
         default="1000000,5000000",
-        help="comma-separated row counts for the I/O section (default: %(default)s)",
+        help="comma-separated row counts for the I/O and e2e sections (default: %(default)s)",
     )
     parser.add_argument("--quick", action="store_true", help="I/O at 200,000 rows only")
     parser.add_argument(
@@ -103,6 +106,8 @@ def _run_section(
         module = importlib.import_module(module_name)
         if module_name == "bench.io":
             return module.run(args.rows, log)
+        if module_name == "bench.e2e":
+            return module.run(log, tuple(args.rows))
         return module.run(log)
     except Exception as exc:  # a missing or broken library piece must not stop the harness
         log("".join(traceback.format_exception(exc)).rstrip())

@@ -193,8 +193,8 @@ def test_simulate_needs_no_key(tmp_path: Path) -> None:
 def test_unexpected_error_exits_1(tmp_path: Path) -> None:
     src = write_leads(tmp_path / "leads.csv", lead_rows(5))
     state = tmp_path / "s"
-    state.mkdir()
-    (state / "ample-batch.sqlite").write_bytes(b"this is not a database" * 100)
+    (state / "simulated").mkdir(parents=True)  # a simulation's own store
+    (state / "simulated" / "ample-batch.sqlite").write_bytes(b"this is not a database" * 100)
     done = cli("validate", str(src), "--simulate", "--state-dir", str(state), "-q")
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
