@@ -535,6 +535,37 @@ async def test_fail_5xx_creates_nothing(open_api: OpenApi) -> None:
     assert summary.requests_by_flag == {"fail_5xx": 1}
 
 
+async def test_fail_5xx_after_accept_creates_and_charges_then_answers_500(
+    open_api: OpenApi, clock: Clock
+) -> None:
+    api = await open_api(fail_5xx_after_accept=1.0, credits=10)
+    reply = await api.post(["a@x.com", "b@x.com"])
+    assert (reply.status, codes(reply)) == (500, ["internal_server_error"])
+    clock.advance(5)
+    summary = api.api.summary()
+    assert (summary.validations, summary.credits_spent) == (1, 2)
+    assert summary.requests_by_flag == {"fail_5xx_after_accept": 1}
+    # A POST the API refuses anyway is answered as such: nothing was accepted.
+    refused = await api.post([f"u{i}@x.com" for i in range(20)])
+    assert refused.status == 402
+    # GETs are never touched by it.
+    assert (await api.get("/email-validations/nope")).status == 404
+
+
+async def test_lower_case_headers_and_a_verbatim_retry_after(open_api: OpenApi) -> None:
+    api = await open_api(lower_case_headers=True, retry_after_text="1e999", queue_seconds=9)
+    async with api.session.post(
+        "/email-validations", json={"emails": [{"email": "a@x.com"}]}
+    ) as reply:
+        names = [name.decode() for name, _ in reply.raw_headers]
+        href = (await reply.json())["_links"]["self"]["href"]
+    assert "location" in names and "date" in names
+    assert all(name == name.lower() for name in names if name not in ("Content-Length", "Server"))
+    async with api.session.get(href) as reply:
+        raw = dict((k.decode(), v.decode()) for k, v in reply.raw_headers)
+    assert raw["retry-after"] == "1e999"
+
+
 async def test_drop_creates_the_batch_then_hangs_up(open_api: OpenApi, clock: Clock) -> None:
     api = await open_api(drop=1.0)
     with pytest.raises(aiohttp.ClientConnectionError):
