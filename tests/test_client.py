@@ -10,7 +10,16 @@ import time
 
 import pytest
 from aiohttp import web
-from helpers import KEY, FakeInThread, ManualClock, cli, lead_rows, make_client, write_leads
+from helpers import (
+    FAST_RETRY,
+    KEY,
+    FakeInThread,
+    ManualClock,
+    cli,
+    lead_rows,
+    make_client,
+    write_leads,
+)
 
 from ample_batch.client import RetryPolicy, check_base_url
 from ample_batch.errors import (
@@ -30,6 +39,7 @@ from ample_batch.errors import (
 from ample_batch.fake import verdict_for
 from ample_batch.limits import Limit
 from ample_batch.responses import Validation, failed_validation, parse_retry_after
+from ample_batch.run import ApiOptions, ValidateOptions, validate
 from ample_batch.schedule import ScheduleConfig, Scheduler, VirtualClock
 
 
@@ -196,6 +206,21 @@ async def test_any_429_to_a_post_refuses_that_batch_and_pauses_requests(fake_api
     assert throttle.pauses == [pytest.approx(0.2)]
     assert [(r.method, r.status) for r in fake.api.log] == [("POST", 429)]  # not resent
     assert fake.api.summary().validations == 0
+
+
+def test_a_run_through_429s_on_its_posts_completes_and_pays_once(tmp_path) -> None:
+    # Each 429 to a POST puts that batch back in the plan; the engine submits it again later.
+    src = write_leads(tmp_path / "leads.csv", lead_rows(600))
+    with FakeInThread(spurious_429=0.3, retry_after=0.05, emails_per_second=50000) as fake:
+        api = ApiOptions(api_key=KEY, base_url=fake.url, retry=FAST_RETRY)
+        options = ValidateOptions(input=src, state_dir=tmp_path / "s", api=api, chunk_size=50)
+        summary = validate(options)
+        fake_summary = fake.summary()
+        posts = [r for r in fake.api.log if r.method == "POST"]
+    assert summary.complete and summary.possible_double_charges == 0
+    assert any(r.status == 429 for r in posts)
+    assert fake_summary.validations == 12
+    assert fake_summary.credits_spent == 600 and fake_summary.emails_charged_twice == 0
 
 
 async def test_lower_cased_header_names_are_honoured(fake_api, session) -> None:
