@@ -22,26 +22,48 @@ from dataclasses import dataclass, field
 
 from .client import ValidationClient
 from .errors import (
+    ApiError,
     BadRequest,
     InputError,
     InsufficientCredits,
     NotFound,
+    RateLimited,
     RetryableError,
     RetryInterrupted,
     SubmissionUnknown,
     TerminalError,
-    UnsafeLink,
+    Unauthorized,
     UsageLimited,
 )
 from .match import ResultMatcher
-from .responses import Validation, failed_validation
-from .schedule import Scheduler
+from .responses import TERMINAL_STATUSES, Validation, failed_validation
+from .schedule import Admission, Scheduler
 from .schema import Batch, BatchState
 from .store import Store
 
 _ITEM_POINTER = re.compile(r"^/emails/(\d+)(?:/email)?$")
 MAX_SUBMIT_FAILURES = 5
 """Consecutive failed POSTs after which the run stops (exit 75) instead of hammering the API."""
+KNOWN_STATUSES = frozenset({"queued", "processing", *TERMINAL_STATUSES})
+
+
+@dataclass(frozen=True, kw_only=True)
+class FollowPolicy:
+    """How long a batch whose polls or pages keep failing for good (a 4xx, a redirect, an
+    unknown status) is tried again before it is settled. Both bounds must be reached, counted
+    across runs: one long pause (a laptop asleep) or one burst of errors is not enough."""
+
+    failures: int = 5
+    """Failures in a row, at least."""
+    span: float = 600.0
+    """Seconds from the first of them, at least."""
+    backoff_initial: float = 2.0
+    """First wait before trying again (it doubles)."""
+    backoff_max: float = 60.0
+    """Longest wait between tries."""
+
+    def backoff(self, failures: int) -> float:
+        return min(self.backoff_max, self.backoff_initial * 2.0 ** max(0, failures - 1))
 
 
 @dataclass
@@ -75,6 +97,7 @@ class Engine:
         deadline: float | None = None,
         chunk_size: int | None = None,
         wall_clock: Callable[[], float] = time.time,
+        follow_policy: FollowPolicy | None = None,
     ) -> None:
         self.store = store
         self.job_id = job_id
@@ -85,8 +108,12 @@ class Engine:
         self.chunk_size = chunk_size or scheduler.config.usage_limit.count
         self.counters = Counters()
         self._now = wall_clock
+        self.follow_policy = follow_policy or FollowPolicy()
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._submit_failures = 0
+        # A POST whose fate is unknown: nothing more goes out until the server answers again.
+        self._unanswered_post = False
+        self._failing: set[int] = set()
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -112,6 +139,8 @@ class Engine:
         while not self._should_stop_submitting():
             planned = self.store.batches(self.job_id, BatchState.PLANNED)
             if planned:
+                if self._unanswered_post and not await self._server_answers():
+                    return
                 try:
                     await self._submit(planned[0])
                 except _StopSubmitting:
@@ -171,7 +200,7 @@ class Engine:
 
     # -- submitting ----------------------------------------------------------------------
 
-    async def _admit(self, size: int) -> None:
+    async def _admit(self, size: int) -> Admission:
         """Wait for the scheduler's admission, unless the stop or the deadline comes first."""
         remaining = None if self.deadline is None else self.deadline - time.monotonic()
         if remaining is not None and self.scheduler.wait_for(size) > remaining:
@@ -191,69 +220,112 @@ class Engine:
                 await admit
             self._should_stop_submitting()
             raise _StopSubmitting
-        admit.result()
+        return admit.result()
+
+    async def _server_answers(self) -> bool:
+        """After a POST whose fate is unknown, ask the server something harmless (the key
+        check) before sending anything else: a hung API costs at most one ambiguous batch."""
+        try:
+            await self.client.check_key()
+        except RetryableError as exc:
+            if not self._record_if_stopped(exc):
+                self.counters.stop_reason = (
+                    f"the API stopped answering after a batch whose fate is unknown ({exc}); "
+                    "run again later"
+                )
+            return False
+        self._unanswered_post = False
+        return True
 
     async def _submit(self, batch: Batch) -> None:
+        # Emails the API refused in an earlier run are not sent (and paid for in quota) again.
+        self.store.apply_known_rejections(batch.id)
         emails = self.store.batch_emails(batch.id, unresolved=True)
         if not emails:
             self.store.finish(batch.id)
             return
         if len(emails) > self.chunk_size:
-            # A retry batch, or one cut under older limits: re-cut it, keeping its attempt.
+            # A retry batch, one cut under older limits, or a smaller size learnt from a
+            # refusal: re-cut it, keeping its attempt.
             self.store.split(batch.id, self.chunk_size)
             return
+        admissions: list[Admission] = []
 
         async def admit() -> None:
             # Before every attempt: a retried POST goes out later, so it is admitted again.
-            await self._admit(len(emails))
+            admissions.append(await self._admit(len(emails)))
             self.store.mark_submitting(batch.id)
 
         try:
             validation = await self.client.start(emails, admit=admit)
-        except _StopSubmitting:
-            # Any earlier attempt was refused outright, so nothing exists on the server.
-            self.store.back_to_planned(batch.id)
+        except BaseException as exc:
+            self._close_admissions(admissions, exc)
+            if isinstance(exc, ApiError | InputError | _StopSubmitting):
+                await self._refused(batch.id, emails, exc)
+                return
+            # Anything else (a cancellation mid-POST, say) leaves the batch `submitting`: its
+            # fate is unknown, and the next run counts it as a possible double charge.
             raise
-        except UsageLimited as exc:
-            # Our ledger and the server's disagree: the server's word wins.
-            self.scheduler.pause_submissions(exc.retry_after or 60.0)
-            self.store.back_to_planned(batch.id, error=str(exc))
-            return
-        except SubmissionUnknown as exc:
-            self.scheduler.accepted(len(emails))  # it may have been: count it when it may have
-            self._possible_double_charges(len(emails))
-            self.counters.notes.append(str(exc))
-            self.store.back_to_planned(batch.id, error=str(exc))
-            await self._after_failed_submit()
-            return
-        except InsufficientCredits as exc:
-            self.counters.out_of_credits = True
-            self.counters.notes.append(str(exc))
-            self.store.back_to_planned(batch.id, error=str(exc))
-            return
-        except BadRequest as exc:
-            self._reject_items(batch.id, emails, exc)
-            return
-        except RetryableError as exc:
-            # Every retryable answer to a POST proves no batch was created: planned again.
-            self.store.back_to_planned(batch.id, error=str(exc))
-            if not self._record_if_stopped(exc):
-                await self._after_failed_submit()
-            return
-        except (TerminalError, InputError):
-            # Refused outright (key, wrong URL, ...): nothing exists on the server.
-            self.store.back_to_planned(batch.id)
-            raise
-        # Anything else (a cancellation mid-POST, say) leaves the batch `submitting`: its fate
-        # is unknown, and the next run counts it as a possible double charge.
+        self._close_admissions(admissions, None)
         # Record the batch first: until this commit, a kill makes its fate unknowable.
         self.store.mark_running(batch.id, remote_id=validation.id, remote_href=validation.href)
-        self.scheduler.accepted(len(emails))
         self._submit_failures = 0
+        self._unanswered_post = False
         self._note_poll(batch.id, validation)
         self.counters.batches_submitted += 1
         self.counters.emails_submitted += len(emails)
         self._follow_in_background(self.store.batch(batch.id), validation)
+
+    def _close_admissions(self, admissions: list[Admission], exc: BaseException | None) -> None:
+        """Every try of the POST was answered: move its stamps to now, or give the quota of
+        the last one back when its answer proves nothing was accepted (a 4xx refusal)."""
+        refused = isinstance(exc, TerminalError | InputError | UsageLimited | RateLimited)
+        for n, admission in enumerate(admissions):
+            if refused and n == len(admissions) - 1:
+                self.scheduler.refund(admission)
+            else:
+                self.scheduler.accepted(admission)
+
+    async def _refused(self, batch_id: int, emails: list[str], exc: BaseException) -> None:
+        """The POST did not create a known batch: decide what becomes of it."""
+        if isinstance(exc, _StopSubmitting):
+            # Any earlier attempt was refused outright, so nothing exists on the server.
+            self.store.back_to_planned(batch_id)
+            raise exc
+        if isinstance(exc, UsageLimited):
+            # Our ledger and the server's disagree: the server's word wins.
+            self.scheduler.pause_submissions(exc.retry_after or 60.0)
+            self.store.back_to_planned(batch_id, error=str(exc))
+        elif isinstance(exc, SubmissionUnknown):
+            self._possible_double_charges(len(emails))
+            self.counters.notes.append(str(exc))
+            self.store.back_to_planned(batch_id, error=str(exc))
+            self._unanswered_post = True
+            await self._after_failed_submit()
+        elif isinstance(exc, InsufficientCredits):
+            self.store.back_to_planned(batch_id, error=str(exc))
+            if not self._smaller_batches(len(emails)):
+                self.counters.out_of_credits = True
+                self.counters.notes.append(str(exc))
+        elif isinstance(exc, BadRequest):
+            self._reject_items(batch_id, emails, exc)
+        elif isinstance(exc, RetryableError):
+            # Every retryable answer to a POST proves no batch was created: planned again.
+            self.store.back_to_planned(batch_id, error=str(exc))
+            if not self._record_if_stopped(exc):
+                await self._after_failed_submit()
+        else:
+            # Refused outright (key, wrong URL, ...): nothing exists on the server.
+            self.store.back_to_planned(batch_id)
+            raise exc
+
+    def _smaller_batches(self, size: int) -> bool:
+        """Halve the batch size for the rest of this run (a refusal of the whole batch may
+        not hold for a smaller one); False when the batch was a single email already."""
+        if size <= 1:
+            return False
+        self.chunk_size = min(self.chunk_size, max(1, size // 2))
+        return True
 
     def _possible_double_charges(self, emails: int) -> None:
         self.counters.possible_double_charges += emails
@@ -269,18 +341,25 @@ class Engine:
             await asyncio.wait_for(self.stop.wait(), timeout=min(60.0, 2.0**self._submit_failures))
 
     def _reject_items(self, batch_id: int, emails: list[str], exc: BadRequest) -> None:
-        """A 400 naming one item (`/emails/3/email`): that email is dropped, the rest resent."""
-        rejected = False
-        for error in exc.errors:
-            pointer = str((error.get("source") or {}).get("pointer") or "")
-            match = _ITEM_POINTER.match(pointer)
-            if match and int(match.group(1)) < len(emails):
-                self.store.reject_email(batch_id, emails[int(match.group(1))])
-                rejected = True
-        if rejected:
-            self.store.back_to_planned(batch_id, error=str(exc))
-        else:
-            self.store.fail(batch_id, error=str(exc))
+        """A 400 naming items (`/emails/3/email`): those emails are dropped (and remembered),
+        the rest resent. A 400 naming none refused the batch as a whole (its size, say):
+        nothing was sent, so nothing is settled; smaller batches are tried, down to one
+        email, and then the run stops so that a later one retries."""
+        refused = {
+            emails[int(match.group(1))]
+            for error in exc.errors
+            if (match := _ITEM_POINTER.match(str((error.get("source") or {}).get("pointer") or "")))
+            and int(match.group(1)) < len(emails)
+        }
+        if refused:
+            self.store.remember_rejected(batch_id, sorted(refused), error=str(exc))
+        self.store.back_to_planned(batch_id, error=str(exc))
+        if refused or self._smaller_batches(len(emails)):
+            return
+        self.counters.stop_reason = (
+            f"the API refused a batch of one email without naming it ({exc}); nothing was "
+            "sent: check --usage-limit and --chunk-size against the account, then run again"
+        )
 
     # -- following -----------------------------------------------------------------------
 
@@ -296,15 +375,85 @@ class Engine:
 
         If the API stays unreachable past the retry budget, the batch is left as it is (the
         next run resumes it) and the run stops submitting. A stop request that cuts a retry's
-        wait short leaves the batch so too, without blaming the API.
+        wait short leaves the batch so too, without blaming the API. An answer that trying
+        again cannot fix in the client (a 4xx, a redirect, an unknown status) is tried again
+        here, slowly, within `follow_policy`; then this batch alone is settled.
         """
-        try:
-            await self._follow(batch, validation)
-        except RetryableError as exc:
-            if self._record_if_stopped(exc):
+        if self.store.follow_failures(batch.id):
+            self._failing.add(batch.id)
+        while True:
+            try:
+                await self._follow(batch, validation)
                 return
-            self.counters.stop_reason = f"the API keeps failing ({exc}); run again later"
-            self.counters.notes.append(str(exc))
+            except RetryableError as exc:
+                if self._record_if_stopped(exc):
+                    return
+                self.counters.stop_reason = f"the API keeps failing ({exc}); run again later"
+                self.counters.notes.append(str(exc))
+                return
+            except InsufficientCredits as exc:
+                # A 402 on a GET: the run stops as out of credits; the batch is resumed later.
+                self._out_of_credits(exc)
+                return
+            except Unauthorized:
+                raise
+            except TerminalError as exc:
+                failures, first = self.store.note_follow_failure(batch.id, self._now())
+                self._failing.add(batch.id)
+                policy = self.follow_policy
+                if failures >= policy.failures and self._now() - first >= policy.span:
+                    self._give_up(self.store.batch(batch.id), exc)
+                    return
+                if not await self._pause(policy.backoff(failures)):
+                    return  # stopped: the batch stays as it is; the next run goes on counting
+            batch, validation = self.store.batch(batch.id), None
+
+    def _out_of_credits(self, exc: InsufficientCredits) -> None:
+        self.counters.out_of_credits = True
+        self.counters.notes.append(str(exc))
+
+    async def _pause(self, seconds: float) -> bool:
+        """Wait `seconds` unless the stop or the deadline comes first; True if it did not."""
+        if self.deadline is not None:
+            seconds = min(seconds, self.deadline - time.monotonic())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), timeout=max(0.0, seconds))
+        return not (self.stop.is_set() or self._past_deadline())
+
+    def _give_up(self, batch: Batch, exc: ApiError) -> None:
+        """The batch's polls or pages failed for long enough: settle it, and only it."""
+        error = f"gave up on this batch after repeated errors: {exc}"
+        self.counters.notes.append(f"batch {batch.id}: {error}")
+        unresolved = len(self.store.batch_emails(batch.id, unresolved=True))
+        if batch.state is BatchState.RUNNING and isinstance(exc, NotFound):
+            # Unknown to the API over minutes, not just right after its 202: bought again,
+            # and counted, since it may have existed (and been charged) after all.
+            self._possible_double_charges(unresolved)
+            self.store.retry_unresolved(batch.id, error=error)
+        elif batch.state is BatchState.FETCHING and batch.remote_status != "completed":
+            # Canceled or errored: its unread emails go again as the status says, counted
+            # since some of them were validated (and charged) on pages we could not read.
+            self._possible_double_charges(unresolved)
+            self._settle(
+                batch.id, batch.remote_status or "error", self.store.remote_errors(batch.id)
+            )
+        else:
+            # It exists and was (or will be) charged, but cannot be read: buying it again
+            # would pay twice for sure. Its unread emails are written `failed`.
+            self.store.fail(batch.id, error=error)
+
+    def _polled(self, batch_id: int, validation: Validation) -> None:
+        """A poll was answered: the server is alive, and the batch can be read."""
+        if validation.status not in KNOWN_STATUSES:
+            raise TerminalError(f"the API answered with an unknown status {validation.status!r}")
+        self._unanswered_post = False
+        self._answered(batch_id)
+        self._note_poll(batch_id, validation)
+
+    def _answered(self, batch_id: int) -> None:
+        if batch_id in self._failing:
+            self._failing.discard(batch_id)
+            self.store.clear_follow_failures(batch_id)
 
     def _record_if_stopped(self, exc: RetryableError) -> bool:
         """If the retries ended because a stop was asked for (not because the API kept
@@ -326,13 +475,9 @@ class Engine:
                 validation = Validation(
                     id=batch.remote_id, status="queued", href=batch.remote_href, retry_after=wait
                 )
-            try:
-                validation = await self.client.wait(
-                    validation, on_poll=lambda v: self._note_poll(batch.id, v)
-                )
-            except NotFound as exc:
-                self.store.retry_unresolved(batch.id, error=str(exc))
-                return
+            validation = await self.client.wait(
+                validation, on_poll=lambda v: self._polled(batch.id, v)
+            )
             self.store.mark_fetching(
                 batch.id,
                 first_href=validation.href,
@@ -356,18 +501,18 @@ class Engine:
         errors: list[dict[str, object]],
     ) -> None:
         matcher = ResultMatcher(self.store.batch_emails(batch_id))
-        try:
-            async for page in self.client.pages(start):
-                verdicts = [
-                    (email, result.result, result.catch_all)
-                    for result in page.results
-                    for email in matcher.match(result.email, (result.result, result.catch_all))
-                ]
-                self.store.record_page(batch_id, verdicts, next_href=page.next_href)
-                self.counters.emails_resolved += len(verdicts)
-        except UnsafeLink as exc:
-            self.store.fail(batch_id, error=str(exc))
-            return
+        # Pages committed before a restart: their `+tag` siblings still get their verdicts.
+        matcher.recall(self.store.batch_verdicts(batch_id))
+        async for page in self.client.pages(start):
+            self._unanswered_post = False
+            self._answered(batch_id)
+            verdicts = [
+                (email, result.result, result.catch_all)
+                for result in page.results
+                for email in matcher.match(result.email, (result.result, result.catch_all))
+            ]
+            self.store.record_page(batch_id, verdicts, next_href=page.next_href)
+            self.counters.emails_resolved += len(verdicts)
         # Emails the API answered under another spelling shared with a sibling (`bar+x@` and
         # `bar@` submitted, one `bar@` result): they share its verdict.
         leftovers = matcher.siblings(self.store.batch_emails(batch_id, unresolved=True))
@@ -387,8 +532,7 @@ class Engine:
                 Validation(id=str(batch_id), status=status, href="", errors=list(errors))
             )
             if isinstance(failure, InsufficientCredits):
-                self.counters.out_of_credits = True
-                self.counters.notes.append(str(failure))
+                self._out_of_credits(failure)
                 self.store.release_unresolved(batch_id, error=str(failure))
             else:
                 self.store.retry_unresolved(batch_id, error=str(failure))

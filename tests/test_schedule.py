@@ -451,9 +451,9 @@ async def test_accepted_moves_the_batch_stamp_to_the_answer(tmp_path: Path, shar
     clock = VirtualClock()
     with Scheduler(config, clock) as scheduler:
         await scheduler.admit(600)
-        await scheduler.admit(400)
+        second = await scheduler.admit(400)
         clock.advance(0.5)
-        scheduler.accepted(400)
+        scheduler.accepted(second)
         answered = clock.now()
         clock.advance(1.6)  # 2.1 s after the first admission: those 600 have expired
         assert scheduler.usage_in_window() == 400
