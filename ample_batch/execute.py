@@ -428,8 +428,8 @@ class Engine:
         if batch.state is BatchState.RUNNING and isinstance(exc, NotFound):
             # Unknown to the API over minutes, not just right after its 202: bought again,
             # and counted, since it may have existed (and been charged) after all.
-            self._possible_double_charges(unresolved)
-            self.store.retry_unresolved(batch.id, error=error)
+            if self.store.retry_unresolved(batch.id, error=error) is not None:
+                self._possible_double_charges(unresolved)
         elif batch.state is BatchState.FETCHING and batch.remote_status != "completed":
             # Canceled or errored: its unread emails go again as the status says, counted
             # since some of them were validated (and charged) on pages we could not read.
