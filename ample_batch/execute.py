@@ -8,7 +8,14 @@ through the results, committing each page). Retry batches born from validations 
 
 The engine stops submitting when asked to (deadline, interrupt), when the account is out of
 credits, or when the API keeps failing; it never abandons a POST halfway, because a POST whose
-answer is lost may have been charged.
+answer is lost may have been charged. After such a POST nothing more is sent until the server
+has answered something again (a poll, a page, the key check), so a hung API costs at most one
+ambiguous batch.
+
+A POST refused as a whole (a 4xx) gives its quota back. Refused for its size (a 400 naming no
+item) or for the balance (`insufficient_credits`), the batch is cut in half for the rest of the
+run, down to one email: what fits is used, and what was never sent is never settled.
+Following is `follow.py`'s.
 """
 
 from __future__ import annotations
@@ -18,7 +25,6 @@ import contextlib
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from .client import ValidationClient
 from .errors import (
@@ -26,17 +32,15 @@ from .errors import (
     BadRequest,
     InputError,
     InsufficientCredits,
-    NotFound,
     RateLimited,
     RetryableError,
-    RetryInterrupted,
     SubmissionUnknown,
     TerminalError,
     Unauthorized,
     UsageLimited,
 )
-from .match import ResultMatcher
-from .responses import TERMINAL_STATUSES, Validation, failed_validation
+from .follow import Counters, Follower, FollowPolicy, note_double_charges, record_if_stopped
+from .responses import Validation
 from .schedule import Admission, Scheduler
 from .schema import Batch, BatchState
 from .store import Store
@@ -44,39 +48,6 @@ from .store import Store
 _ITEM_POINTER = re.compile(r"^/emails/(\d+)(?:/email)?$")
 MAX_SUBMIT_FAILURES = 5
 """Consecutive failed POSTs after which the run stops (exit 75) instead of hammering the API."""
-KNOWN_STATUSES = frozenset({"queued", "processing", *TERMINAL_STATUSES})
-
-
-@dataclass(frozen=True, kw_only=True)
-class FollowPolicy:
-    """How long a batch whose polls or pages keep failing for good (a 4xx, a redirect, an
-    unknown status) is tried again before it is settled. Both bounds must be reached, counted
-    across runs: one long pause (a laptop asleep) or one burst of errors is not enough."""
-
-    failures: int = 5
-    """Failures in a row, at least."""
-    span: float = 600.0
-    """Seconds from the first of them, at least."""
-    backoff_initial: float = 2.0
-    """First wait before trying again (it doubles)."""
-    backoff_max: float = 60.0
-    """Longest wait between tries."""
-
-    def backoff(self, failures: int) -> float:
-        return min(self.backoff_max, self.backoff_initial * 2.0 ** max(0, failures - 1))
-
-
-@dataclass
-class Counters:
-    """What this run did, updated live for progress display and the summary."""
-
-    batches_submitted: int = 0
-    emails_submitted: int = 0
-    emails_resolved: int = 0
-    possible_double_charges: int = 0
-    stop_reason: str | None = None
-    out_of_credits: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 class _StopSubmitting(Exception):
@@ -108,12 +79,21 @@ class Engine:
         self.chunk_size = chunk_size or scheduler.config.usage_limit.count
         self.counters = Counters()
         self._now = wall_clock
-        self.follow_policy = follow_policy or FollowPolicy()
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._submit_failures = 0
         # A POST whose fate is unknown: nothing more goes out until the server answers again.
         self._unanswered_post = False
-        self._failing: set[int] = set()
+        self.follower = Follower(
+            store,
+            job_id,
+            client,
+            self.counters,
+            stop=stop,
+            deadline=deadline,
+            wall_clock=wall_clock,
+            policy=follow_policy or FollowPolicy(),
+            on_answer=self._server_answered,
+        )
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -228,14 +208,25 @@ class Engine:
         try:
             await self.client.check_key()
         except RetryableError as exc:
-            if not self._record_if_stopped(exc):
+            if not record_if_stopped(self.counters, self.stop, exc):
                 self.counters.stop_reason = (
                     f"the API stopped answering after a batch whose fate is unknown ({exc}); "
                     "run again later"
                 )
             return False
-        self._unanswered_post = False
+        except InsufficientCredits as exc:
+            self.counters.out_of_credits = True
+            self.counters.notes.append(str(exc))
+            return False
+        except Unauthorized:
+            raise
+        except TerminalError:
+            pass  # an answer all the same: the server is alive
+        self._server_answered()
         return True
+
+    def _server_answered(self) -> None:
+        self._unanswered_post = False
 
     async def _submit(self, batch: Batch) -> None:
         # Emails the API refused in an earlier run are not sent (and paid for in quota) again.
@@ -271,7 +262,7 @@ class Engine:
         self.store.mark_running(batch.id, remote_id=validation.id, remote_href=validation.href)
         self._submit_failures = 0
         self._unanswered_post = False
-        self._note_poll(batch.id, validation)
+        self.follower.note_poll(batch.id, validation)
         self.counters.batches_submitted += 1
         self.counters.emails_submitted += len(emails)
         self._follow_in_background(self.store.batch(batch.id), validation)
@@ -312,7 +303,7 @@ class Engine:
         elif isinstance(exc, RetryableError):
             # Every retryable answer to a POST proves no batch was created: planned again.
             self.store.back_to_planned(batch_id, error=str(exc))
-            if not self._record_if_stopped(exc):
+            if not record_if_stopped(self.counters, self.stop, exc):
                 await self._after_failed_submit()
         else:
             # Refused outright (key, wrong URL, ...): nothing exists on the server.
@@ -328,8 +319,7 @@ class Engine:
         return True
 
     def _possible_double_charges(self, emails: int) -> None:
-        self.counters.possible_double_charges += emails
-        self.store.note_possible_double_charges(self.job_id, emails)
+        note_double_charges(self.store, self.job_id, self.counters, emails)
 
     async def _after_failed_submit(self) -> None:
         self._submit_failures += 1
@@ -363,176 +353,9 @@ class Engine:
 
     # -- following -----------------------------------------------------------------------
 
-    def _follow_in_background(self, batch: Batch, validation: Validation | None = None) -> None:
-        self._tasks[batch.id] = asyncio.create_task(self.follow(batch, validation))
-
-    def _note_poll(self, batch_id: int, validation: Validation) -> None:
-        if validation.retry_after is not None:
-            self.store.note_poll(batch_id, poll_after=self._now() + validation.retry_after)
-
     async def follow(self, batch: Batch, validation: Validation | None = None) -> None:
-        """Poll a submitted batch until terminal, then page its results into the store.
+        """Poll a submitted batch until terminal, then page its results into the store."""
+        await self.follower.follow(batch, validation)
 
-        If the API stays unreachable past the retry budget, the batch is left as it is (the
-        next run resumes it) and the run stops submitting. A stop request that cuts a retry's
-        wait short leaves the batch so too, without blaming the API. An answer that trying
-        again cannot fix in the client (a 4xx, a redirect, an unknown status) is tried again
-        here, slowly, within `follow_policy`; then this batch alone is settled.
-        """
-        if self.store.follow_failures(batch.id):
-            self._failing.add(batch.id)
-        while True:
-            try:
-                await self._follow(batch, validation)
-                return
-            except RetryableError as exc:
-                if self._record_if_stopped(exc):
-                    return
-                self.counters.stop_reason = f"the API keeps failing ({exc}); run again later"
-                self.counters.notes.append(str(exc))
-                return
-            except InsufficientCredits as exc:
-                # A 402 on a GET: the run stops as out of credits; the batch is resumed later.
-                self._out_of_credits(exc)
-                return
-            except Unauthorized:
-                raise
-            except TerminalError as exc:
-                failures, first = self.store.note_follow_failure(batch.id, self._now())
-                self._failing.add(batch.id)
-                policy = self.follow_policy
-                if failures >= policy.failures and self._now() - first >= policy.span:
-                    self._give_up(self.store.batch(batch.id), exc)
-                    return
-                if not await self._pause(policy.backoff(failures)):
-                    return  # stopped: the batch stays as it is; the next run goes on counting
-            batch, validation = self.store.batch(batch.id), None
-
-    def _out_of_credits(self, exc: InsufficientCredits) -> None:
-        self.counters.out_of_credits = True
-        self.counters.notes.append(str(exc))
-
-    async def _pause(self, seconds: float) -> bool:
-        """Wait `seconds` unless the stop or the deadline comes first; True if it did not."""
-        if self.deadline is not None:
-            seconds = min(seconds, self.deadline - time.monotonic())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop.wait(), timeout=max(0.0, seconds))
-        return not (self.stop.is_set() or self._past_deadline())
-
-    def _give_up(self, batch: Batch, exc: ApiError) -> None:
-        """The batch's polls or pages failed for long enough: settle it, and only it."""
-        error = f"gave up on this batch after repeated errors: {exc}"
-        self.counters.notes.append(f"batch {batch.id}: {error}")
-        unresolved = len(self.store.batch_emails(batch.id, unresolved=True))
-        if batch.state is BatchState.RUNNING and isinstance(exc, NotFound):
-            # Unknown to the API over minutes, not just right after its 202: bought again,
-            # and counted, since it may have existed (and been charged) after all.
-            if self.store.retry_unresolved(batch.id, error=error) is not None:
-                self._possible_double_charges(unresolved)
-        elif batch.state is BatchState.FETCHING and batch.remote_status != "completed":
-            # Canceled or errored: its unread emails go again as the status says, counted
-            # since some of them were validated (and charged) on pages we could not read.
-            self._possible_double_charges(unresolved)
-            self._settle(
-                batch.id, batch.remote_status or "error", self.store.remote_errors(batch.id)
-            )
-        else:
-            # It exists and was (or will be) charged, but cannot be read: buying it again
-            # would pay twice for sure. Its unread emails are written `failed`.
-            self.store.fail(batch.id, error=error)
-
-    def _polled(self, batch_id: int, validation: Validation) -> None:
-        """A poll was answered: the server is alive, and the batch can be read."""
-        if validation.status not in KNOWN_STATUSES:
-            raise TerminalError(f"the API answered with an unknown status {validation.status!r}")
-        self._unanswered_post = False
-        self._answered(batch_id)
-        self._note_poll(batch_id, validation)
-
-    def _answered(self, batch_id: int) -> None:
-        if batch_id in self._failing:
-            self._failing.discard(batch_id)
-            self.store.clear_follow_failures(batch_id)
-
-    def _record_if_stopped(self, exc: RetryableError) -> bool:
-        """If the retries ended because a stop was asked for (not because the API kept
-        failing), keep or set the stop's reason and return True: no failure is counted then.
-
-        The reason also stops submitting when only the client saw the stop, so a POST is
-        never resent at once after a cut-short wait.
-        """
-        if not (isinstance(exc, RetryInterrupted) or self.stop.is_set()):
-            return False
-        self.counters.stop_reason = self.counters.stop_reason or "interrupted"
-        return True
-
-    async def _follow(self, batch: Batch, validation: Validation | None) -> None:
-        if batch.state is BatchState.RUNNING:
-            assert batch.remote_id is not None and batch.remote_href is not None
-            if validation is None:
-                wait = max(0.0, (batch.poll_after or 0.0) - self._now())
-                validation = Validation(
-                    id=batch.remote_id, status="queued", href=batch.remote_href, retry_after=wait
-                )
-            validation = await self.client.wait(
-                validation, on_poll=lambda v: self._polled(batch.id, v)
-            )
-            self.store.mark_fetching(
-                batch.id,
-                first_href=validation.href,
-                remote_status=validation.status,
-                errors=validation.errors,
-            )
-            await self._fetch(batch.id, validation, validation.status, validation.errors)
-        elif batch.state is BatchState.FETCHING:
-            assert batch.remote_status is not None
-            errors = self.store.remote_errors(batch.id)
-            if batch.next_href is None:
-                self._settle(batch.id, batch.remote_status, errors)
-                return
-            await self._fetch(batch.id, batch.next_href, batch.remote_status, errors)
-
-    async def _fetch(
-        self,
-        batch_id: int,
-        start: Validation | str,
-        status: str,
-        errors: list[dict[str, object]],
-    ) -> None:
-        matcher = ResultMatcher(self.store.batch_emails(batch_id))
-        # Pages committed before a restart: their `+tag` siblings still get their verdicts.
-        matcher.recall(self.store.batch_verdicts(batch_id))
-        async for page in self.client.pages(start):
-            self._unanswered_post = False
-            self._answered(batch_id)
-            verdicts = [
-                (email, result.result, result.catch_all)
-                for result in page.results
-                for email in matcher.match(result.email, (result.result, result.catch_all))
-            ]
-            self.store.record_page(batch_id, verdicts, next_href=page.next_href)
-            self.counters.emails_resolved += len(verdicts)
-        # Emails the API answered under another spelling shared with a sibling (`bar+x@` and
-        # `bar@` submitted, one `bar@` result): they share its verdict.
-        leftovers = matcher.siblings(self.store.batch_emails(batch_id, unresolved=True))
-        if leftovers:
-            self.store.record_page(batch_id, leftovers, next_href=None)
-            self.counters.emails_resolved += len(leftovers)
-        self._settle(batch_id, status, errors)
-
-    def _settle(self, batch_id: int, status: str, errors: list[dict[str, object]]) -> None:
-        """All pages are in: close the batch according to how the validation ended."""
-        if status == "completed":
-            self.store.finish(batch_id)
-        elif status == "canceled":
-            self.store.release_unresolved(batch_id, error="canceled")
-        else:
-            failure = failed_validation(
-                Validation(id=str(batch_id), status=status, href="", errors=list(errors))
-            )
-            if isinstance(failure, InsufficientCredits):
-                self._out_of_credits(failure)
-                self.store.release_unresolved(batch_id, error=str(failure))
-            else:
-                self.store.retry_unresolved(batch_id, error=str(failure))
+    def _follow_in_background(self, batch: Batch, validation: Validation | None = None) -> None:
+        self._tasks[batch.id] = asyncio.create_task(self.follower.follow(batch, validation))
