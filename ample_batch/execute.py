@@ -244,20 +244,24 @@ class Engine:
 
         async def admit() -> None:
             # Before every attempt: a retried POST goes out later, so it is admitted again.
+            if admissions:
+                # The client tries again only after an answer proving nothing was accepted
+                # (a 429, a refused connection): that try's quota is given back.
+                self.scheduler.refund(admissions.pop())
             admissions.append(await self._admit(len(emails)))
             self.store.mark_submitting(batch.id)
 
         try:
             validation = await self.client.start(emails, admit=admit)
         except BaseException as exc:
-            self._close_admissions(admissions, exc)
+            self._close_admission(admissions, exc)
             if isinstance(exc, ApiError | InputError | _StopSubmitting):
                 await self._refused(batch.id, emails, exc)
                 return
             # Anything else (a cancellation mid-POST, say) leaves the batch `submitting`: its
             # fate is unknown, and the next run counts it as a possible double charge.
             raise
-        self._close_admissions(admissions, None)
+        self._close_admission(admissions, None)
         # Record the batch first: until this commit, a kill makes its fate unknowable.
         self.store.mark_running(batch.id, remote_id=validation.id, remote_href=validation.href)
         self._submit_failures = 0
@@ -267,15 +271,15 @@ class Engine:
         self.counters.emails_submitted += len(emails)
         self._follow_in_background(self.store.batch(batch.id), validation)
 
-    def _close_admissions(self, admissions: list[Admission], exc: BaseException | None) -> None:
-        """Every try of the POST was answered: move its stamps to now, or give the quota of
-        the last one back when its answer proves nothing was accepted (a 4xx refusal)."""
-        refused = isinstance(exc, TerminalError | InputError | UsageLimited | RateLimited)
-        for n, admission in enumerate(admissions):
-            if refused and n == len(admissions) - 1:
-                self.scheduler.refund(admission)
-            else:
-                self.scheduler.accepted(admission)
+    def _close_admission(self, admissions: list[Admission], exc: BaseException | None) -> None:
+        """The POST's last try was answered: its stamps move to now, or its quota is given
+        back when the answer proves nothing was accepted (a 4xx refusal)."""
+        if not admissions:
+            return
+        if isinstance(exc, TerminalError | InputError | UsageLimited | RateLimited):
+            self.scheduler.refund(admissions[-1])
+        else:
+            self.scheduler.accepted(admissions[-1])
 
     async def _refused(self, batch_id: int, emails: list[str], exc: BaseException) -> None:
         """The POST did not create a known batch: decide what becomes of it."""

@@ -321,3 +321,18 @@ async def test_siblings_of_pages_committed_before_a_restart_get_their_verdicts(
     assert job.states() == [BatchState.DONE]
     assert job.verdicts()["a+news@company0.com"] == verdict_for("a@company0.com")[0]
     job.close()
+
+
+async def test_a_post_retried_after_a_429_gives_the_refused_try_its_quota_back(
+    fake_api: StartFake, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    # Seed 1 at one chance in two: the first request (the POST) gets a spurious 429, the
+    # second (the client's retry of it) goes through.
+    fake = await fake_api(retry_after=0.05, spurious_429=0.5, seed=1)
+    job = Job(tmp_path, session, fake.url, emails(100), chunk=100, usage=Limit(100, 3600.0))
+    counters = await job.run(deadline=time.monotonic() + 10)
+    # The old engine kept the refused try's 100 stamped: the retry waited for an hour.
+    assert posts(fake) == [429, 202]
+    assert counters.stop_reason is None
+    assert job.scheduler.usage_in_window() == 100
+    job.close()
