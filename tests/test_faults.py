@@ -197,3 +197,17 @@ def test_emails_the_api_refused_are_remembered_across_stops(tmp_path: Path) -> N
             assert row["email_result"] == "invalid_syntax"
         else:
             assert (row["email_result"], row["email_catch_all"]) == expected_result(row["Email"])
+
+
+def test_a_batch_refused_as_a_whole_down_to_one_email_is_never_settled(tmp_path: Path) -> None:
+    # Every POST gets a 400 that names no item: halved down to one email, then a clear stop.
+    src = write_leads(tmp_path / "leads.csv", lead_rows(40))
+    with FakeInThread(retry_after=0.1, post_fault=400) as fake:
+        done = run(fake, src, tmp_path)
+        statuses = [r.status for r in fake.api.log if r.method == "POST"]
+    assert done.returncode == 75, done.stderr
+    assert "refused a batch of one email" in done.stderr
+    assert statuses == [400] * 6  # 40, 20, 10, 5, 2, then 1 email
+    partial = read_csv(tmp_path / "leads.validated.partial.csv")
+    assert {r["email_result"] for r in partial} == {"pending"}  # nothing written `failed`
+    assert json.loads((tmp_path / "summary.json").read_text())["failed"] == 0

@@ -210,6 +210,8 @@ class FakeApi:
 
     async def _start(self, request: web.Request) -> web.StreamResponse:
         emails = parse_submission(await _json_body(request), self.config.rejects)
+        if self.config.post_fault is not None:
+            raise _injected(self.config.post_fault)
         now = _EXCHANGE.get().now
         validation = self.state.submit(emails, now)
         response = web.json_response(self._view(validation, now, PageQuery()), status=202)
@@ -244,8 +246,7 @@ class FakeApi:
         cursor = "page[after]" in request.query or "page[before]" in request.query
         status = config.get_fault or (config.page_fault if cursor else None)
         if status is not None:
-            code = {402: "insufficient_credits", 404: "not_found"}.get(status, "injected_fault")
-            raise FakeProblem.one(status, code, f"An injected {status} answer")
+            raise _injected(status)
 
     async def _cancel(self, request: web.Request) -> web.StreamResponse:
         validation = self.state.find(request.match_info["id"])
@@ -307,6 +308,11 @@ class FakeApi:
 
     async def _admin_log(self, request: web.Request) -> web.StreamResponse:
         return web.json_response([record.as_dict() for record in self.log])
+
+
+def _injected(status: int) -> FakeProblem:
+    code = {402: "insufficient_credits", 404: "not_found"}.get(status, "unsupported_value")
+    return FakeProblem.one(status, code, f"An injected {status} answer")
 
 
 def _quote(email: str) -> str:

@@ -172,6 +172,12 @@ NON_NEGATIVE = click.FloatRange(min=0.0)
     help="HTTP status answered to every GET of a results page after the first.",
 )
 @click.option(
+    "--post-fault",
+    type=click.IntRange(300, 599),
+    default=None,
+    help="HTTP status answered to every POST, naming no item; nothing is created.",
+)
+@click.option(
     "--unknown-status",
     default=None,
     help="A status outside the documented ones, reported by validations until terminal.",

@@ -72,6 +72,9 @@ class FakeConfig:
     page_fault: int | None = None
     """HTTP status answered to every GET of a results page after the first (one carrying a
     `page[after]` or `page[before]` cursor), as when a cursor has expired."""
+    post_fault: int | None = None
+    """HTTP status answered to every POST, its `_errors` naming no item (a 400 for the batch
+    as a whole, say); nothing is created."""
     unknown_status: str | None = None
     """A status outside the documented ones, reported by every validation until terminal."""
     arrival_jitter: float = 0.0
