@@ -54,7 +54,9 @@ DEFAULT_BASE_URL = "https://api.amplemarket.com"
 class Throttle(Protocol):
     """What the client needs from the scheduler: a request slot, and a way to pause everyone."""
 
-    async def request(self) -> None: ...
+    async def request(self) -> Any: ...
+
+    def answered(self, ticket: Any) -> None: ...
 
     def pause_requests(self, seconds: float) -> None: ...
 
@@ -88,6 +90,9 @@ class Unthrottled:
     """A throttle that never waits; for one-off scripts and tests of the client alone."""
 
     async def request(self) -> None:
+        return None
+
+    def answered(self, ticket: Any) -> None:
         return None
 
     def pause_requests(self, seconds: float) -> None:
@@ -345,9 +350,19 @@ class ValidationClient:
         self, method: str, href: str, payload: Any = None, *, throttled: bool = True
     ) -> tuple[int, Headers, Any]:
         url = self.url_for(href)
-        if throttled:
-            # A 429 elsewhere may have paused every request for as long as its Retry-After.
-            await unless_stopped(self._throttle.request(), self._stop, _slot_interrupted)
+        if not throttled:
+            return await self._exchange(method, url, payload)
+        # A 429 elsewhere may have paused every request for as long as its Retry-After.
+        ticket = await unless_stopped(self._throttle.request(), self._stop, _slot_interrupted)
+        try:
+            return await self._exchange(method, url, payload)
+        finally:
+            # Stamped again at the answer, which is never before the server counted it.
+            self._throttle.answered(ticket)
+
+    async def _exchange(
+        self, method: str, url: URL, payload: Any
+    ) -> tuple[int, dict[str, str], Any]:
         headers = {
             "Authorization": f"Bearer {self._api_key.reveal()}",
             "Accept": "application/json",

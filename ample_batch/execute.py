@@ -8,7 +8,14 @@ through the results, committing each page). Retry batches born from validations 
 
 The engine stops submitting when asked to (deadline, interrupt), when the account is out of
 credits, or when the API keeps failing; it never abandons a POST halfway, because a POST whose
-answer is lost may have been charged.
+answer is lost may have been charged. After such a POST nothing more is sent until the server
+has answered something again (a poll, a page, the key check), so a hung API costs at most one
+ambiguous batch.
+
+A POST refused as a whole (a 4xx) gives its quota back. Refused for its size (a 400 naming no
+item) or for the balance (`insufficient_credits`), the batch is cut in half for the rest of the
+run, down to one email: what fits is used, and what was never sent is never settled.
+Following is `follow.py`'s.
 """
 
 from __future__ import annotations
@@ -18,43 +25,29 @@ import contextlib
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from .client import ValidationClient
 from .errors import (
+    ApiError,
     BadRequest,
     InputError,
     InsufficientCredits,
-    NotFound,
+    RateLimited,
     RetryableError,
-    RetryInterrupted,
     SubmissionUnknown,
     TerminalError,
-    UnsafeLink,
+    Unauthorized,
     UsageLimited,
 )
-from .match import ResultMatcher
-from .responses import Validation, failed_validation
-from .schedule import Scheduler
+from .follow import Counters, Follower, FollowPolicy, note_double_charges, record_if_stopped
+from .responses import Validation
+from .schedule import Admission, Scheduler
 from .schema import Batch, BatchState
 from .store import Store
 
 _ITEM_POINTER = re.compile(r"^/emails/(\d+)(?:/email)?$")
 MAX_SUBMIT_FAILURES = 5
 """Consecutive failed POSTs after which the run stops (exit 75) instead of hammering the API."""
-
-
-@dataclass
-class Counters:
-    """What this run did, updated live for progress display and the summary."""
-
-    batches_submitted: int = 0
-    emails_submitted: int = 0
-    emails_resolved: int = 0
-    possible_double_charges: int = 0
-    stop_reason: str | None = None
-    out_of_credits: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 class _StopSubmitting(Exception):
@@ -75,6 +68,7 @@ class Engine:
         deadline: float | None = None,
         chunk_size: int | None = None,
         wall_clock: Callable[[], float] = time.time,
+        follow_policy: FollowPolicy | None = None,
     ) -> None:
         self.store = store
         self.job_id = job_id
@@ -87,6 +81,19 @@ class Engine:
         self._now = wall_clock
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._submit_failures = 0
+        # A POST whose fate is unknown: nothing more goes out until the server answers again.
+        self._unanswered_post = False
+        self.follower = Follower(
+            store,
+            job_id,
+            client,
+            self.counters,
+            stop=stop,
+            deadline=deadline,
+            wall_clock=wall_clock,
+            policy=follow_policy or FollowPolicy(),
+            on_answer=self._server_answered,
+        )
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -112,6 +119,8 @@ class Engine:
         while not self._should_stop_submitting():
             planned = self.store.batches(self.job_id, BatchState.PLANNED)
             if planned:
+                if self._unanswered_post and not await self._server_answers():
+                    return
                 try:
                     await self._submit(planned[0])
                 except _StopSubmitting:
@@ -171,7 +180,7 @@ class Engine:
 
     # -- submitting ----------------------------------------------------------------------
 
-    async def _admit(self, size: int) -> None:
+    async def _admit(self, size: int) -> Admission:
         """Wait for the scheduler's admission, unless the stop or the deadline comes first."""
         remaining = None if self.deadline is None else self.deadline - time.monotonic()
         if remaining is not None and self.scheduler.wait_for(size) > remaining:
@@ -191,73 +200,130 @@ class Engine:
                 await admit
             self._should_stop_submitting()
             raise _StopSubmitting
-        admit.result()
+        return admit.result()
+
+    async def _server_answers(self) -> bool:
+        """After a POST whose fate is unknown, ask the server something harmless (the key
+        check) before sending anything else: a hung API costs at most one ambiguous batch."""
+        try:
+            await self.client.check_key()
+        except RetryableError as exc:
+            if not record_if_stopped(self.counters, self.stop, exc):
+                self.counters.stop_reason = (
+                    f"the API stopped answering after a batch whose fate is unknown ({exc}); "
+                    "run again later"
+                )
+            return False
+        except InsufficientCredits as exc:
+            self.counters.out_of_credits = True
+            self.counters.notes.append(str(exc))
+            return False
+        except Unauthorized:
+            raise
+        except TerminalError:
+            pass  # an answer all the same: the server is alive
+        self._server_answered()
+        return True
+
+    def _server_answered(self) -> None:
+        self._unanswered_post = False
 
     async def _submit(self, batch: Batch) -> None:
+        # Emails the API refused in an earlier run are not sent (and paid for in quota) again.
+        self.store.apply_known_rejections(batch.id)
         emails = self.store.batch_emails(batch.id, unresolved=True)
         if not emails:
             self.store.finish(batch.id)
             return
         if len(emails) > self.chunk_size:
-            # A retry batch, or one cut under older limits: re-cut it, keeping its attempt.
+            # A retry batch, one cut under older limits, or a smaller size learnt from a
+            # refusal: re-cut it, keeping its attempt.
             self.store.split(batch.id, self.chunk_size)
             return
+        admissions: list[Admission] = []
 
         async def admit() -> None:
             # Before every attempt: a retried POST goes out later, so it is admitted again.
-            await self._admit(len(emails))
+            if admissions:
+                # The client tries again only after an answer proving nothing was accepted
+                # (a 429, a refused connection): that try's quota is given back.
+                self.scheduler.refund(admissions.pop())
+            admissions.append(await self._admit(len(emails)))
             self.store.mark_submitting(batch.id)
 
         try:
             validation = await self.client.start(emails, admit=admit)
-        except _StopSubmitting:
-            # Any earlier attempt was refused outright, so nothing exists on the server.
-            self.store.back_to_planned(batch.id)
+        except BaseException as exc:
+            self._close_admission(admissions, exc)
+            if isinstance(exc, ApiError | InputError | _StopSubmitting):
+                await self._refused(batch.id, emails, exc)
+                return
+            # Anything else (a cancellation mid-POST, say) leaves the batch `submitting`: its
+            # fate is unknown, and the next run counts it as a possible double charge.
             raise
-        except UsageLimited as exc:
-            # Our ledger and the server's disagree: the server's word wins.
-            self.scheduler.pause_submissions(exc.retry_after or 60.0)
-            self.store.back_to_planned(batch.id, error=str(exc))
-            return
-        except SubmissionUnknown as exc:
-            self.scheduler.accepted(len(emails))  # it may have been: count it when it may have
-            self._possible_double_charges(len(emails))
-            self.counters.notes.append(str(exc))
-            self.store.back_to_planned(batch.id, error=str(exc))
-            await self._after_failed_submit()
-            return
-        except InsufficientCredits as exc:
-            self.counters.out_of_credits = True
-            self.counters.notes.append(str(exc))
-            self.store.back_to_planned(batch.id, error=str(exc))
-            return
-        except BadRequest as exc:
-            self._reject_items(batch.id, emails, exc)
-            return
-        except RetryableError as exc:
-            # Every retryable answer to a POST proves no batch was created: planned again.
-            self.store.back_to_planned(batch.id, error=str(exc))
-            if not self._record_if_stopped(exc):
-                await self._after_failed_submit()
-            return
-        except (TerminalError, InputError):
-            # Refused outright (key, wrong URL, ...): nothing exists on the server.
-            self.store.back_to_planned(batch.id)
-            raise
-        # Anything else (a cancellation mid-POST, say) leaves the batch `submitting`: its fate
-        # is unknown, and the next run counts it as a possible double charge.
+        self._close_admission(admissions, None)
         # Record the batch first: until this commit, a kill makes its fate unknowable.
         self.store.mark_running(batch.id, remote_id=validation.id, remote_href=validation.href)
-        self.scheduler.accepted(len(emails))
         self._submit_failures = 0
-        self._note_poll(batch.id, validation)
+        self._unanswered_post = False
+        self.follower.note_poll(batch.id, validation)
         self.counters.batches_submitted += 1
         self.counters.emails_submitted += len(emails)
         self._follow_in_background(self.store.batch(batch.id), validation)
 
+    def _close_admission(self, admissions: list[Admission], exc: BaseException | None) -> None:
+        """The POST's last try was answered: its stamps move to now, or its quota is given
+        back when the answer proves nothing was accepted (a 4xx refusal)."""
+        if not admissions:
+            return
+        if isinstance(exc, TerminalError | InputError | UsageLimited | RateLimited):
+            self.scheduler.refund(admissions[-1])
+        else:
+            self.scheduler.accepted(admissions[-1])
+
+    async def _refused(self, batch_id: int, emails: list[str], exc: BaseException) -> None:
+        """The POST did not create a known batch: decide what becomes of it."""
+        if isinstance(exc, _StopSubmitting):
+            # Any earlier attempt was refused outright, so nothing exists on the server.
+            self.store.back_to_planned(batch_id)
+            raise exc
+        if isinstance(exc, UsageLimited):
+            # Our ledger and the server's disagree: the server's word wins.
+            self.scheduler.pause_submissions(exc.retry_after or 60.0)
+            self.store.back_to_planned(batch_id, error=str(exc))
+        elif isinstance(exc, SubmissionUnknown):
+            self._possible_double_charges(len(emails))
+            self.counters.notes.append(str(exc))
+            self.store.back_to_planned(batch_id, error=str(exc))
+            self._unanswered_post = True
+            await self._after_failed_submit()
+        elif isinstance(exc, InsufficientCredits):
+            self.store.back_to_planned(batch_id, error=str(exc))
+            if not self._smaller_batches(len(emails)):
+                self.counters.out_of_credits = True
+                self.counters.notes.append(str(exc))
+        elif isinstance(exc, BadRequest):
+            self._reject_items(batch_id, emails, exc)
+        elif isinstance(exc, RetryableError):
+            # Every retryable answer to a POST proves no batch was created: planned again.
+            self.store.back_to_planned(batch_id, error=str(exc))
+            if not record_if_stopped(self.counters, self.stop, exc):
+                await self._after_failed_submit()
+        else:
+            # Refused outright (key, wrong URL, ...): nothing exists on the server.
+            self.store.back_to_planned(batch_id)
+            raise exc
+
+    def _smaller_batches(self, size: int) -> bool:
+        """Halve the batch size for the rest of this run (a refusal of the whole batch may
+        not hold for a smaller one); False when the batch was a single email already."""
+        if size <= 1:
+            return False
+        self.chunk_size = min(self.chunk_size, max(1, size // 2))
+        return True
+
     def _possible_double_charges(self, emails: int) -> None:
-        self.counters.possible_double_charges += emails
-        self.store.note_possible_double_charges(self.job_id, emails)
+        note_double_charges(self.store, self.job_id, self.counters, emails)
 
     async def _after_failed_submit(self) -> None:
         self._submit_failures += 1
@@ -269,126 +335,31 @@ class Engine:
             await asyncio.wait_for(self.stop.wait(), timeout=min(60.0, 2.0**self._submit_failures))
 
     def _reject_items(self, batch_id: int, emails: list[str], exc: BadRequest) -> None:
-        """A 400 naming one item (`/emails/3/email`): that email is dropped, the rest resent."""
-        rejected = False
-        for error in exc.errors:
-            pointer = str((error.get("source") or {}).get("pointer") or "")
-            match = _ITEM_POINTER.match(pointer)
-            if match and int(match.group(1)) < len(emails):
-                self.store.reject_email(batch_id, emails[int(match.group(1))])
-                rejected = True
-        if rejected:
-            self.store.back_to_planned(batch_id, error=str(exc))
-        else:
-            self.store.fail(batch_id, error=str(exc))
+        """A 400 naming items (`/emails/3/email`): those emails are dropped (and remembered),
+        the rest resent. A 400 naming none refused the batch as a whole (its size, say):
+        nothing was sent, so nothing is settled; smaller batches are tried, down to one
+        email, and then the run stops so that a later one retries."""
+        refused = {
+            emails[int(match.group(1))]
+            for error in exc.errors
+            if (match := _ITEM_POINTER.match(str((error.get("source") or {}).get("pointer") or "")))
+            and int(match.group(1)) < len(emails)
+        }
+        if refused:
+            self.store.remember_rejected(batch_id, sorted(refused), error=str(exc))
+        self.store.back_to_planned(batch_id, error=str(exc))
+        if refused or self._smaller_batches(len(emails)):
+            return
+        self.counters.stop_reason = (
+            f"the API refused a batch of one email without naming it ({exc}); nothing was "
+            "sent: check --usage-limit and --chunk-size against the account, then run again"
+        )
 
     # -- following -----------------------------------------------------------------------
 
-    def _follow_in_background(self, batch: Batch, validation: Validation | None = None) -> None:
-        self._tasks[batch.id] = asyncio.create_task(self.follow(batch, validation))
-
-    def _note_poll(self, batch_id: int, validation: Validation) -> None:
-        if validation.retry_after is not None:
-            self.store.note_poll(batch_id, poll_after=self._now() + validation.retry_after)
-
     async def follow(self, batch: Batch, validation: Validation | None = None) -> None:
-        """Poll a submitted batch until terminal, then page its results into the store.
+        """Poll a submitted batch until terminal, then page its results into the store."""
+        await self.follower.follow(batch, validation)
 
-        If the API stays unreachable past the retry budget, the batch is left as it is (the
-        next run resumes it) and the run stops submitting. A stop request that cuts a retry's
-        wait short leaves the batch so too, without blaming the API.
-        """
-        try:
-            await self._follow(batch, validation)
-        except RetryableError as exc:
-            if self._record_if_stopped(exc):
-                return
-            self.counters.stop_reason = f"the API keeps failing ({exc}); run again later"
-            self.counters.notes.append(str(exc))
-
-    def _record_if_stopped(self, exc: RetryableError) -> bool:
-        """If the retries ended because a stop was asked for (not because the API kept
-        failing), keep or set the stop's reason and return True: no failure is counted then.
-
-        The reason also stops submitting when only the client saw the stop, so a POST is
-        never resent at once after a cut-short wait.
-        """
-        if not (isinstance(exc, RetryInterrupted) or self.stop.is_set()):
-            return False
-        self.counters.stop_reason = self.counters.stop_reason or "interrupted"
-        return True
-
-    async def _follow(self, batch: Batch, validation: Validation | None) -> None:
-        if batch.state is BatchState.RUNNING:
-            assert batch.remote_id is not None and batch.remote_href is not None
-            if validation is None:
-                wait = max(0.0, (batch.poll_after or 0.0) - self._now())
-                validation = Validation(
-                    id=batch.remote_id, status="queued", href=batch.remote_href, retry_after=wait
-                )
-            try:
-                validation = await self.client.wait(
-                    validation, on_poll=lambda v: self._note_poll(batch.id, v)
-                )
-            except NotFound as exc:
-                self.store.retry_unresolved(batch.id, error=str(exc))
-                return
-            self.store.mark_fetching(
-                batch.id,
-                first_href=validation.href,
-                remote_status=validation.status,
-                errors=validation.errors,
-            )
-            await self._fetch(batch.id, validation, validation.status, validation.errors)
-        elif batch.state is BatchState.FETCHING:
-            assert batch.remote_status is not None
-            errors = self.store.remote_errors(batch.id)
-            if batch.next_href is None:
-                self._settle(batch.id, batch.remote_status, errors)
-                return
-            await self._fetch(batch.id, batch.next_href, batch.remote_status, errors)
-
-    async def _fetch(
-        self,
-        batch_id: int,
-        start: Validation | str,
-        status: str,
-        errors: list[dict[str, object]],
-    ) -> None:
-        matcher = ResultMatcher(self.store.batch_emails(batch_id))
-        try:
-            async for page in self.client.pages(start):
-                verdicts = [
-                    (email, result.result, result.catch_all)
-                    for result in page.results
-                    for email in matcher.match(result.email, (result.result, result.catch_all))
-                ]
-                self.store.record_page(batch_id, verdicts, next_href=page.next_href)
-                self.counters.emails_resolved += len(verdicts)
-        except UnsafeLink as exc:
-            self.store.fail(batch_id, error=str(exc))
-            return
-        # Emails the API answered under another spelling shared with a sibling (`bar+x@` and
-        # `bar@` submitted, one `bar@` result): they share its verdict.
-        leftovers = matcher.siblings(self.store.batch_emails(batch_id, unresolved=True))
-        if leftovers:
-            self.store.record_page(batch_id, leftovers, next_href=None)
-            self.counters.emails_resolved += len(leftovers)
-        self._settle(batch_id, status, errors)
-
-    def _settle(self, batch_id: int, status: str, errors: list[dict[str, object]]) -> None:
-        """All pages are in: close the batch according to how the validation ended."""
-        if status == "completed":
-            self.store.finish(batch_id)
-        elif status == "canceled":
-            self.store.release_unresolved(batch_id, error="canceled")
-        else:
-            failure = failed_validation(
-                Validation(id=str(batch_id), status=status, href="", errors=list(errors))
-            )
-            if isinstance(failure, InsufficientCredits):
-                self.counters.out_of_credits = True
-                self.counters.notes.append(str(failure))
-                self.store.release_unresolved(batch_id, error=str(failure))
-            else:
-                self.store.retry_unresolved(batch_id, error=str(failure))
+    def _follow_in_background(self, batch: Batch, validation: Validation | None = None) -> None:
+        self._tasks[batch.id] = asyncio.create_task(self.follower.follow(batch, validation))

@@ -8,6 +8,11 @@ clock-driven wait. Shared ledgers are tables in one SQLite file per API key:
     requests  (name, item_timestamp)  one row per HTTP request
     pauses    (ledger, until_ms)      no acquire on `ledger` before `until_ms`
 
+Each acquire's rows carry a ticket as their `name`: the ledger, a token drawn by this process
+and a sequence number. The limits count every row whatever its name; the ticket lets a process
+move (`restamp`) or delete (`refund`) exactly the rows of one of its own acquires, never
+another process's.
+
 Three things in pyrate-limiter 4.5.1 shape this module:
 
 - `SQLiteBucket.now()` reads `time_ns()` and ignores the bucket's `_clock`, so an injected clock
@@ -26,7 +31,9 @@ The background leaker thread is not used either; `Ledger` deletes old rows itsel
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
+import secrets
 import sqlite3
 import threading
 from bisect import bisect_left
@@ -159,14 +166,22 @@ class _MemoryBucket(InMemoryBucket):
     def paused_until(self) -> int:
         return self._paused_until
 
-    def restamp_newest(self, count: int, now_ms: int) -> None:
+    def restamp_ticket(self, ticket: str, now_ms: int) -> None:
         with self._lock:
-            newest = self.items[-count:] if count else []
-            if newest:
-                # Entries of one put() share a RateItem: replace them, do not mutate.
-                stamp = max(now_ms, newest[-1].timestamp)
-                moved = RateItem(newest[0].name, stamp, weight=len(newest))
-                self.items[-len(newest) :] = [moved] * len(newest)
+            mine = [i for i, item in enumerate(self.items) if item.name == ticket]
+            if not mine:
+                return
+            # Entries of one put() share a RateItem: replace them, do not mutate.
+            stamp = max(now_ms, self.items[mine[-1]].timestamp)
+            moved = RateItem(ticket, stamp, weight=len(mine))
+            rest = [item for item in self.items if item.name != ticket]
+            # The log stays sorted by timestamp: the moved entries go after every earlier one.
+            at = bisect_left(rest, stamp + 1, key=attrgetter("timestamp"))
+            self.items = [*rest[:at], *[moved] * len(mine), *rest[at:]]
+
+    def refund_ticket(self, ticket: str) -> None:
+        with self._lock:
+            self.items = [item for item in self.items if item.name != ticket]
 
     def pause_until(self, until_ms: int) -> None:
         self._paused_until = max(self._paused_until, until_ms)
@@ -185,6 +200,7 @@ class _SharedBucket(SQLiteBucket):
                     index_name=f"idx_{table}_rate_item_timestamp", table_name=table
                 )
             )
+            conn.execute(f'CREATE INDEX IF NOT EXISTS "idx_{table}_name" ON "{table}" (name)')
 
     def now(self) -> int:
         # SQLiteBucket.now() returns time_ns() whatever `_clock` says; use the injected clock.
@@ -196,13 +212,16 @@ class _SharedBucket(SQLiteBucket):
         ).fetchone()
         return int(row[0])
 
-    def restamp_newest(self, count: int, now_ms: int) -> None:
+    def restamp_ticket(self, ticket: str, now_ms: int) -> None:
         with self.lock:
             self.conn.execute(
-                f'UPDATE "{self.table}" SET item_timestamp = MAX(item_timestamp, ?) WHERE rowid IN'
-                f' (SELECT rowid FROM "{self.table}" ORDER BY item_timestamp DESC LIMIT ?)',
-                (now_ms, count),
+                f'UPDATE "{self.table}" SET item_timestamp = MAX(item_timestamp, ?) WHERE name = ?',
+                (now_ms, ticket),
             )
+
+    def refund_ticket(self, ticket: str) -> None:
+        with self.lock:
+            self.conn.execute(f'DELETE FROM "{self.table}" WHERE name = ?', (ticket,))
 
     def paused_until(self) -> int:
         row = self.conn.execute(
@@ -248,23 +267,35 @@ class Ledger:
         # No background leaker thread: see the module docstring.
         self.limiter = Limiter(SingleBucketFactory(self.bucket, schedule_leak=False), buffer_ms=0)
         self._last_leak_ms = 0
+        # Tickets name this process's acquires; the token keeps them apart from other processes'.
+        self._token = secrets.token_hex(8)
+        self._tickets = itertools.count(1)
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
 
-    async def acquire(self, weight: int) -> None:
-        """Wait until `weight` units fit (and no pause is on), then record them."""
+    def new_ticket(self) -> str:
+        """A name for one acquire's rows, unique to this process and acquire."""
+        return f"{self.name}:{self._token}:{next(self._tickets)}"
+
+    async def acquire(self, weight: int) -> str:
+        """Wait until `weight` units fit (and no pause is on), then record them; returns the
+        ticket that names them."""
+        ticket = self.new_ticket()
         # One waiter at a time, first come first served; the others queue on the lock.
         async with self._async_lock():
-            while (wait_ms := self.try_acquire(weight)) > 0:
+            while (wait_ms := self.try_acquire(weight, ticket)) > 0:
                 await self.clock.sleep(wait_ms / 1000)
+        return ticket
 
-    def try_acquire(self, weight: int) -> int:
-        """Record `weight` units and return 0, or return the ms to wait before trying again."""
+    def try_acquire(self, weight: int, ticket: str | None = None) -> int:
+        """Record `weight` units under `ticket` and return 0, or return the ms to wait before
+        trying again."""
         now = self.bucket.now()
         paused = self.bucket.paused_until() - now
         if paused > 0:
             return paused
-        admitted = self.limiter.try_acquire(self.name, weight, blocking=False)
+        name = ticket or self.new_ticket()
+        admitted = self.limiter.try_acquire(name, weight, blocking=False)
         assert isinstance(admitted, bool)  # a sync bucket never answers with an awaitable
         if admitted:
             if now - self._last_leak_ms >= _LEAK_EVERY_MS:
@@ -299,16 +330,20 @@ class Ledger:
         now = self.bucket.now() if now is None else now
         return self.bucket.in_window(_ALGORITHM.window_start(self.rate, now))
 
-    def restamp(self, weight: int) -> None:
-        """Move the newest `weight` entries to now. Stamps only ever move later, so this never
-        lets more through; any process's entries may be the ones moved, which is as safe."""
-        if weight > 0:
-            self.bucket.restamp_newest(weight, self.bucket.now())
+    def restamp(self, ticket: str) -> None:
+        """Move the entries of `ticket` (this process's) to now, never earlier: stamps only
+        ever move later, so this never lets more through."""
+        self.bucket.restamp_ticket(ticket, self.bucket.now())
+
+    def refund(self, ticket: str) -> None:
+        """Delete the entries of `ticket`: the units it recorded were never used."""
+        self.bucket.refund_ticket(ticket)
 
     def pause(self, seconds: float) -> None:
         """Let no acquire through for `seconds` from now (extends, never shortens, a pause)."""
-        if seconds > 0:
-            self.bucket.pause_until(self.bucket.now() + math.ceil(seconds * 1000))
+        if not seconds > 0 or math.isinf(seconds):
+            return  # zero, negative, NaN; the scheduler bounds the rest
+        self.bucket.pause_until(self.bucket.now() + math.ceil(seconds * 1000))
 
     def close(self) -> None:
         self.limiter.close()

@@ -17,6 +17,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
+REFUSED = "invalid_syntax"
+"""What an email the API refused to take (a 400 naming it) is written as."""
+
 
 def canonical(email: str) -> str:
     """Lower-case, trimmed, with any `+tag` removed from the local part."""
@@ -36,6 +39,22 @@ class ResultMatcher:
             self._by_canonical[canonical(email)].append(email)
         self._exact_hits: set[str] = set()
         self._seen: dict[str, tuple[str, bool | None]] = {}
+
+    def recall(self, recorded: Iterable[tuple[str, str, bool | None]]) -> None:
+        """Take in the verdicts a batch already recorded (pages committed before a restart),
+        so their `+tag` siblings still get them and they are never matched twice.
+
+        >>> m = ResultMatcher(["bar@x.co", "bar+news@x.co"])
+        >>> m.recall([("bar@x.co", "risky", True)])
+        >>> m.siblings(["bar+news@x.co"])
+        [('bar+news@x.co', 'risky', True)]
+        """
+        for email, result, catch_all in recorded:
+            key = email.strip().lower()
+            if result != REFUSED:  # the API's refusal of one spelling is no verdict for others
+                self._seen.setdefault(canonical(key), (result, catch_all))
+            if key in self._submitted:
+                self._exact_hits.add(key)
 
     def match(self, returned: str, verdict: tuple[str, bool | None] | None = None) -> list[str]:
         """The submitted emails this returned email answers for (possibly none)."""

@@ -10,8 +10,14 @@ run on that key shares them and a restart remembers the last window. Each window
 a small margin so that network latency cannot squeeze two windows' worth into one on the server.
 
     async with Scheduler(ScheduleConfig(ledger_dir=state_dir, key_id=key_id(api_key))) as s:
-        await s.admit(len(batch))   # quota and the POST's request slot, stamped together
-        await s.request()           # every other request (the client does this per request)
+        admission = await s.admit(len(batch))  # quota and the POST's slot, stamped together
+        s.accepted(admission)                  # answered: its stamps move to the answer time
+        ticket = await s.request()             # every other request (the client does this)
+        s.answered(ticket)
+
+Every stamp is moved to the time its answer came (never earlier), which is never before the
+server received the request: so the server, whatever the latency, never counts a request or a
+batch later than our ledgers do. A process only ever moves or deletes its own stamps.
 
 Time comes from a `Clock`: `SystemClock` in production, `VirtualClock` in tests, where hours of
 schedule pass in milliseconds.
@@ -35,6 +41,7 @@ from .ledger import Ledger, connect
 from .limits import Limit
 
 __all__ = [
+    "Admission",
     "Clock",
     "ScheduleConfig",
     "Scheduler",
@@ -191,13 +198,21 @@ class ScheduleConfig:
         return self.ledger_dir / f"ledger-{self.key_id}.sqlite"
 
 
+@dataclass(frozen=True)
+class Admission:
+    """The stamps of one admitted POST: its emails' quota and its request slot."""
+
+    emails: int
+    usage_ticket: str | None
+    request_ticket: str
+
+
 class Scheduler:
     """Admits batches within the usage limit and requests within the rate limit.
 
-    Per batch: `await admit(n)` takes the quota and the POST's request slot together; every
-    other request takes `await request()`. Quota is never refunded: a batch the server
-    refused still counts, which errs on the safe side. Use as a context manager, or call
-    `close()`.
+    Per batch: `await admit(n)` takes the quota and the POST's request slot together, and
+    `accepted` or `refund` closes it once answered; every other request takes
+    `await request()` and `answered`. Use as a context manager, or call `close()`.
 
         with Scheduler(ScheduleConfig(usage_limit=Limit(1000, 3.0))) as s:
             await s.admit(1000)
@@ -232,7 +247,7 @@ class Scheduler:
             raise
         self._closed = False
 
-    async def admit(self, emails: int) -> None:
+    async def admit(self, emails: int) -> Admission:
         """Wait until `emails` more fit in the usage window and a request slot is free, then
         record both at the same instant; the POST must go out right after, without calling
         `request()` again.
@@ -251,32 +266,56 @@ class Scheduler:
                 await self.clock.sleep(wait)
                 continue
             # Both fit now; another process may still win either race, so check each answer.
-            if self._requests.try_acquire(1) > 0:
+            request_ticket = self._requests.new_ticket()
+            if self._requests.try_acquire(1, request_ticket) > 0:
                 continue
-            if emails and self._usage.try_acquire(emails) > 0:
-                continue  # the request slot is spent; never refunded, which errs on the safe side
-            return
+            usage_ticket = self._usage.new_ticket() if emails else None
+            if usage_ticket is not None and self._usage.try_acquire(emails, usage_ticket) > 0:
+                continue  # the request slot is spent, which errs on the safe side
+            return Admission(emails, usage_ticket, request_ticket)
 
-    def accepted(self, emails: int) -> None:
-        """The POST of `emails` was answered (or its answer lost): stamp its usage now.
+    def accepted(self, admission: Admission) -> None:
+        """The POST was answered, or its answer lost: its stamps move to now.
 
         `admit` stamped the batch before it left; the server received it a little later. The
         answer time is never earlier than the server's receipt, so moving the stamps there
         keeps the next batch out of the server's window whatever the network latency.
         """
-        self._usage.restamp(emails)
+        if admission.usage_ticket is not None:
+            self._usage.restamp(admission.usage_ticket)
+        self._requests.restamp(admission.request_ticket)
 
-    async def request(self) -> None:
-        """Wait for a request slot and record it. Call before every HTTP request."""
-        await self._requests.acquire(1)
+    def refund(self, admission: Admission) -> None:
+        """The POST was refused with proof that nothing was accepted (a 4xx answer): its
+        emails' quota is given back. The request slot was used, so it stays, moved to now."""
+        if admission.usage_ticket is not None:
+            self._usage.refund(admission.usage_ticket)
+        self._requests.restamp(admission.request_ticket)
+
+    async def request(self) -> str:
+        """Wait for a request slot and record it. Call before every HTTP request; pass the
+        ticket returned to `answered` once its answer (or failure) is in."""
+        return await self._requests.acquire(1)
+
+    def answered(self, ticket: str) -> None:
+        """The request of `ticket` is over: its stamp moves to now (see `accepted`)."""
+        self._requests.restamp(ticket)
 
     def pause_requests(self, seconds: float) -> None:
-        """The server said 429 (rate): no request from any process on this key for `seconds`."""
-        self._requests.pause(seconds)
+        """The server said 429 (rate): no request from any process on this key for `seconds`,
+        at most one usage window (a bad Retry-After must not stop the key for a day)."""
+        self._requests.pause(self._bounded_pause(seconds))
 
     def pause_submissions(self, seconds: float) -> None:
-        """The server said 429 `usage_limit_exceeded`: no admit on this key for `seconds`."""
-        self._usage.pause(seconds)
+        """The server said 429 `usage_limit_exceeded`: no admit on this key for `seconds`,
+        at most one usage window."""
+        self._usage.pause(self._bounded_pause(seconds))
+
+    def _bounded_pause(self, seconds: float) -> float:
+        if not seconds > 0:
+            return 0.0  # zero, negative or NaN: no pause
+        limit = self.config.usage_limit
+        return min(seconds, limit.period + self.config.margin_for(limit))
 
     def usage_in_window(self) -> int:
         """Emails recorded in the current usage window (window + margin), all processes."""

@@ -82,6 +82,18 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN possible_double_charges INTEGER NOT NULL DEFAULT 0;
     """,
+    # 3 (H3): a batch whose polls or pages keep failing is retried across runs for a bounded
+    # time, so its failures are counted on it; emails the API refused (a 400 naming the item)
+    # are remembered, so a rerun does not send them again.
+    """
+    ALTER TABLE batches ADD COLUMN follow_failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE batches ADD COLUMN first_failure_at REAL;
+    CREATE TABLE rejected_emails (
+        email TEXT PRIMARY KEY,
+        error TEXT,
+        rejected_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

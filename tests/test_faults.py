@@ -137,3 +137,77 @@ def test_retries_are_not_logged_to_the_user(tmp_path: Path) -> None:
     # stamina logs every retry it schedules; the CLI keeps those lines off the user's stderr.
     assert "stamina" not in done.stderr
     assert "retry_scheduled" not in done.stderr
+
+
+def test_a_402_on_a_poll_exits_4_with_the_partial_output(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(50))
+    with FakeInThread(retry_after=0.1, get_fault=402) as fake:
+        done = run(fake, src, tmp_path)
+    assert done.returncode == 4, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "out of email credits" in done.stderr
+    partial = read_csv(tmp_path / "leads.validated.partial.csv")
+    assert {r["email_result"] for r in partial} == {"pending"}
+    assert json.loads((tmp_path / "summary.json").read_text())["complete"] is False
+
+
+def test_credits_left_are_used_by_smaller_batches_then_exit_4(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(478))
+    with FakeInThread(retry_after=0.1, credits=300) as fake:
+        done = run(fake, src, tmp_path)
+        summary = fake.summary()
+    assert done.returncode == 4, done.stderr
+    assert summary.credits_spent == 300
+    partial = read_csv(tmp_path / "leads.validated.partial.csv")
+    validated = {r["Email"].strip().lower() for r in partial if r["email_result"] != "pending"}
+    assert len(validated) == 300
+    for row in partial:
+        if row["email_result"] != "pending":
+            assert (row["email_result"], row["email_catch_all"]) == expected_result(row["Email"])
+
+
+def test_a_server_usage_limit_below_ours_is_cut_smaller_not_failed(tmp_path: Path) -> None:
+    # The account allows 500 per window; we were told 1000: "exceeds the usage limit" (400).
+    src = write_leads(tmp_path / "leads.csv", lead_rows(1500))
+    with FakeInThread(retry_after=0.1, usage_limit=parse_limit("500/1s")) as fake:
+        done = run(fake, src, tmp_path)
+        statuses = [r.status for r in fake.api.log if r.method == "POST"]
+    assert done.returncode == 0, done.stderr
+    assert statuses[0] == 400
+    rows = read_csv(tmp_path / "leads.validated.csv")
+    assert all(
+        (r["email_result"], r["email_catch_all"]) == expected_result(r["Email"]) for r in rows
+    )
+
+
+def test_emails_the_api_refused_are_remembered_across_stops(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(50))
+    refused = {"lead000003@company3.com"}
+    with FakeInThread(retry_after=0.1, rejects=frozenset(refused), credits=0) as fake:
+        first = run(fake, src, tmp_path)
+        assert first.returncode == 4, first.stderr
+        seen = len(fake.api.log)
+        fake.add_credits(100)
+        second = run(fake, src, tmp_path)
+        again = [r.status for r in fake.api.log[seen:] if r.method == "POST"]
+    assert second.returncode == 0, second.stderr
+    assert again == [202]  # the rerun did not learn the refusal again at the price of a stamp
+    for row in read_csv(tmp_path / "leads.validated.csv"):
+        if row["Email"].strip().lower() in refused:
+            assert row["email_result"] == "invalid_syntax"
+        else:
+            assert (row["email_result"], row["email_catch_all"]) == expected_result(row["Email"])
+
+
+def test_a_batch_refused_as_a_whole_down_to_one_email_is_never_settled(tmp_path: Path) -> None:
+    # Every POST gets a 400 that names no item: halved down to one email, then a clear stop.
+    src = write_leads(tmp_path / "leads.csv", lead_rows(40))
+    with FakeInThread(retry_after=0.1, post_fault=400) as fake:
+        done = run(fake, src, tmp_path)
+        statuses = [r.status for r in fake.api.log if r.method == "POST"]
+    assert done.returncode == 75, done.stderr
+    assert "refused a batch of one email" in done.stderr
+    assert statuses == [400] * 6  # 40, 20, 10, 5, 2, then 1 email
+    partial = read_csv(tmp_path / "leads.validated.partial.csv")
+    assert {r["email_result"] for r in partial} == {"pending"}  # nothing written `failed`
+    assert json.loads((tmp_path / "summary.json").read_text())["failed"] == 0

@@ -13,10 +13,15 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
+from helpers import make_client
 
+from ample_batch.client import ValidationClient
+from ample_batch.fake import RunningFake
 from ample_batch.limits import Limit
 from ample_batch.schedule import (
     ScheduleConfig,
@@ -451,11 +456,108 @@ async def test_accepted_moves_the_batch_stamp_to_the_answer(tmp_path: Path, shar
     clock = VirtualClock()
     with Scheduler(config, clock) as scheduler:
         await scheduler.admit(600)
-        await scheduler.admit(400)
+        second = await scheduler.admit(400)
         clock.advance(0.5)
-        scheduler.accepted(400)
+        scheduler.accepted(second)
         answered = clock.now()
         clock.advance(1.6)  # 2.1 s after the first admission: those 600 have expired
         assert scheduler.usage_in_window() == 400
         assert scheduler.wait_for(600) == 0
         assert scheduler.wait_for(601) == pytest.approx(answered + 2.0 - clock.now(), abs=0.002)
+
+
+# --- tickets: a process moves and refunds only its own stamps (issue 11, section 6) ----------
+
+
+def ledger_names(tmp_path: Path, table: str) -> list[tuple[str, int]]:
+    db = sqlite3.connect(tmp_path / "ledger-default.sqlite")
+    try:
+        return db.execute(f"SELECT name, item_timestamp FROM {table} ORDER BY rowid").fetchall()
+    finally:
+        db.close()
+
+
+async def test_accepted_never_moves_another_process_rows(tmp_path: Path) -> None:
+    config = ScheduleConfig(usage_limit=Limit(1000, 10.0), margin=0.0, ledger_dir=tmp_path)
+    clock = VirtualClock()
+    t0_ms = round(clock.now() * 1000)
+    with Scheduler(config, clock) as mine, Scheduler(config, clock) as other:
+        admission = await mine.admit(10)
+        clock.advance(1.0)
+        await other.admit(5)  # the other process's rows are now the newest
+        clock.advance(1.0)
+        mine.accepted(admission)  # the old restamp moved the newest 10: 5 of them were theirs
+        rows = ledger_names(tmp_path, "usage")
+    by_name: dict[str, set[int]] = {}
+    for name, stamp in rows:
+        by_name.setdefault(name, set()).add(stamp)
+    assert sorted(map(sorted, by_name.values())) == [[t0_ms + 1000], [t0_ms + 2000]]
+    assert sum(stamp == t0_ms + 1000 for _, stamp in rows) == 5  # theirs, where they were
+    assert sum(stamp == t0_ms + 2000 for _, stamp in rows) == 10  # ours, at the answer
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_refund_deletes_exactly_this_admission(tmp_path: Path, shared: bool) -> None:
+    config = ScheduleConfig(usage_limit=Limit(100, 10.0), ledger_dir=tmp_path if shared else None)
+    clock = VirtualClock()
+    with Scheduler(config, clock) as scheduler:
+        await scheduler.admit(30)
+        refused = await scheduler.admit(50)
+        await scheduler.admit(20)
+        scheduler.refund(refused)
+        assert scheduler.usage_in_window() == 50
+        assert scheduler.wait_for(50) == 0
+        scheduler.refund(refused)  # twice is harmless
+        assert scheduler.usage_in_window() == 50
+
+
+async def test_requests_are_restamped_at_their_answer(tmp_path: Path) -> None:
+    config = ScheduleConfig(rate_limit=Limit(2, 1.0), margin=0.0, ledger_dir=tmp_path)
+    clock = VirtualClock()
+    with Scheduler(config, clock) as scheduler:
+        first = await scheduler.request()
+        await scheduler.request()
+        clock.advance(0.5)  # the first request's answer took half a second
+        scheduler.answered(first)
+        t_answer = clock.now()
+        await scheduler.request()  # the window is full until the second's stamp expires...
+        assert clock.now() == pytest.approx(t_answer + 0.5)
+        await scheduler.request()  # ...and then until the first's answer, not its send
+        assert clock.now() == pytest.approx(t_answer + 1.0)
+
+
+@pytest.mark.parametrize("seconds", [86400.0, float("inf"), 1e999])
+async def test_pauses_are_bounded_by_the_usage_window(tmp_path: Path, seconds: float) -> None:
+    config = ScheduleConfig(usage_limit=Limit(1000, 60.0), margin=0.0, ledger_dir=tmp_path)
+    clock = VirtualClock()
+    with Scheduler(config, clock) as scheduler:
+        t0 = clock.now()
+        scheduler.pause_requests(seconds)
+        scheduler.pause_submissions(seconds)
+        scheduler.pause_requests(float("nan"))
+        scheduler.pause_submissions(-5.0)
+        assert scheduler.wait_for(1) == pytest.approx(60.0)
+        await scheduler.admit(1)
+        assert clock.now() - t0 == pytest.approx(60.0)
+
+
+async def test_two_processes_keep_the_rate_limit_as_the_server_counts_it(
+    fake_api: Callable[..., Awaitable[RunningFake]],
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    # Requests take a varying time to reach the server: stamped before they leave, the
+    # server would count some of them later than our ledger does (and answer 429).
+    fake = await fake_api(rate_limit=Limit(20, 1.0), arrival_jitter=0.06, seed=3)
+    config = ScheduleConfig(rate_limit=Limit(20, 1.0), ledger_dir=tmp_path, key_id="shared")
+    with Scheduler(config) as first, Scheduler(config) as second:
+        clients = [make_client(session, fake.url, throttle=s) for s in (first, second)]
+
+        async def hammer(client: ValidationClient) -> None:
+            for _ in range(10):
+                await client.check_key()
+
+        await asyncio.gather(*(hammer(client) for client in clients for _ in range(4)))
+    summary = fake.api.summary()
+    assert summary.requests >= 80
+    assert summary.rate_limited == 0

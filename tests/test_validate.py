@@ -137,7 +137,9 @@ def test_out_of_credits_then_top_up(tmp_path: Path) -> None:
         dry = cli(*args)
         assert dry.returncode == 4, dry.stderr
         assert "out of email credits" in dry.stderr
-        assert "600 email(s) still to validate" in dry.stderr
+        # Smaller batches use the whole balance before the run stops (issue 11, section 6).
+        assert "550 email(s) still to validate" in dry.stderr
+        assert fake.summary().credits_spent == 450
         partial = read_csv(tmp_path / "leads.validated.partial.csv")
         assert sum(r["email_result"] == "pending" for r in partial) > 0
         assert not (tmp_path / "leads.validated.csv").exists()

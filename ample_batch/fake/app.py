@@ -83,6 +83,7 @@ class FakeApi:
         self.config = config or FakeConfig()
         self.state = FakeState(self.config)
         self.log: list[RequestRecord] = []
+        self._gets: dict[str, int] = {}
         self.app = web.Application(middlewares=[self._middleware], client_max_size=MAX_BODY_BYTES)
         self.app.add_routes(
             [
@@ -110,6 +111,8 @@ class FakeApi:
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/_fake/"):
             return await handler(request)
+        if self.config.arrival_jitter > 0:
+            await asyncio.sleep(self.state.rng.uniform(0, self.config.arrival_jitter))
         exchange = _Exchange(self.config.clock())
         token = _EXCHANGE.set(exchange)
         try:
@@ -222,6 +225,8 @@ class FakeApi:
 
     async def _start(self, request: web.Request) -> web.StreamResponse:
         emails = parse_submission(await _json_body(request), self.config.rejects)
+        if self.config.post_fault is not None:
+            raise _injected(self.config.post_fault)
         now = _EXCHANGE.get().now
         validation = self.state.submit(emails, now)
         response = web.json_response(self._view(validation, now, PageQuery()), status=202)
@@ -230,6 +235,7 @@ class FakeApi:
 
     async def _retrieve(self, request: web.Request) -> web.StreamResponse:
         validation = self.state.find(request.match_info["id"])
+        self._get_faults(validation, request)
         query = parse_page_query(request.query)
         now = _EXCHANGE.get().now
         self.state.advance(now)
@@ -244,6 +250,19 @@ class FakeApi:
             validation.poll_not_before = None
         return response
 
+    def _get_faults(self, validation: Validation, request: web.Request) -> None:
+        """The injected faults of a GET of a validation, if any is due."""
+        config = self.config
+        self._gets[validation.id] = gets = self._gets.get(validation.id, 0) + 1
+        if gets <= config.not_found_polls:
+            raise FakeProblem.one(
+                404, "not_found", f"Email validation {validation.id!r} was not found"
+            )
+        cursor = "page[after]" in request.query or "page[before]" in request.query
+        status = config.get_fault or (config.page_fault if cursor else None)
+        if status is not None:
+            raise _injected(status)
+
     async def _cancel(self, request: web.Request) -> web.StreamResponse:
         validation = self.state.find(request.match_info["id"])
         parse_cancel(await _json_body(request))
@@ -255,6 +274,8 @@ class FakeApi:
 
     def _view(self, v: Validation, now: float, query: PageQuery) -> dict[str, Any]:
         status = v.status(now)
+        if self.config.unknown_status and status not in TERMINAL:
+            status = self.config.unknown_status
         links: dict[str, dict[str, str]] = {"self": {"href": v.href}}
         results: list[dict[str, Any]] = []
         if status in TERMINAL:
@@ -302,6 +323,11 @@ class FakeApi:
 
     async def _admin_log(self, request: web.Request) -> web.StreamResponse:
         return web.json_response([record.as_dict() for record in self.log])
+
+
+def _injected(status: int) -> FakeProblem:
+    code = {402: "insufficient_credits", 404: "not_found"}.get(status, "unsupported_value")
+    return FakeProblem.one(status, code, f"An injected {status} answer")
 
 
 def _quote(email: str) -> str:

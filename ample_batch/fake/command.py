@@ -170,6 +170,43 @@ NON_NEGATIVE = click.FloatRange(min=0.0)
     help="Refuse this email with 400 unsupported_value, as if the API's syntax rule were "
     "stricter than ample-batch's (repeatable).",
 )
+@click.option(
+    "--not-found-polls",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="The first N GETs of each validation answer 404 (a replica not caught up yet).",
+)
+@click.option(
+    "--get-fault",
+    type=click.IntRange(300, 599),
+    default=None,
+    help="HTTP status answered to every GET of a validation (402, 410, 302, ...).",
+)
+@click.option(
+    "--page-fault",
+    type=click.IntRange(300, 599),
+    default=None,
+    help="HTTP status answered to every GET of a results page after the first.",
+)
+@click.option(
+    "--post-fault",
+    type=click.IntRange(300, 599),
+    default=None,
+    help="HTTP status answered to every POST, naming no item; nothing is created.",
+)
+@click.option(
+    "--unknown-status",
+    default=None,
+    help="A status outside the documented ones, reported by validations until terminal.",
+)
+@click.option(
+    "--arrival-jitter",
+    type=NON_NEGATIVE,
+    default=0.0,
+    show_default=True,
+    help="Up to this many seconds (seeded random) before a request counts as arrived.",
+)
 def mock_server(host: str, port: int, **options: Any) -> None:
     """Serve a local fake of the Amplemarket email-validation API until Ctrl-C.
 

@@ -73,6 +73,22 @@ class FakeConfig:
     rejects: frozenset[str] = frozenset()
     """Emails refused with 400 `unsupported_value`, as if the API's syntax rule were stricter
     than the client's (compared after trimming and lower-casing)."""
+    not_found_polls: int = 0
+    """The first this many GETs of each validation answer 404, as a replica that has not yet
+    seen a new batch would."""
+    get_fault: int | None = None
+    """HTTP status (402, 400, 410, 302, ...) answered to every GET of a validation."""
+    page_fault: int | None = None
+    """HTTP status answered to every GET of a results page after the first (one carrying a
+    `page[after]` or `page[before]` cursor), as when a cursor has expired."""
+    post_fault: int | None = None
+    """HTTP status answered to every POST, its `_errors` naming no item (a 400 for the batch
+    as a whole, say); nothing is created."""
+    unknown_status: str | None = None
+    """A status outside the documented ones, reported by every validation until terminal."""
+    arrival_jitter: float = 0.0
+    """Up to this many seconds (seeded random) before a request counts as arrived, as varying
+    network latency on the way in would make it."""
     clock: Callable[[], float] = time.monotonic
     """Monotonic clock for all limits and progress; inject one to make tests time-free."""
 
