@@ -360,9 +360,7 @@ class ValidationClient:
             # Stamped again at the answer, which is never before the server counted it.
             self._throttle.answered(ticket)
 
-    async def _exchange(
-        self, method: str, url: URL, payload: Any
-    ) -> tuple[int, dict[str, str], Any]:
+    async def _exchange(self, method: str, url: URL, payload: Any) -> tuple[int, Headers, Any]:
         headers = {
             "Authorization": f"Bearer {self._api_key.reveal()}",
             "Accept": "application/json",
