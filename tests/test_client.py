@@ -21,7 +21,7 @@ from helpers import (
     write_leads,
 )
 
-from ample_batch.client import RetryPolicy, check_base_url
+from ample_batch.client import RetryPolicy, Unthrottled, check_base_url
 from ample_batch.errors import (
     BadRequest,
     InputError,
@@ -183,14 +183,11 @@ async def test_a_5xx_after_the_server_accepted_is_never_resent(fake_api, session
         await client.get("/email-validations/nope")
 
 
-class PauseRecorder:
+class PauseRecorder(Unthrottled):
     """A throttle that never waits and remembers every pause asked of it."""
 
     def __init__(self) -> None:
         self.pauses: list[float] = []
-
-    async def request(self) -> None:
-        return None
 
     def pause_requests(self, seconds: float) -> None:
         self.pauses.append(seconds)
