@@ -137,3 +137,17 @@ class ValidationFailed(TerminalError):
 
 class UnsafeLink(TerminalError):
     """A link pointed to another origin, or paging repeated itself."""
+
+
+class StateUnusable(InputError):
+    """The state dir or its database cannot be used as it is (read-only, corrupt, newer, or
+    missing while the key's ledger shows past spend): the user must act. Nothing is spent."""
+
+
+class StateUnavailable(Stopped):
+    """The state database cannot be written right now (locked, disk full): run again later."""
+
+
+class OutputUnwritten(Stopped):
+    """The output could not be written after the work was done: the verdicts are safe in the
+    state, and running the same command again rewrites it without spending."""

@@ -42,8 +42,8 @@ from .limits import Limit
 from .locks import job_lock
 from .plan import chunk_size_for, plan_emails
 from .schedule import ScheduleConfig, Scheduler, key_id
-from .schema import BatchState, Job
-from .store import Store
+from .schema import BatchState, Job, job_id_for, make_state_dir
+from .store import Store, refuse_reset_state
 
 SIMULATED_KEY = "simulated-key"
 
@@ -212,44 +212,66 @@ def validate(options: ValidateOptions, *, reporter: Reporter | None = None) -> S
 async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
     started = time.monotonic()
     spec, output, chunk = _prepare(options)
-    resolve_api(options.api)
-    live = LiveStatus(stage="checking the API key", usage_limit=options.api.usage_limit)
+    _base_url, key = resolve_api(options.api)
+    make_state_dir(options.state_dir)
+    refuse_reset_state(options.state_dir, key_id(key))
+    live = LiveStatus(stage="reading the input", usage_limit=options.api.usage_limit)
     reporter(live)
     stop = asyncio.Event()
     with _signals(stop):
-        async with api_session(options.api) as (session, base_url, api_key):
-            scheduler = scheduler_for(options.api, options.state_dir, api_key)
-            live.quota_used = scheduler.usage_in_window
-            try:
-                client = ValidationClient(
-                    session,
-                    base_url=base_url,
-                    api_key=api_key,
-                    throttle=scheduler,
-                    policy=options.api.retry,
-                    stop=stop,
-                )
-                # Fail on a bad key before reading the whole file.
-                await client.check_key()
-                live.stage = "scanning"
-                reporter(live)
-                # Hashing a big file takes seconds: off the loop, so signals stay prompt.
-                fingerprint = await asyncio.to_thread(read.fingerprint, spec)
-                with Store(options.state_dir) as store:
-                    job = store.open_job(
-                        input_path=str(spec.path.resolve()),
-                        fingerprint=fingerprint,
-                        email_column=spec.email_column,
-                        output_path=str(output),
-                        cache_ttl=options.cache_ttl,
+        # The job is known before the lock, the key check and the scan: a busy job is refused
+        # at once, and its stored output path left alone. Hashing is off the loop, so
+        # signals stay prompt.
+        fingerprint = await asyncio.to_thread(read.fingerprint, spec)
+        input_path = str(spec.path.resolve())
+        job_id = job_id_for(input_path, fingerprint, spec.email_column)
+        with job_lock(options.state_dir, job_id):
+            live.stage = "checking the API key"
+            reporter(live)
+            async with api_session(options.api) as (session, base_url, api_key):
+                scheduler = scheduler_for(options.api, options.state_dir, api_key)
+                live.quota_used = scheduler.usage_in_window
+                try:
+                    client = ValidationClient(
+                        session,
+                        base_url=base_url,
+                        api_key=api_key,
+                        throttle=scheduler,
+                        policy=options.api.retry,
+                        stop=stop,
                     )
-                    with job_lock(options.state_dir, job.id):
+                    # Fail on a bad key before reading the whole file.
+                    await client.check_key()
+                    live.stage = "scanning"
+                    reporter(live)
+                    with Store(options.state_dir) as store:
+                        job = store.open_job(
+                            input_path=input_path,
+                            fingerprint=fingerprint,
+                            email_column=spec.email_column,
+                            output_path=str(output),
+                            cache_ttl=options.cache_ttl,
+                            key_id=key_id(api_key),
+                            base_url=base_url,
+                        )
+                        _note_run(store, job, options)
                         run = _JobRun(
                             options, spec, output, chunk, store, job, client, scheduler, stop
                         )
                         return await _run_job(run, live, reporter, started)
-            finally:
-                scheduler.close()
+                finally:
+                    scheduler.close()
+
+
+def _note_run(store: Store, job: Job, options: ValidateOptions) -> None:
+    """What `status` shows of a live run: its process, and the pace its quota allows."""
+    limit = options.api.usage_limit
+    run = {
+        "pid": os.getpid(),
+        "started_at": time.time(),
+        "emails_per_second": limit.count / limit.period,
+    }
+    store.update_job(job.id, state=job.state, stats={**job.stats, "run": run})
 
 
 @dataclass(frozen=True)
@@ -275,15 +297,10 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     write.check_output(spec, output, rows=scan.rows)
     unique_emails = len(scan.unique)
     live.rows, live.unique = scan.rows, unique_emails
-    plan = plan_emails(
-        scan.unique.to_pylist(),
-        store.batched_emails(job.id),
-        store.fresh_verdicts(job.cache_cutoff),
+    live.to_submit = await asyncio.to_thread(
+        _plan_job, options.state_dir, job, scan.unique.to_pylist(), chunk
     )
-    store.plan(job.id, cached=plan.cached, new=plan.new, chunk_size=chunk)
-    live.to_submit = len(plan.new)
     # The emails are in the store now: holding them through the join would add to its peak.
-    del plan
     scan = replace(scan, unique=scan.unique[:0])
     deadline = None if options.max_runtime is None else started + options.max_runtime
     engine = Engine(
@@ -307,7 +324,7 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     live.stage = "writing"
     reporter(live)
     target = output if complete else write.partial_path(output)
-    verdicts = Verdicts.from_rows(store.job_verdicts(job.id), normalised=True)
+    verdicts = await asyncio.to_thread(_job_verdicts, options.state_dir, job.id)
     _remove_stale_temp_files(target)
     verdict_counts = await asyncio.to_thread(
         _write, spec, verdicts, target, "failed" if complete else "pending"
@@ -342,6 +359,26 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     if counters.out_of_credits:
         raise InsufficientCreditsStop(summary)
     raise StoppedWithSummary(summary)
+
+
+def _plan_job(state_dir: Path, job: Job, unique: list[str], chunk: int) -> int:
+    """Plan the job (in a worker thread, on its own connection); returns emails to buy.
+
+    Emails in flight in another job on the same key are adopted, not bought (inflight.py).
+    """
+    with Store(state_dir) as store:
+        plan = plan_emails(
+            unique, store.batched_emails(job.id), store.fresh_verdicts(job.cache_cutoff)
+        )
+        adopted = store.adopt_in_flight(job.id, plan.new)
+        new = [e for e in plan.new if e not in adopted] if adopted else plan.new
+        store.plan(job.id, cached=plan.cached, new=new, chunk_size=chunk)
+        return len(new)
+
+
+def _job_verdicts(state_dir: Path, job_id: str) -> Verdicts:
+    with Store(state_dir) as store:
+        return Verdicts.from_rows(store.job_verdicts(job_id), normalised=True)
 
 
 def _job_double_charges(store: Store, job_id: str) -> int:
