@@ -218,10 +218,10 @@ class Engine:
             self.store.split(batch.id, self.chunk_size)
             return
         # Emails another job bought since this one planned are adopted, not bought again.
-        adopted = self.store.adopt_overlap(batch.id)
-        for waiting in adopted:
+        claim = self.store.adopt_overlap(batch.id)
+        for waiting in claim.waiting:
             self._await_adopted(waiting)
-        if adopted:
+        if claim.changed:
             return
 
         async def admit() -> None:
@@ -229,9 +229,9 @@ class Engine:
             await self._admit(len(emails))
             # Checked again in the same transaction as the move: another job may have
             # bought some of them while this one waited for quota.
-            adopted = self.store.mark_submitting(batch.id)
-            if adopted:
-                raise _Adopted(adopted)
+            claim = self.store.mark_submitting(batch.id)
+            if claim.changed:
+                raise _Adopted(claim.waiting)
 
         try:
             validation = await self.client.start(emails, admit=admit)

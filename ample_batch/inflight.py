@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .locks import try_job_lock
@@ -88,13 +89,32 @@ def adopt(db: sqlite3.Connection, job_id: str, candidates: Iterable[str], now: f
     return adopted
 
 
-def claim_or_adopt(db: sqlite3.Connection, batch_id: int, now: float) -> list[int]:
-    """Before a POST: move the batch's emails that are now in flight elsewhere (a concurrent
-    job bought them since this one planned) into waiting batches; returns their ids."""
-    job_id = db.execute("SELECT job_id FROM batches WHERE id = ?", (batch_id,)).fetchone()[0]
+@dataclass(frozen=True)
+class Claim:
+    """What `claim_or_adopt` changed in a batch about to be POSTed."""
+
+    waiting: list[int] = field(default_factory=list)
+    """New waiting batches, adopting emails another job has in flight."""
+    changed: bool = False
+    """Emails left the batch or gained a verdict: it must be read again, not POSTed as is."""
+
+
+def claim_or_adopt(db: sqlite3.Connection, batch_id: int, now: float) -> Claim:
+    """Before a POST: take what another job settled or has in flight since this one planned.
+
+    Emails with a verdict cached since the batch was planned (a concurrent job bought them)
+    take it; emails now in another job's open batch move into waiting batches adopting them.
+    """
+    row = db.execute(
+        "SELECT b.job_id, MIN(b.updated_at, j.cache_cutoff) AS since FROM batches b"
+        " JOIN jobs j ON j.id = b.job_id WHERE b.id = ?",
+        (batch_id,),
+    ).fetchone()
+    job_id = row["job_id"]
+    took = _take_cached(db, batch_id, row["since"])
     owners = _open_elsewhere(db, job_id)
     if not owners:
-        return []
+        return Claim(changed=took > 0)
     mine = set(_unresolved(db, batch_id))
     created: list[int] = []
     moved = 0
@@ -112,7 +132,17 @@ def claim_or_adopt(db: sqlite3.Connection, batch_id: int, now: float) -> list[in
         created.append(new_id)
     if moved:
         db.execute("UPDATE batches SET size = size - ? WHERE id = ?", (moved, batch_id))
-    return created
+    return Claim(waiting=created, changed=took > 0 or moved > 0)
+
+
+def _take_cached(db: sqlite3.Connection, batch_id: int, since: float) -> int:
+    """Unresolved emails of the batch take verdicts cached at or after `since`."""
+    return db.execute(
+        "UPDATE batch_emails SET result = v.result, catch_all = v.catch_all FROM verdicts v"
+        " WHERE batch_emails.batch_id = ? AND batch_emails.result IS NULL"
+        " AND v.email = batch_emails.email AND v.checked_at >= ?",
+        (batch_id, since),
+    ).rowcount
 
 
 def settle_adopted(store: Store, batch_id: int) -> int:
@@ -120,12 +150,7 @@ def settle_adopted(store: Store, batch_id: int) -> int:
     whatever has none is planned again in this job. Returns how many were planned again."""
     with store._transaction() as db:
         since = db.execute("SELECT updated_at FROM batches WHERE id = ?", (batch_id,)).fetchone()
-        db.execute(
-            "UPDATE batch_emails SET result = v.result, catch_all = v.catch_all FROM verdicts v"
-            " WHERE batch_emails.batch_id = ? AND batch_emails.result IS NULL"
-            " AND v.email = batch_emails.email AND v.checked_at >= ?",
-            (batch_id, since["updated_at"]),
-        )
+        _take_cached(db, batch_id, since["updated_at"])
         left = _unresolved(db, batch_id)
         now = store._clock()
         if left:

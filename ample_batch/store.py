@@ -23,9 +23,12 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import StateUnusable
+
+if TYPE_CHECKING:
+    from .inflight import Claim
 from .schema import (
     BATCH_ATTEMPTS,
     DB_NAME,
@@ -331,20 +334,19 @@ class Store:
                 f"UPDATE batches SET {assignments} WHERE id = ?", [*fields.values(), batch_id]
             )
 
-    def mark_submitting(self, batch_id: int) -> list[int]:
+    def mark_submitting(self, batch_id: int) -> Claim:
         """About to POST: the batch becomes `submitting`, durably.
 
-        Unless some of its emails are in flight in another job's batch on the same key (a
-        concurrent job bought them since this one planned): those move to `waiting` batches
-        adopting them, the batch stays planned, and their ids are returned; the caller must
-        not POST then. Checked in the same transaction as the move, so two processes never
-        both buy an email.
+        Unless a concurrent job bought some of its emails since this one planned (their
+        verdicts are cached, or they are in its open batch: see inflight.py). Then the batch
+        stays planned and `claim.changed` says so: the caller must not POST the old list.
+        Checked in the same transaction as the move, so two processes never both buy one.
         """
         from .inflight import claim_or_adopt
 
         with self._transaction(durable=True) as db:
             adopted = claim_or_adopt(db, batch_id, self._clock())
-            if not adopted:
+            if not adopted.changed:
                 now = self._clock()
                 db.execute(
                     "UPDATE batches SET state = ?, submitted_at = ?, updated_at = ? WHERE id = ?",
@@ -360,7 +362,7 @@ class Store:
         with self._transaction() as db:
             return adopt(db, job_id, candidates, self._clock())
 
-    def adopt_overlap(self, batch_id: int) -> list[int]:
+    def adopt_overlap(self, batch_id: int) -> Claim:
         """Before waiting for quota: as `mark_submitting`'s check, without the move."""
         from .inflight import claim_or_adopt
 
