@@ -452,6 +452,8 @@ def _signals(stop: asyncio.Event) -> Iterator[None]:
 
     def on_signal() -> None:
         if stop.is_set():
+            # Leaving without unwinding: the output being written would stay behind.
+            write.remove_temp_files()
             os.write(2, b"ample-batch: interrupted twice: stopped at once; run again to resume\n")
             os._exit(75)
         stop.set()
