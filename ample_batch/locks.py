@@ -81,3 +81,24 @@ def holder(state_dir: Path, job_id: str) -> int | None:
             return int(text) if text.isdigit() else 0
         fcntl.flock(handle, fcntl.LOCK_UN)
         return None
+
+
+def request_cancel(state_dir: Path, job_id: str, pid: int) -> None:
+    """Ask the run of process `pid` to cancel the job's validations when it stops."""
+    _cancel_path(state_dir, job_id).write_text(f"{pid}\n")
+
+
+def cancel_requested(state_dir: Path, job_id: str) -> bool:
+    """Whether `cancel` asked this process to cancel the job (a request naming another
+    process, left by an earlier run, is ignored and removed)."""
+    path = _cancel_path(state_dir, job_id)
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return False
+    path.unlink(missing_ok=True)
+    return text == str(os.getpid())
+
+
+def _cancel_path(state_dir: Path, job_id: str) -> Path:
+    return state_dir / "locks" / f"{job_id}.cancel"

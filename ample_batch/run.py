@@ -39,7 +39,7 @@ from .errors import InputError, InsufficientCredits, Stopped
 from .execute import Counters, Engine
 from .join import Verdicts, dictionaries_for, enrich_batches
 from .limits import Limit
-from .locks import job_lock
+from .locks import cancel_requested, job_lock
 from .plan import chunk_size_for, plan_emails
 from .schedule import ScheduleConfig, Scheduler, key_id
 from .schema import BatchState, Job, job_id_for, make_state_dir
@@ -255,8 +255,25 @@ async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
                             base_url=base_url,
                         )
                         _note_run(store, job, options)
+                        # Cancels go out even once a stop is asked for (it is what `cancel` asks).
+                        canceller = ValidationClient(
+                            session,
+                            base_url=base_url,
+                            api_key=api_key,
+                            throttle=scheduler,
+                            policy=options.api.retry,
+                        )
                         run = _JobRun(
-                            options, spec, output, chunk, store, job, client, scheduler, stop
+                            options,
+                            spec,
+                            output,
+                            chunk,
+                            store,
+                            job,
+                            client,
+                            scheduler,
+                            stop,
+                            canceller,
                         )
                         return await _run_job(run, live, reporter, started)
                 finally:
@@ -287,6 +304,7 @@ class _JobRun:
     client: ValidationClient
     scheduler: Scheduler
     stop: asyncio.Event
+    canceller: ValidationClient
 
 
 async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: float) -> Summary:
@@ -311,6 +329,12 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     ticker = asyncio.create_task(_tick(live, reporter))
     try:
         counters = await engine.run()
+        # `ample-batch cancel` stopped this run (SIGTERM): its validations are canceled too.
+        canceled = cancel_requested(options.state_dir, job.id)
+        if canceled:
+            live.stage = "canceling"
+            await cancel_validations(store, job.id, run.canceller, scheduler)
+            counters.stop_reason = "canceled"
     finally:
         ticker.cancel()
     progress = store.progress(job.id)
@@ -353,12 +377,30 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
         stop_reason=counters.stop_reason,
         warnings=list(spec.warnings) + counters.notes,
     )
-    store.update_job(job.id, state="done" if complete else "partial", stats=summary.as_dict())
+    state = "done" if complete else "canceled" if canceled else "partial"
+    store.update_job(job.id, state=state, stats=summary.as_dict())
+    await asyncio.to_thread(_prune_cache, options.state_dir, options.cache_ttl)
     if complete:
         return summary
     if counters.out_of_credits:
         raise InsufficientCreditsStop(summary)
     raise StoppedWithSummary(summary)
+
+
+async def cancel_validations(
+    store: Store, job_id: str, client: ValidationClient, scheduler: Scheduler
+) -> int:
+    """PATCH the job's running validations to canceled, then page in what they did (the
+    partial results are kept; the rest goes back to the plan). Returns how many."""
+    engine = Engine(store, job_id, client, scheduler, stop=asyncio.Event())
+    running = store.batches(job_id, BatchState.RUNNING)
+    for batch in running:
+        assert batch.remote_href is not None
+        validation = await client.cancel(batch.remote_href)
+        await engine.follow(batch, validation)
+    for batch in store.batches(job_id, BatchState.FETCHING):
+        await engine.follow(batch)
+    return len(running)
 
 
 def _plan_job(state_dir: Path, job: Job, unique: list[str], chunk: int) -> int:
@@ -374,6 +416,11 @@ def _plan_job(state_dir: Path, job: Job, unique: list[str], chunk: int) -> int:
         new = [e for e in plan.new if e not in adopted] if adopted else plan.new
         store.plan(job.id, cached=plan.cached, new=new, chunk_size=chunk)
         return len(new)
+
+
+def _prune_cache(state_dir: Path, cache_ttl: float) -> None:
+    with Store(state_dir) as store:
+        store.prune_verdicts(cache_ttl)
 
 
 def _job_verdicts(state_dir: Path, job_id: str) -> Verdicts:

@@ -44,6 +44,8 @@ from .schema import (
     transaction,
 )
 
+DEFAULT_CACHE_TTL = 30 * 86400.0
+"""`--cache-ttl`'s default: cached verdicts are kept at least this long."""
 PLAN_CHUNK = 50_000
 """Emails per planning transaction: other processes on the state dir wait at most one."""
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
@@ -221,11 +223,13 @@ class Store:
     def prune_verdicts(self, run_ttl: float) -> int:
         """Drop cached verdicts no job can use any more; returns how many went.
 
-        Kept: everything younger than the longest TTL in use (this run's, or any stored
-        job's), and everything a job still open (not done) may reuse under its cutoff.
+        Kept: everything younger than the longest TTL in use (this run's, the default, or
+        any stored job's), and everything a job not done yet may reuse under its cutoff.
         """
         now = self._clock()
-        ttls = [run_ttl]
+        # The default TTL is kept whatever this run's: one `--cache-ttl 0` run must not empty
+        # the cache that every later default run would use.
+        ttls = [run_ttl, DEFAULT_CACHE_TTL]
         keep_from = now
         for row in self._db.execute("SELECT created_at, cache_cutoff, state FROM jobs"):
             if row["cache_cutoff"] != float("inf"):
