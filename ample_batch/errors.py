@@ -2,8 +2,11 @@
 
     AmpleBatchError
     ├── InputError              bad usage or bad input; nothing spent          (exit 2)
+    │   └── StateUnusable       the state dir or database needs the user        (exit 2)
     ├── JobBusy                 another run holds this job's lock               (exit 75)
     ├── Stopped                 deadline or interrupt; run again to resume      (exit 75)
+    │   ├── StateUnavailable    the state is locked or its disk full            (exit 75)
+    │   └── OutputUnwritten     the output failed after the work was done       (exit 75)
     └── ApiError                anything the Amplemarket API said or did
         ├── RetryableError      waiting and trying again may work
         │   ├── RateLimited     429: too many requests          (.retry_after)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import JobBusy
-from .schema import make_state_dir, os_state_error
+from .state_dir import make_state_dir, os_state_error
 
 
 def _lock_path(state_dir: Path, job_id: str) -> Path:

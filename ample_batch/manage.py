@@ -17,9 +17,10 @@ from typing import Any
 from . import read
 from .client import ValidationClient
 from .errors import InputError, Stopped
+from .job_steps import cancel_validations
 from .locks import holder, job_lock, request_cancel
 from .plan import chunk_size_for, plan_emails, schedule_for
-from .run import ApiOptions, ValidateOptions, api_session, cancel_validations, scheduler_for
+from .run import ApiOptions, ValidateOptions, api_session, scheduler_for
 from .schema import BatchState, Job, Progress, job_id_for
 from .store import Store
 

@@ -12,7 +12,6 @@ exceptions to exit codes.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import os
 import signal
@@ -24,10 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from . import read, write
+from . import job_steps, read, write
 from .client import (
     DEFAULT_BASE_URL,
     RetryPolicy,
@@ -37,13 +34,13 @@ from .client import (
 )
 from .errors import InputError, InsufficientCredits, Stopped
 from .execute import Counters, Engine
-from .join import Verdicts, dictionaries_for, enrich_batches
 from .limits import Limit
 from .locks import cancel_requested, job_lock
-from .plan import chunk_size_for, plan_emails
+from .plan import chunk_size_for
 from .schedule import ScheduleConfig, Scheduler, key_id
-from .schema import BatchState, Job, job_id_for, make_state_dir
-from .store import Store, refuse_reset_state
+from .schema import BatchState, Job, job_id_for, translated
+from .state_dir import make_state_dir, refuse_reset_state
+from .store import Store
 
 SIMULATED_KEY = "simulated-key"
 
@@ -229,7 +226,9 @@ async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
             live.stage = "checking the API key"
             reporter(live)
             async with api_session(options.api) as (session, base_url, api_key):
-                scheduler = scheduler_for(options.api, options.state_dir, api_key)
+                ledger = options.state_dir / f"ledger-{key_id(api_key)}.sqlite"
+                with translated(ledger):  # a corrupt or locked ledger, named
+                    scheduler = scheduler_for(options.api, options.state_dir, api_key)
                 live.quota_used = scheduler.usage_in_window
                 try:
                     client = ValidationClient(
@@ -254,7 +253,7 @@ async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
                             key_id=key_id(api_key),
                             base_url=base_url,
                         )
-                        _note_run(store, job, options)
+                        job_steps.note_run(store, job, options.api.usage_limit)
                         # Cancels go out even once a stop is asked for (it is what `cancel` asks).
                         canceller = ValidationClient(
                             session,
@@ -278,17 +277,6 @@ async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
                         return await _run_job(run, live, reporter, started)
                 finally:
                     scheduler.close()
-
-
-def _note_run(store: Store, job: Job, options: ValidateOptions) -> None:
-    """What `status` shows of a live run: its process, and the pace its quota allows."""
-    limit = options.api.usage_limit
-    run = {
-        "pid": os.getpid(),
-        "started_at": time.time(),
-        "emails_per_second": limit.count / limit.period,
-    }
-    store.update_job(job.id, state=job.state, stats={**job.stats, "run": run})
 
 
 @dataclass(frozen=True)
@@ -316,7 +304,7 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     unique_emails = len(scan.unique)
     live.rows, live.unique = scan.rows, unique_emails
     live.to_submit = await asyncio.to_thread(
-        _plan_job, options.state_dir, job, scan.unique.to_pylist(), chunk
+        job_steps.plan_job, options.state_dir, job, scan.unique.to_pylist(), chunk
     )
     # The emails are in the store now: holding them through the join would add to its peak.
     scan = replace(scan, unique=scan.unique[:0])
@@ -333,7 +321,7 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
         canceled = cancel_requested(options.state_dir, job.id)
         if canceled:
             live.stage = "canceling"
-            await cancel_validations(store, job.id, run.canceller, scheduler)
+            await job_steps.cancel_validations(store, job.id, run.canceller, scheduler)
             counters.stop_reason = "canceled"
     finally:
         ticker.cancel()
@@ -348,10 +336,10 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     live.stage = "writing"
     reporter(live)
     target = output if complete else write.partial_path(output)
-    verdicts = await asyncio.to_thread(_job_verdicts, options.state_dir, job.id)
-    _remove_stale_temp_files(target)
+    verdicts = await asyncio.to_thread(job_steps.job_verdicts, options.state_dir, job.id)
+    job_steps.remove_stale_temp_files(target)
     verdict_counts = await asyncio.to_thread(
-        _write, spec, verdicts, target, "failed" if complete else "pending"
+        job_steps.write_enriched, spec, verdicts, target, "failed" if complete else "pending"
     )
     if complete:
         with contextlib.suppress(FileNotFoundError):
@@ -369,7 +357,7 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
         blank=scan.blank,
         duplicates=scan.duplicates,
         credits_spent=counters.emails_submitted,
-        possible_double_charges=_job_double_charges(store, job.id),
+        possible_double_charges=job_steps.job_double_charges(store, job.id),
         remaining=unique_emails - progress.emails + progress.pending,
         failed=progress.failed,
         verdicts=verdict_counts,
@@ -379,58 +367,12 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     )
     state = "done" if complete else "canceled" if canceled else "partial"
     store.update_job(job.id, state=state, stats=summary.as_dict())
-    await asyncio.to_thread(_prune_cache, options.state_dir, options.cache_ttl)
+    await asyncio.to_thread(job_steps.prune_cache, options.state_dir, options.cache_ttl)
     if complete:
         return summary
     if counters.out_of_credits:
         raise InsufficientCreditsStop(summary)
     raise StoppedWithSummary(summary)
-
-
-async def cancel_validations(
-    store: Store, job_id: str, client: ValidationClient, scheduler: Scheduler
-) -> int:
-    """PATCH the job's running validations to canceled, then page in what they did (the
-    partial results are kept; the rest goes back to the plan). Returns how many."""
-    engine = Engine(store, job_id, client, scheduler, stop=asyncio.Event())
-    running = store.batches(job_id, BatchState.RUNNING)
-    for batch in running:
-        assert batch.remote_href is not None
-        validation = await client.cancel(batch.remote_href)
-        await engine.follow(batch, validation)
-    for batch in store.batches(job_id, BatchState.FETCHING):
-        await engine.follow(batch)
-    return len(running)
-
-
-def _plan_job(state_dir: Path, job: Job, unique: list[str], chunk: int) -> int:
-    """Plan the job (in a worker thread, on its own connection); returns emails to buy.
-
-    Emails in flight in another job on the same key are adopted, not bought (inflight.py).
-    """
-    with Store(state_dir) as store:
-        plan = plan_emails(
-            unique, store.batched_emails(job.id), store.fresh_verdicts(job.cache_cutoff)
-        )
-        adopted = store.adopt_in_flight(job.id, plan.new)
-        new = [e for e in plan.new if e not in adopted] if adopted else plan.new
-        store.plan(job.id, cached=plan.cached, new=new, chunk_size=chunk)
-        return len(new)
-
-
-def _prune_cache(state_dir: Path, cache_ttl: float) -> None:
-    with Store(state_dir) as store:
-        store.prune_verdicts(cache_ttl)
-
-
-def _job_verdicts(state_dir: Path, job_id: str) -> Verdicts:
-    with Store(state_dir) as store:
-        return Verdicts.from_rows(store.job_verdicts(job_id), normalised=True)
-
-
-def _job_double_charges(store: Store, job_id: str) -> int:
-    job = store.get_job(job_id)
-    return job.possible_double_charges if job else 0
 
 
 class StoppedWithSummary(Stopped):
@@ -455,31 +397,6 @@ class InsufficientCreditsStop(InsufficientCredits):
             "again (nothing done is paid twice)"
         )
         self.summary = summary
-
-
-def _remove_stale_temp_files(target: Path) -> None:
-    """A run killed mid-write (SIGKILL cannot be caught) leaves its temporary file behind;
-    the job lock guarantees no other run is writing this output now."""
-    for stale in target.parent.glob(f".{target.name}.*.tmp"):
-        with contextlib.suppress(OSError):
-            stale.unlink()
-
-
-def _write(spec: read.InputSpec, verdicts: Verdicts, target: Path, missing: str) -> dict[str, int]:
-    counts: collections.Counter[str] = collections.Counter()
-
-    def counted(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            column = batch.column(batch.schema.get_field_index("email_result"))
-            for item in pc.value_counts(column).to_pylist():
-                counts[str(item["values"])] += int(item["counts"])
-            yield batch
-
-    batches = enrich_batches(
-        spec, verdicts, missing=missing, dictionaries=dictionaries_for(spec, target)
-    )
-    write.write_output(spec, counted(batches), target)
-    return dict(sorted(counts.items()))
 
 
 async def _tick(live: LiveStatus, reporter: Reporter) -> None:

@@ -8,7 +8,6 @@ entry that has shipped is never edited, so an older database always opens.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import sqlite3
 import time
@@ -163,31 +162,6 @@ def job_id_for(input_path: str, fingerprint: str, email_column: str) -> str:
     """A short stable id: the same file, content and column always give the same job."""
     digest = hashlib.sha256("\0".join((input_path, fingerprint, email_column)).encode())
     return digest.hexdigest()[:12]
-
-
-def make_state_dir(state_dir: Path) -> None:
-    """Create the state dir, or say which path is wrong and what to do (exit 2 or 75)."""
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise os_state_error(state_dir, exc) from exc
-    if not state_dir.is_dir():
-        raise StateUnusable(
-            f"{state_dir}: the state dir is not a directory; pass another --state-dir "
-            "(or set AMPLE_BATCH_HOME)"
-        )
-
-
-def os_state_error(path: Path, exc: OSError) -> StateUnavailable | StateUnusable:
-    """An OS error on the state dir as ours: a full disk passes, the rest needs the user."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StateUnavailable(
-            f"{path}: no space left ({exc.strerror}); free disk space, then run again"
-        )
-    return StateUnusable(
-        f"{path}: cannot be used as the state dir ({exc.strerror}); pass another --state-dir "
-        "(or set AMPLE_BATCH_HOME)"
-    )
 
 
 def connect(path: Path, *, timeout: float = 30.0) -> sqlite3.Connection:

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import StateUnusable
+from .state_dir import make_state_dir
 
 if TYPE_CHECKING:
     from .inflight import Claim
@@ -38,7 +38,6 @@ from .schema import (
     Progress,
     connect,
     job_id_for,
-    make_state_dir,
     retried,
     schema_version,
     transaction,
@@ -50,43 +49,6 @@ PLAN_CHUNK = 50_000
 """Emails per planning transaction: other processes on the state dir wait at most one."""
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
 _BATCH_FIELDS = tuple(f.name for f in dataclasses.fields(Batch))
-
-
-def refuse_reset_state(state_dir: Path, key_id: str) -> None:
-    """Refuse a state database that is empty while this key's ledger shows past spend.
-
-    SQLite opens a zero-length file as a new, empty database: every job in it would be
-    bought again. A database that is missing entirely is a fresh start the user chose.
-    """
-    db_path = state_dir / DB_NAME
-    ledger = state_dir / f"ledger-{key_id}.sqlite"
-    try:
-        if db_path.stat().st_size > 0 or not ledger.exists():
-            return
-    except FileNotFoundError:
-        return
-    if _ledger_shows_spend(ledger):
-        raise StateUnusable(
-            f"{db_path}: the state database is empty, but {ledger.name} shows emails "
-            "submitted with this key: the job state was lost, and starting afresh would pay "
-            "again for them. Restore the database, or move it aside to start afresh knowingly"
-        )
-
-
-def _ledger_shows_spend(ledger: Path) -> bool:
-    try:
-        db = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=5.0)
-    except sqlite3.Error:
-        return True
-    try:
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        if "usage" not in tables:
-            return False
-        return db.execute('SELECT COUNT(*) FROM "usage"').fetchone()[0] > 0
-    except sqlite3.Error:
-        return True  # an unreadable ledger cannot prove that nothing was spent
-    finally:
-        db.close()
 
 
 @contextlib.contextmanager

@@ -240,3 +240,17 @@ def test_an_unwritable_output_after_spending_exits_75_and_the_rerun_rewrites_it(
         assert again.returncode == 0, again.stderr
         assert fake.summary().credits_spent == spent
     assert out.is_file()
+
+
+def test_a_corrupt_ledger_exits_2_naming_it(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(5))
+    state = tmp_path / "state"
+    state.mkdir()
+    ledger = state / f"ledger-{key_id(KEY)}.sqlite"
+    ledger.write_bytes(b"garbage, not a database" * 200)
+    with FakeInThread(**FAST) as fake:
+        done = cli("validate", str(src), "--base-url", fake.url, "--state-dir", str(state), "-q")
+        assert fake.summary().credits_spent == 0
+    assert done.returncode == 2, done.stderr
+    assert str(ledger) in done.stderr
+    assert done.stderr.count("\n") == 1
