@@ -189,7 +189,9 @@ async def await_adopted(engine: Engine, batch: Batch, *, poll: float = POLL_SECO
 
 async def _take_over(engine: Engine, store: Store, owner_id: int, batch: Batch) -> None:
     """Holding the owner job's lock: do for its open batch what its resumed run would."""
-    owner = store.batch(owner_id)  # read again, under the lock
+    owner = store.find_batch(owner_id)  # read again, under the lock
+    if owner is None:
+        return
     if owner.state is BatchState.SUBMITTING:
         # Its run died mid-POST: the batch may exist, and there is no way to look it up. Its
         # emails are bought again (here, or by that job's next run): possibly twice.

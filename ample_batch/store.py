@@ -5,13 +5,16 @@ input's absolute path, content fingerprint and email column, so running the same
 resumes it. Each batch is a small state machine, one transaction per transition:
 
     planned -> submitting -> running -> fetching -> done | failed
+    waiting -> done          (adopted: emails another job on the key has in flight)
 
 Emails found in the cache at planning time go into a batch born `done` (source `cache`), so a
 job's output is simply every verdict in its batches, and a resumed job never re-decides what
 was cached. Verdicts are written page by page together with the next page's href, so a run
 killed mid-paging resumes at the page it had not yet committed.
 
-The API key is not stored here, not even hashed: the ledgers (schedule.py) carry the key id.
+The API key is not stored here, not even hashed: a job records the key id (as the ledgers in
+schedule.py do) and the base URL, so jobs on one key never buy an email twice (inflight.py).
+The transitions around a paid POST commit with synchronous=FULL, and `running` is retried.
 """
 
 from __future__ import annotations

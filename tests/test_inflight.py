@@ -100,3 +100,57 @@ def test_two_concurrent_jobs_buy_each_shared_email_once(tmp_path: Path) -> None:
     assert summary.emails_charged_twice == 0
     _assert_verdicts(first, tmp_path / "a.validated.csv")
     _assert_verdicts(second, tmp_path / "b.validated.csv")
+
+
+def _job(store, name: str, key: str = "k1"):
+    return store.open_job(
+        input_path=f"/data/{name}.csv", fingerprint=name, email_column="Email",
+        output_path=None, cache_ttl=86400.0, key_id=key, base_url="https://api.example",
+    )  # fmt: skip
+
+
+def test_adoption_in_the_store(tmp_path: Path) -> None:
+    from ample_batch.inflight import settle_adopted
+    from ample_batch.schema import BatchState
+    from ample_batch.store import Store
+
+    with Store(tmp_path) as store:
+        a, b, other_key = _job(store, "a"), _job(store, "b"), _job(store, "c", key="k2")
+        store.plan(a.id, cached=[], new=["e1@x.co", "e2@x.co"], chunk_size=10)
+        (owner,) = store.batches(a.id)
+        assert not store.mark_submitting(owner.id).changed
+        store.mark_running(owner.id, remote_id="r1", remote_href="/email-validations/r1")
+
+        # Another key's job shares nothing with it; job b adopts what a has in flight.
+        assert store.adopt_in_flight(other_key.id, ["e1@x.co"]) == set()
+        assert store.adopt_in_flight(b.id, ["e1@x.co", "e2@x.co", "e3@x.co"]) == {
+            "e1@x.co",
+            "e2@x.co",
+        }
+        store.plan(b.id, cached=[], new=["e3@x.co"], chunk_size=10)
+        (waiting,) = store.batches(b.id, BatchState.WAITING)
+        assert waiting.adopts == owner.id and waiting.size == 2
+        assert store.progress(b.id).pending == 3  # not complete until a's verdicts are in
+
+        # a's batch gets e1's verdict only, then ends: b takes e1, and plans e2 itself.
+        store.mark_fetching(owner.id, first_href="/p1", remote_status="completed")
+        store.record_page(owner.id, [("e1@x.co", "deliverable", False)], next_href=None)
+        store.finish(owner.id)
+        assert settle_adopted(store, waiting.id) == 1
+        verdicts = {e: r for e, r, _ in store.job_verdicts(b.id)}
+        assert verdicts == {"e1@x.co": "deliverable"}
+        planned = store.batches(b.id, BatchState.PLANNED)
+        assert sorted(e for p in planned for e in store.batch_emails(p.id)) == [
+            "e2@x.co",
+            "e3@x.co",
+        ]
+
+        # a goes on to buy e3 first: b's batch with e3 must not be POSTed.
+        store.plan(a.id, cached=[], new=["e3@x.co"], chunk_size=10)
+        (a_second,) = store.batches(a.id, BatchState.PLANNED)
+        assert not store.mark_submitting(a_second.id).changed
+        b_e3 = next(p for p in planned if "e3@x.co" in store.batch_emails(p.id))
+        claim = store.mark_submitting(b_e3.id)
+        assert claim.changed and len(claim.waiting) == 1
+        assert store.batch(b_e3.id).state is BatchState.PLANNED
+        assert store.batch_emails(claim.waiting[0]) == ["e3@x.co"]
