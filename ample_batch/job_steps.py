@@ -25,7 +25,7 @@ from .join import Verdicts, dictionaries_for, enrich_batches
 from .limits import Limit
 from .plan import plan_emails
 from .schedule import Scheduler
-from .schema import BatchState, Job
+from .schema import BatchState, Job, Progress
 from .store import Store
 
 
@@ -68,6 +68,11 @@ def plan_job(state_dir: Path, job: Job, unique: list[str], chunk: int) -> int:
         new = [e for e in plan.new if e not in adopted] if adopted else plan.new
         store.plan(job.id, cached=plan.cached, new=new, chunk_size=chunk)
         return len(new)
+
+
+def progress(state_dir: Path, job_id: str) -> Progress:
+    with Store(state_dir) as store:
+        return store.progress(job_id)
 
 
 def prune_cache(state_dir: Path, cache_ttl: float) -> None:

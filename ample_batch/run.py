@@ -325,7 +325,7 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
             counters.stop_reason = "canceled"
     finally:
         ticker.cancel()
-    progress = store.progress(job.id)
+    progress = await asyncio.to_thread(job_steps.progress, options.state_dir, job.id)
     # Complete means every unique email has a settled verdict. Emails released by a canceled
     # or out-of-credits validation are in no batch at all, so count coverage, not just pending.
     complete = (

@@ -254,3 +254,30 @@ def test_a_corrupt_ledger_exits_2_naming_it(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert str(ledger) in done.stderr
     assert done.stderr.count("\n") == 1
+
+
+def test_bulk_database_work_runs_off_the_event_loop(tmp_path: Path, monkeypatch) -> None:
+    # Planning 5M emails took ten seconds on the event loop: polls and signals waited.
+    from ample_batch.run import ApiOptions, ValidateOptions, validate
+
+    threads: dict[str, set[str]] = {}
+    for name in ("plan", "job_verdicts", "fresh_verdicts", "batched_emails", "progress"):
+        original = getattr(Store, name)
+
+        def spy(self, *args, _name=name, _original=original, **kwargs):
+            threads.setdefault(_name, set()).add(threading.current_thread().name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Store, name, spy)
+    src = write_leads(tmp_path / "leads.csv", lead_rows(200))
+    summary = validate(
+        ValidateOptions(
+            input=src,
+            state_dir=tmp_path / "state",
+            api=ApiOptions(simulate=True, usage_limit=Limit(1000, 1.0)),
+        )
+    )
+    assert summary.complete
+    main = threading.main_thread().name
+    for name in ("plan", "job_verdicts", "fresh_verdicts", "batched_emails"):
+        assert threads[name] and main not in threads[name], (name, threads[name])
