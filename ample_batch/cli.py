@@ -309,7 +309,7 @@ def status(job: str | None, state_dir: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([j.as_dict() for j in jobs], indent=2))
     else:
-        print_status(jobs)
+        print_status(jobs, state_dir)
 
 
 @main.command()

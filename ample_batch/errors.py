@@ -2,8 +2,11 @@
 
     AmpleBatchError
     ├── InputError              bad usage or bad input; nothing spent          (exit 2)
+    │   └── StateUnusable       the state dir or database needs the user        (exit 2)
     ├── JobBusy                 another run holds this job's lock               (exit 75)
     ├── Stopped                 deadline or interrupt; run again to resume      (exit 75)
+    │   ├── StateUnavailable    the state is locked or its disk full            (exit 75)
+    │   └── OutputUnwritten     the output failed after the work was done       (exit 75)
     └── ApiError                anything the Amplemarket API said or did
         ├── RetryableError      waiting and trying again may work
         │   ├── RateLimited     429: too many requests          (.retry_after)
@@ -145,3 +148,17 @@ class ValidationFailed(TerminalError):
 
 class UnsafeLink(TerminalError):
     """A link pointed to another origin, or paging repeated itself."""
+
+
+class StateUnusable(InputError):
+    """The state dir or its database cannot be used as it is (read-only, corrupt, newer, or
+    missing while the key's ledger shows past spend): the user must act. Nothing is spent."""
+
+
+class StateUnavailable(Stopped):
+    """The state database cannot be written right now (locked, disk full): run again later."""
+
+
+class OutputUnwritten(Stopped):
+    """The output could not be written after the work was done: the verdicts are safe in the
+    state, and running the same command again rewrites it without spending."""

@@ -54,6 +54,15 @@ class _StopSubmitting(Exception):
     """Internal: the stop event or the deadline came before the scheduler admitted a batch."""
 
 
+class _Adopted(Exception):
+    """Internal: some of the batch's emails are now in flight in another job (waiting batches
+    `ids` adopt them); the POST must not go out, and the batch is re-read."""
+
+    def __init__(self, ids: list[int]) -> None:
+        super().__init__(ids)
+        self.ids = ids
+
+
 class Engine:
     """Runs one job's batches to completion, or until told to stop."""
 
@@ -100,9 +109,15 @@ class Engine:
     async def run(self) -> Counters:
         """Resume open batches, submit planned ones, follow all until done or stopped."""
         for batch in self.store.batches(
-            self.job_id, BatchState.SUBMITTING, BatchState.RUNNING, BatchState.FETCHING
+            self.job_id,
+            BatchState.SUBMITTING,
+            BatchState.RUNNING,
+            BatchState.FETCHING,
+            BatchState.WAITING,
         ):
-            if batch.state is BatchState.SUBMITTING:
+            if batch.state is BatchState.WAITING:
+                self._await_adopted(batch.id)
+            elif batch.state is BatchState.SUBMITTING:
                 # The last run died mid-POST: the batch may exist and be charged. It is sent
                 # again (there is no way to look it up) and counted as a possible double charge.
                 self._possible_double_charges(batch.size)
@@ -147,7 +162,7 @@ class Engine:
         while self._tasks:
             if self.stop.is_set() or self._past_deadline():
                 for batch_id, task in list(self._tasks.items()):
-                    if self.store.batch(batch_id).state is BatchState.RUNNING:
+                    if self.store.batch(batch_id).state in (BatchState.RUNNING, BatchState.WAITING):
                         task.cancel()
                 await asyncio.gather(*self._tasks.values(), return_exceptions=True)
                 break
@@ -240,6 +255,12 @@ class Engine:
             # refusal: re-cut it, keeping its attempt.
             self.store.split(batch.id, self.chunk_size)
             return
+        # Emails another job bought since this one planned are adopted, not bought again.
+        claim = self.store.adopt_overlap(batch.id)
+        for waiting in claim.waiting:
+            self._await_adopted(waiting)
+        if claim.changed:
+            return
         admissions: list[Admission] = []
 
         async def admit() -> None:
@@ -249,10 +270,20 @@ class Engine:
                 # (a 429, a refused connection): that try's quota is given back.
                 self.scheduler.refund(admissions.pop())
             admissions.append(await self._admit(len(emails)))
-            self.store.mark_submitting(batch.id)
+            # Checked again in the same transaction as the move: another job may have
+            # bought some of them while this one waited for quota.
+            claim = self.store.mark_submitting(batch.id)
+            if claim.changed:
+                raise _Adopted(claim.waiting)
 
         try:
             validation = await self.client.start(emails, admit=admit)
+        except _Adopted as exc:
+            # The POST never went out: its quota is given back.
+            self.scheduler.refund(admissions.pop())
+            for waiting in exc.ids:
+                self._await_adopted(waiting)
+            return
         except BaseException as exc:
             self._close_admission(admissions, exc)
             if isinstance(exc, ApiError | InputError | _StopSubmitting):
@@ -356,6 +387,11 @@ class Engine:
         )
 
     # -- following -----------------------------------------------------------------------
+
+    def _await_adopted(self, batch_id: int) -> None:
+        from .inflight import await_adopted
+
+        self._tasks[batch_id] = asyncio.create_task(await_adopted(self, self.store.batch(batch_id)))
 
     async def follow(self, batch: Batch, validation: Validation | None = None) -> None:
         """Poll a submitted batch until terminal, then page its results into the store."""

@@ -12,6 +12,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .manage import Estimate, JobStatus
     from .run import LiveStatus, Summary
 
@@ -160,8 +162,10 @@ def print_estimate(estimate: Estimate) -> None:
         console.print(f"warning: {warning}", highlight=False)
 
 
-def print_status(jobs: list[JobStatus]) -> None:
+def print_status(jobs: list[JobStatus], state_dir: Path | None = None) -> None:
     console = _stdout_console()
+    if state_dir is not None:
+        console.print(f"state dir: {state_dir}")
     if not jobs:
         console.print("no jobs in this state dir")
         return
@@ -185,3 +189,13 @@ def print_status(jobs: list[JobStatus]) -> None:
             item.job.input_path,
         )
     console.print(table)
+    for item in jobs:
+        if item.pid:
+            eta = "" if item.eta is None else f", ETA {_clock_time(item.eta)}"
+            console.print(
+                f"{item.job.id}: running in process {item.pid}, output {item.job.output_path}{eta}"
+            )
+
+
+def _clock_time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M")

@@ -12,7 +12,6 @@ exceptions to exit codes.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import os
 import signal
@@ -24,10 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from . import read, write
+from . import job_steps, read, write
 from .client import (
     DEFAULT_BASE_URL,
     RetryPolicy,
@@ -37,12 +34,12 @@ from .client import (
 )
 from .errors import InputError, InsufficientCredits, Stopped
 from .execute import Counters, Engine
-from .join import Verdicts, dictionaries_for, enrich_batches
 from .limits import Limit
-from .locks import job_lock
-from .plan import chunk_size_for, plan_emails
+from .locks import cancel_requested, job_lock
+from .plan import chunk_size_for
 from .schedule import ScheduleConfig, Scheduler, key_id
-from .schema import BatchState, Job
+from .schema import BatchState, Job, job_id_for, translated
+from .state_dir import make_state_dir, refuse_reset_state
 from .store import Store
 
 SIMULATED_KEY = "simulated-key"
@@ -244,45 +241,76 @@ def validate(options: ValidateOptions, *, reporter: Reporter | None = None) -> S
 async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
     started = time.monotonic()
     spec, output, chunk = _prepare(options)
-    resolve_api(options.api)
-    live = LiveStatus(stage="checking the API key", usage_limit=options.api.resolved_usage_limit)
+    _base_url, key = resolve_api(options.api)
     state_dir = state_dir_for(options.api, options.state_dir)
+    make_state_dir(state_dir)
+    refuse_reset_state(state_dir, key_id(key))
+    live = LiveStatus(stage="reading the input", usage_limit=options.api.resolved_usage_limit)
     reporter(live)
     stop = asyncio.Event()
     with _signals(stop):
-        async with api_session(options.api) as (session, base_url, api_key):
-            scheduler = scheduler_for(options.api, state_dir, api_key)
-            live.quota_used = scheduler.usage_in_window
-            try:
-                client = ValidationClient(
-                    session,
-                    base_url=base_url,
-                    api_key=api_key,
-                    throttle=scheduler,
-                    policy=options.api.retry,
-                    stop=stop,
-                )
-                # Fail on a bad key before reading the whole file.
-                await client.check_key()
-                live.stage = "scanning"
-                reporter(live)
-                # Hashing a big file takes seconds: off the loop, so signals stay prompt.
-                fingerprint = await asyncio.to_thread(read.fingerprint, spec)
-                with Store(state_dir) as store:
-                    job = store.open_job(
-                        input_path=str(spec.path.resolve()),
-                        fingerprint=fingerprint,
-                        email_column=spec.email_column,
-                        output_path=str(output),
-                        cache_ttl=options.cache_ttl,
+        # The job is known before the lock, the key check and the scan: a busy job is refused
+        # at once, and its stored output path left alone. Hashing is off the loop, so
+        # signals stay prompt.
+        fingerprint = await asyncio.to_thread(read.fingerprint, spec)
+        input_path = str(spec.path.resolve())
+        job_id = job_id_for(input_path, fingerprint, spec.email_column)
+        with job_lock(state_dir, job_id):
+            live.stage = "checking the API key"
+            reporter(live)
+            async with api_session(options.api) as (session, base_url, api_key):
+                ledger = state_dir / f"ledger-{key_id(api_key)}.sqlite"
+                with translated(ledger):  # a corrupt or locked ledger, named
+                    scheduler = scheduler_for(options.api, state_dir, api_key)
+                live.quota_used = scheduler.usage_in_window
+                try:
+                    client = ValidationClient(
+                        session,
+                        base_url=base_url,
+                        api_key=api_key,
+                        throttle=scheduler,
+                        policy=options.api.retry,
+                        stop=stop,
                     )
-                    with job_lock(state_dir, job.id):
+                    # Fail on a bad key before reading the whole file.
+                    await client.check_key()
+                    live.stage = "scanning"
+                    reporter(live)
+                    with Store(state_dir) as store:
+                        job = store.open_job(
+                            input_path=input_path,
+                            fingerprint=fingerprint,
+                            email_column=spec.email_column,
+                            output_path=str(output),
+                            cache_ttl=options.cache_ttl,
+                            key_id=key_id(api_key),
+                            base_url=base_url,
+                        )
+                        job_steps.note_run(store, job, options.api.resolved_usage_limit)
+                        # Cancels go out even once a stop is asked for (it is what `cancel` asks).
+                        canceller = ValidationClient(
+                            session,
+                            base_url=base_url,
+                            api_key=api_key,
+                            throttle=scheduler,
+                            policy=options.api.retry,
+                        )
                         run = _JobRun(
-                            options, spec, output, chunk, store, job, client, scheduler, stop
+                            options,
+                            spec,
+                            output,
+                            chunk,
+                            store,
+                            job,
+                            client,
+                            scheduler,
+                            stop,
+                            canceller,
+                            state_dir,
                         )
                         return await _run_job(run, live, reporter, started)
-            finally:
-                scheduler.close()
+                finally:
+                    scheduler.close()
 
 
 @dataclass(frozen=True)
@@ -298,6 +326,9 @@ class _JobRun:
     client: ValidationClient
     scheduler: Scheduler
     stop: asyncio.Event
+    canceller: ValidationClient
+    state_dir: Path
+    """Where this run's state lives: `state_dir_for` the mode, not always options.state_dir."""
 
 
 async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: float) -> Summary:
@@ -310,15 +341,10 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     live.rows, live.unique = scan.rows, unique_emails
     live.stage = "planning"
     reporter(live)
-    plan = plan_emails(
-        scan.unique.to_pylist(),
-        store.batched_emails(job.id),
-        store.fresh_verdicts(job.cache_cutoff),
+    live.to_submit = await asyncio.to_thread(
+        job_steps.plan_job, run.state_dir, job, scan.unique.to_pylist(), chunk
     )
-    store.plan(job.id, cached=plan.cached, new=plan.new, chunk_size=chunk)
-    live.to_submit = len(plan.new)
     # The emails are in the store now: holding them through the join would add to its peak.
-    del plan
     scan = replace(scan, unique=scan.unique[:0])
     deadline = None if options.max_runtime is None else started + options.max_runtime
     engine = Engine(
@@ -329,9 +355,15 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     ticker = asyncio.create_task(_tick(live, reporter))
     try:
         counters = await engine.run()
+        # `ample-batch cancel` stopped this run (SIGTERM): its validations are canceled too.
+        canceled = cancel_requested(run.state_dir, job.id)
+        if canceled:
+            live.stage = "canceling"
+            await job_steps.cancel_validations(store, job.id, run.canceller, scheduler)
+            counters.stop_reason = "canceled"
     finally:
         ticker.cancel()
-    progress = store.progress(job.id)
+    progress = await asyncio.to_thread(job_steps.progress, run.state_dir, job.id)
     # Complete means every unique email has a settled verdict. Emails released by a canceled
     # or out-of-credits validation are in no batch at all, so count coverage, not just pending.
     complete = (
@@ -342,10 +374,10 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     live.stage = "writing"
     reporter(live)
     target = output if complete else write.partial_path(output)
-    verdicts = Verdicts.from_rows(store.job_verdicts(job.id), normalised=True)
-    _remove_stale_temp_files(target)
+    verdicts = await asyncio.to_thread(job_steps.job_verdicts, run.state_dir, job.id)
+    job_steps.remove_stale_temp_files(target)
     verdict_counts = await asyncio.to_thread(
-        _write, spec, verdicts, target, "failed" if complete else "pending"
+        job_steps.write_enriched, spec, verdicts, target, "failed" if complete else "pending"
     )
     if complete:
         with contextlib.suppress(FileNotFoundError):
@@ -363,7 +395,7 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
         blank=scan.blank,
         duplicates=scan.duplicates,
         credits_spent=counters.emails_submitted,
-        possible_double_charges=_job_double_charges(store, job.id),
+        possible_double_charges=job_steps.job_double_charges(store, job.id),
         remaining=unique_emails - progress.emails + progress.pending,
         failed=progress.failed,
         verdicts=verdict_counts,
@@ -372,17 +404,14 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
         warnings=list(spec.warnings) + counters.notes,
         simulated=options.api.simulate,
     )
-    store.update_job(job.id, state="done" if complete else "partial", stats=summary.as_dict())
+    state = "done" if complete else "canceled" if canceled else "partial"
+    store.update_job(job.id, state=state, stats=summary.as_dict())
+    await asyncio.to_thread(job_steps.prune_cache, run.state_dir, options.cache_ttl)
     if complete:
         return summary
     if counters.out_of_credits:
         raise InsufficientCreditsStop(summary)
     raise StoppedWithSummary(summary)
-
-
-def _job_double_charges(store: Store, job_id: str) -> int:
-    job = store.get_job(job_id)
-    return job.possible_double_charges if job else 0
 
 
 class StoppedWithSummary(Stopped):
@@ -409,31 +438,6 @@ class InsufficientCreditsStop(InsufficientCredits):
         self.summary = summary
 
 
-def _remove_stale_temp_files(target: Path) -> None:
-    """A run killed mid-write (SIGKILL cannot be caught) leaves its temporary file behind;
-    the job lock guarantees no other run is writing this output now."""
-    for stale in target.parent.glob(f".{target.name}.*.tmp"):
-        with contextlib.suppress(OSError):
-            stale.unlink()
-
-
-def _write(spec: read.InputSpec, verdicts: Verdicts, target: Path, missing: str) -> dict[str, int]:
-    counts: collections.Counter[str] = collections.Counter()
-
-    def counted(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            column = batch.column(batch.schema.get_field_index("email_result"))
-            for item in pc.value_counts(column).to_pylist():
-                counts[str(item["values"])] += int(item["counts"])
-            yield batch
-
-    batches = enrich_batches(
-        spec, verdicts, missing=missing, dictionaries=dictionaries_for(spec, target)
-    )
-    write.write_output(spec, counted(batches), target)
-    return dict(sorted(counts.items()))
-
-
 async def _tick(live: LiveStatus, reporter: Reporter) -> None:
     while True:
         reporter(live)
@@ -451,6 +455,8 @@ def _signals(stop: asyncio.Event) -> Iterator[None]:
 
     def on_signal() -> None:
         if stop.is_set():
+            # Leaving without unwinding: the output being written would stay behind.
+            write.remove_temp_files()
             os.write(2, b"ample-batch: interrupted twice: stopped at once; run again to resume\n")
             os._exit(75)
         stop.set()

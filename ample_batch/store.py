@@ -5,25 +5,33 @@ input's absolute path, content fingerprint and email column, so running the same
 resumes it. Each batch is a small state machine, one transaction per transition:
 
     planned -> submitting -> running -> fetching -> done | failed
+    waiting -> done          (adopted: emails another job on the key has in flight)
 
 Emails found in the cache at planning time go into a batch born `done` (source `cache`), so a
 job's output is simply every verdict in its batches, and a resumed job never re-decides what
 was cached. Verdicts are written page by page together with the next page's href, so a run
 killed mid-paging resumes at the page it had not yet committed.
 
-The API key is not stored here, not even hashed: the ledgers (schedule.py) carry the key id.
+The API key is not stored here, not even hashed: a job records the key id (as the ledgers in
+schedule.py do) and the base URL, so jobs on one key never buy an email twice (inflight.py).
+The transitions around a paid POST commit with synchronous=FULL, and `running` is retried.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .state_dir import make_state_dir
+
+if TYPE_CHECKING:
+    from .inflight import Claim
 from .schema import (
     BATCH_ATTEMPTS,
     DB_NAME,
@@ -33,9 +41,26 @@ from .schema import (
     Progress,
     connect,
     job_id_for,
+    retried,
     schema_version,
     transaction,
 )
+
+DEFAULT_CACHE_TTL = 30 * 86400.0
+"""`--cache-ttl`'s default: cached verdicts are kept at least this long."""
+PLAN_CHUNK = 50_000
+"""Emails per planning transaction: other processes on the state dir wait at most one."""
+_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
+_BATCH_FIELDS = tuple(f.name for f in dataclasses.fields(Batch))
+
+
+@contextlib.contextmanager
+def _then_yield_the_lock() -> Iterator[None]:
+    """After a long transaction, pause a quarter of its time: SQLite's waiters poll with
+    sleeps of up to 100 ms, so back-to-back transactions would starve other processes."""
+    started = time.monotonic()
+    yield
+    time.sleep(min(0.1, max(0.005, (time.monotonic() - started) / 4)))
 
 
 def _catch_all(value: bool | None) -> int | None:
@@ -45,11 +70,12 @@ def _catch_all(value: bool | None) -> int | None:
 class Store:
     """The state dir's database. Use as a context manager, or call close()."""
 
-    def __init__(self, state_dir: Path, *, clock: Any = time.time) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, state_dir: Path, *, clock: Any = time.time, timeout: float = 30.0) -> None:
+        make_state_dir(state_dir)
+        self.state_dir = state_dir
         self.path = state_dir / DB_NAME
         self._clock = clock
-        self._db = connect(self.path)
+        self._db = connect(self.path, timeout=timeout)
 
     def __enter__(self) -> Store:
         return self
@@ -64,8 +90,10 @@ class Store:
     def schema_version(self) -> int:
         return schema_version(self._db)
 
-    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return transaction(self._db)
+    def _transaction(
+        self, *, durable: bool = False
+    ) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._db, self.path, durable=durable)
 
     # -- jobs ----------------------------------------------------------------------------
 
@@ -77,8 +105,14 @@ class Store:
         email_column: str,
         output_path: str | None,
         cache_ttl: float,
+        key_id: str | None = None,
+        base_url: str | None = None,
     ) -> Job:
-        """The job for this input, created on first sight. The cache cutoff is fixed then."""
+        """The job for this input, created on first sight. The cache cutoff is fixed then.
+
+        Call it holding the job's lock (locks.job_lock): it records this run's output path
+        and API identity (key id and base URL, never the key), which a busy job must keep.
+        """
         job_id = job_id_for(input_path, fingerprint, email_column)
         now = self._clock()
         cutoff = now - cache_ttl if cache_ttl > 0 else float("inf")
@@ -89,8 +123,9 @@ class Store:
                 (job_id, input_path, fingerprint, email_column, output_path, now, now, cutoff),
             )
             db.execute(
-                "UPDATE jobs SET output_path = ?, updated_at = ? WHERE id = ?",
-                (output_path, now, job_id),
+                "UPDATE jobs SET output_path = ?, updated_at = ?, key_id = COALESCE(?, key_id),"
+                " base_url = COALESCE(?, base_url) WHERE id = ?",
+                (output_path, now, key_id, base_url, job_id),
             )
         job = self.get_job(job_id)
         assert job is not None
@@ -107,10 +142,10 @@ class Store:
         rows = self._db.execute("SELECT * FROM jobs ORDER BY updated_at DESC").fetchall()
         return [self._job(row) for row in rows]
 
-    def _job(self, row: Sequence[Any]) -> Job:
-        values = list(row)
-        values[9] = json.loads(values[9])
-        return Job(*values)
+    def _job(self, row: sqlite3.Row) -> Job:
+        values = {name: row[name] for name in _JOB_FIELDS}
+        values["stats"] = json.loads(values["stats"])
+        return Job(**values)
 
     def note_possible_double_charges(self, job_id: str, emails: int) -> None:
         """Add to the job's count of emails that a resent POST may have charged twice."""
@@ -140,7 +175,7 @@ class Store:
             " WHERE b.job_id = ? AND NOT (b.state = 'planned' AND b.attempt = 1)",
             (job_id,),
         )
-        return [row[0] for row in rows]
+        return [row["email"] for row in rows]
 
     def fresh_verdicts(self, cutoff: float) -> Iterator[tuple[str, str, bool | None]]:
         """Cached verdicts checked at or after `cutoff`."""
@@ -150,6 +185,26 @@ class Store:
         for email, result, catch_all in rows:
             yield email, result, None if catch_all is None else bool(catch_all)
 
+    def prune_verdicts(self, run_ttl: float) -> int:
+        """Drop cached verdicts no job can use any more; returns how many went.
+
+        Kept: everything younger than the longest TTL in use (this run's, the default, or
+        any stored job's), and everything a job not done yet may reuse under its cutoff.
+        """
+        now = self._clock()
+        # The default TTL is kept whatever this run's: one `--cache-ttl 0` run must not empty
+        # the cache that every later default run would use.
+        ttls = [run_ttl, DEFAULT_CACHE_TTL]
+        keep_from = now
+        for row in self._db.execute("SELECT created_at, cache_cutoff, state FROM jobs"):
+            if row["cache_cutoff"] != float("inf"):
+                ttls.append(row["created_at"] - row["cache_cutoff"])
+                if row["state"] != "done":
+                    keep_from = min(keep_from, row["cache_cutoff"])
+        threshold = min(now - max(ttls), keep_from)
+        with self._transaction() as db:
+            return db.execute("DELETE FROM verdicts WHERE checked_at < ?", (threshold,)).rowcount
+
     def plan(
         self,
         job_id: str,
@@ -158,28 +213,36 @@ class Store:
         new: Sequence[str],
         chunk_size: int,
     ) -> None:
-        """Re-plan the job in one transaction.
+        """Re-plan the job, in transactions of about PLAN_CHUNK emails each.
 
         Unsubmitted batches are dissolved first (their emails come back in `new` from the
         caller's set difference), so a changed --chunk-size applies on resume. Cache hits
-        become one batch born done.
+        become batches born done. Killed between two transactions, the job re-plans right:
+        batches born done count as batched next time, planned ones are dissolved and re-cut.
         """
         now = self._clock()
         with self._transaction() as db:
             self._drop_planned(db, job_id)
-            if cached:
-                batch_id = self._new_batch(db, job_id, BatchState.DONE, len(cached), "cache", now)
+        for start in range(0, len(cached), PLAN_CHUNK):
+            part = cached[start : start + PLAN_CHUNK]
+            with _then_yield_the_lock(), self._transaction() as db:
+                batch_id = self._new_batch(db, job_id, BatchState.DONE, len(part), "cache", now)
                 db.executemany(
                     "INSERT INTO batch_emails VALUES (?,?,?,?)",
-                    ((batch_id, e, r, _catch_all(c)) for e, r, c in cached),
+                    ((batch_id, e, r, _catch_all(c)) for e, r, c in part),
                 )
-            for start in range(0, len(new), chunk_size):
-                chunk = new[start : start + chunk_size]
-                batch_id = self._new_batch(db, job_id, BatchState.PLANNED, len(chunk), "api", now)
-                db.executemany(
-                    "INSERT INTO batch_emails (batch_id, email) VALUES (?,?)",
-                    ((batch_id, e) for e in chunk),
-                )
+        per_transaction = max(1, PLAN_CHUNK // chunk_size) * chunk_size
+        for outer in range(0, len(new), per_transaction):
+            with _then_yield_the_lock(), self._transaction() as db:
+                for start in range(outer, min(len(new), outer + per_transaction), chunk_size):
+                    chunk = new[start : min(start + chunk_size, outer + per_transaction)]
+                    batch_id = self._new_batch(
+                        db, job_id, BatchState.PLANNED, len(chunk), "api", now
+                    )
+                    db.executemany(
+                        "INSERT INTO batch_emails (batch_id, email) VALUES (?,?)",
+                        ((batch_id, e) for e in chunk),
+                    )
 
     def _drop_planned(self, db: sqlite3.Connection, job_id: str) -> None:
         # Retry batches (attempt > 1) keep their attempt count, so they are not dissolved.
@@ -215,50 +278,90 @@ class Store:
             query += f" AND state IN ({','.join('?' * len(states))})"
             params += list(states)
         rows = self._db.execute(query + " ORDER BY id", params).fetchall()
-        return [
-            Batch(
-                id=r[0],
-                job_id=r[1],
-                source=r[2],
-                state=BatchState(r[3]),
-                attempt=r[4],
-                size=r[5],
-                remote_id=r[6],
-                remote_href=r[7],
-                next_href=r[8],
-                remote_status=r[9],
-                poll_after=r[10],
-                submitted_at=r[11],
-                error=r[13],
-            )
-            for r in rows
-        ]
+        return [self._batch(row) for row in rows]
+
+    def _batch(self, row: sqlite3.Row) -> Batch:
+        values = {name: row[name] for name in _BATCH_FIELDS}
+        values["state"] = BatchState(values["state"])
+        return Batch(**values)
 
     def batch(self, batch_id: int) -> Batch:
-        job_id = self._db.execute("SELECT job_id FROM batches WHERE id = ?", (batch_id,))
-        (job,) = job_id.fetchone()
-        return next(b for b in self.batches(job) if b.id == batch_id)
+        found = self.find_batch(batch_id)
+        if found is None:
+            raise KeyError(f"no batch {batch_id}")
+        return found
+
+    def find_batch(self, batch_id: int) -> Batch | None:
+        row = self._db.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
+        return None if row is None else self._batch(row)
 
     def batch_emails(self, batch_id: int, *, unresolved: bool = False) -> list[str]:
         query = "SELECT email FROM batch_emails WHERE batch_id = ?"
         if unresolved:
             query += " AND result IS NULL"
-        return [row[0] for row in self._db.execute(query, (batch_id,))]
+        return [row["email"] for row in self._db.execute(query, (batch_id,))]
 
-    def _move(self, batch_id: int, state: BatchState, **fields: Any) -> None:
+    def _move(
+        self, batch_id: int, state: BatchState, *, durable: bool = False, **fields: Any
+    ) -> None:
         fields["state"] = state
         fields["updated_at"] = self._clock()
         assignments = ", ".join(f"{name} = ?" for name in fields)
-        with self._transaction() as db:
+        with self._transaction(durable=durable) as db:
             db.execute(
                 f"UPDATE batches SET {assignments} WHERE id = ?", [*fields.values(), batch_id]
             )
 
-    def mark_submitting(self, batch_id: int) -> None:
-        self._move(batch_id, BatchState.SUBMITTING, submitted_at=self._clock())
+    def mark_submitting(self, batch_id: int) -> Claim:
+        """About to POST: the batch becomes `submitting`, durably.
+
+        Unless a concurrent job bought some of its emails since this one planned (their
+        verdicts are cached, or they are in its open batch: see inflight.py). Then the batch
+        stays planned and `claim.changed` says so: the caller must not POST the old list.
+        Checked in the same transaction as the move, so two processes never both buy one.
+        """
+        from .inflight import claim_or_adopt
+
+        with self._transaction(durable=True) as db:
+            adopted = claim_or_adopt(db, batch_id, self._clock())
+            if not adopted.changed:
+                now = self._clock()
+                db.execute(
+                    "UPDATE batches SET state = ?, submitted_at = ?, updated_at = ? WHERE id = ?",
+                    (BatchState.SUBMITTING, now, now, batch_id),
+                )
+        return adopted
+
+    def adopt_in_flight(self, job_id: str, candidates: Iterable[str]) -> set[str]:
+        """At plan time: candidates in flight in another job on the same key are adopted
+        (see inflight.py), not bought again. Returns the adopted emails."""
+        from .inflight import adopt
+
+        with self._transaction() as db:
+            return adopt(db, job_id, candidates, self._clock())
+
+    def adopt_overlap(self, batch_id: int) -> Claim:
+        """Before waiting for quota: as `mark_submitting`'s check, without the move."""
+        from .inflight import claim_or_adopt
+
+        with self._transaction() as db:
+            return claim_or_adopt(db, batch_id, self._clock())
 
     def mark_running(self, batch_id: int, *, remote_id: str, remote_href: str) -> None:
-        self._move(batch_id, BatchState.RUNNING, remote_id=remote_id, remote_href=remote_href)
+        """The POST was accepted: its remote id must reach the disk, whatever it takes.
+
+        Until this commit lands, a kill makes the paid batch's fate unknowable, so a failed
+        commit (locked past the busy timeout, disk full) is retried with backoff, durably.
+        """
+        retried(
+            lambda: self._move(
+                batch_id,
+                BatchState.RUNNING,
+                durable=True,
+                remote_id=remote_id,
+                remote_href=remote_href,
+            )
+        )
 
     def note_poll(self, batch_id: int, *, poll_after: float) -> None:
         """Remember when the server allows the next poll, so a restarted run does not poll early."""

@@ -26,7 +26,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import InputError
+from .errors import InputError, OutputUnwritten
 from .formats import SUFFIXES, InputSpec
 from .write_parquet import write_parquet
 
@@ -125,10 +125,23 @@ def check_output(spec: InputSpec, output: Path, *, rows: int | None = None) -> N
         )
 
 
+_TEMP_FILES: set[str] = set()
+"""Temporary outputs being written now: a second Ctrl-C, which leaves at once without
+unwinding, removes them first (`remove_temp_files`)."""
+
+
+def remove_temp_files() -> None:
+    """Unlink every temporary output still being written; safe from a signal handler."""
+    for name in list(_TEMP_FILES):
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+
+
 @contextlib.contextmanager
 def atomic(output: Path) -> Iterator[Path]:
     """A temporary path beside `output` that replaces it on success and vanishes on failure."""
     fd, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    _TEMP_FILES.add(name)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -140,6 +153,8 @@ def atomic(output: Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        _TEMP_FILES.discard(name)
 
 
 def _umask() -> int:
@@ -163,9 +178,11 @@ def write_output(spec: InputSpec, batches: Iterator[pa.RecordBatch], output: Pat
                 return _write_xlsx(spec, batches, tmp)
             return _write_csv(spec, batches, tmp, output, gzip=kind == "csv.gz")
     except OSError as exc:
-        raise InputError(
-            f"{output}: cannot be written ({exc.strerror or exc}); check the disk "
-            "and the directory's permissions"
+        # The work is done and paid for by now, and kept in the state: exit 75, not 2.
+        raise OutputUnwritten(
+            f"{output}: cannot be written ({exc.strerror or exc}); the verdicts are kept: "
+            "fix the disk or the directory, then run the same command again to write it "
+            "(nothing is paid twice)"
         ) from exc
 
 

@@ -180,3 +180,74 @@ def test_a_validations_errors_survive_a_restart(store: Store) -> None:
     errors = [{"code": "insufficient_credits", "detail": "out"}]
     store.mark_fetching(batch_id, first_href="/v/1", remote_status="error", errors=errors)
     assert store.remote_errors(batch_id) == errors
+
+
+def test_the_cache_check_time_is_indexed(store: Store) -> None:
+    plan = store._db.execute(
+        "EXPLAIN QUERY PLAN SELECT email FROM verdicts WHERE checked_at >= 0"
+    ).fetchall()
+    assert any("verdicts_checked_at" in str(tuple(row)) for row in plan)
+
+
+def _cache(store: Store, clock: Clock, email: str, age_days: float) -> None:
+    now = clock.now
+    clock.now = now - age_days * 86400
+    job = store.open_job(
+        input_path=f"/seed/{email}", fingerprint="f", email_column="e", output_path=None,
+        cache_ttl=86400.0,
+    )  # fmt: skip
+    store.plan(job.id, cached=[], new=[email], chunk_size=5)
+    store.record_page(store.batches(job.id)[0].id, [(email, "risky", False)], next_href=None)
+    store.update_job(job.id, state="done", stats={})
+    clock.now = now
+
+
+def test_the_cache_is_pruned_of_verdicts_no_ttl_in_use_can_reach(tmp_path: Path) -> None:
+    clock = Clock()
+    with Store(tmp_path / "a", clock=clock) as store:
+        for email, age in (("old@x.co", 100), ("month@x.co", 40), ("new@x.co", 1)):
+            _cache(store, clock, email, age)
+        # This run's TTL is 0 (never reuse): the default 30 days are still kept for others.
+        assert store.prune_verdicts(0) == 2
+        assert {v[0] for v in store.fresh_verdicts(float("-inf"))} == {"new@x.co"}
+    with Store(tmp_path / "b", clock=clock) as store:
+        # A stored job that reuses 60-day-old verdicts keeps the 40-day-old one.
+        store.open_job(
+            input_path="/long", fingerprint="f", email_column="e", output_path=None,
+            cache_ttl=60 * 86400.0,
+        )  # fmt: skip
+        for email, age in (("old@x.co", 100), ("month@x.co", 40), ("new@x.co", 1)):
+            _cache(store, clock, email, age)
+        assert store.prune_verdicts(30 * 86400.0) == 1
+        assert {v[0] for v in store.fresh_verdicts(float("-inf"))} == {"month@x.co", "new@x.co"}
+
+
+def test_estimate_streams_the_cache(tmp_path: Path) -> None:
+    # A big cache for other lists must not be loaded whole to price a small file.
+    import tracemalloc
+
+    from helpers import lead_rows, write_leads
+
+    from ample_batch.manage import estimate
+    from ample_batch.run import ValidateOptions
+
+    state = tmp_path / "state"
+    with Store(state) as store:
+        now = store._clock()
+        with store._transaction() as db:
+            db.executemany(
+                "INSERT INTO verdicts VALUES (?, 'deliverable', 0, ?)",
+                ((f"other{i:07d}@elsewhere.com", now) for i in range(300_000)),
+            )
+    src = write_leads(tmp_path / "leads.csv", lead_rows(50))
+    options = ValidateOptions(input=src, state_dir=state)
+    estimate(options)  # warm up imports and caches
+    tracemalloc.start()
+    try:
+        result = estimate(options)
+        _size, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.credits_needed == 50
+    # Loaded whole, the cache's 300,000 verdicts peaked over 60 MB; streamed, under 20 MB.
+    assert peak < 30_000_000, peak

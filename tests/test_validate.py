@@ -192,15 +192,18 @@ def test_simulate_needs_no_key(tmp_path: Path) -> None:
     assert_output_exact(src, tmp_path / "leads.validated.csv")
 
 
-def test_unexpected_error_exits_1(tmp_path: Path) -> None:
+def test_a_corrupt_state_database_is_refused_by_name_exit_2(tmp_path: Path) -> None:
+    # Once "unexpected error ... please report it", exit 1, with no path (issue 11, 7).
     src = write_leads(tmp_path / "leads.csv", lead_rows(5))
     state = tmp_path / "s"
     (state / "simulated").mkdir(parents=True)  # a simulation's own store
     (state / "simulated" / "ample-batch.sqlite").write_bytes(b"this is not a database" * 100)
     done = cli("validate", str(src), "--simulate", "--state-dir", str(state), "-q")
-    assert done.returncode == 1
+    assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1
+    assert str(state / "ample-batch.sqlite") in done.stderr
+    assert "--state-dir" in done.stderr
 
 
 def _limit(text: str):
