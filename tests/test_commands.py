@@ -97,9 +97,11 @@ def test_cancel_keeps_partial_results_and_validate_finishes_the_rest(tmp_path: P
     # Slow processing: after the deadline, the batch is still running on the server; then the
     # fake's clock stands still so nothing more is processed until the test says so.
     clock = PausableClock()
-    with FakeInThread(retry_after=0.2, emails_per_second=200, clock=clock) as fake:
+    # 1,000 emails take the fake 10 s: a deadline of 3 s leaves the POST time to go out
+    # on a loaded machine and the batch still running when the run stops.
+    with FakeInThread(retry_after=0.2, emails_per_second=100, clock=clock) as fake:
         base = ["--base-url", fake.url, "--state-dir", str(state)]
-        stopped = cli("validate", str(src), *base, "--max-runtime", "1s")
+        stopped = cli("validate", str(src), *base, "--max-runtime", "3s")
         assert stopped.returncode == 75, stopped.stderr
         clock.pause()
         assert [s for s, _ in batch_states(state)] == ["running"]

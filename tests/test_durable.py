@@ -163,14 +163,15 @@ def test_a_newer_state_database_is_refused(tmp_path: Path) -> None:
 def test_a_newer_state_database_exits_2_naming_it(tmp_path: Path) -> None:
     src = write_leads(tmp_path / "leads.csv", lead_rows(5))
     state = tmp_path / "state"
-    with Store(state):
+    simulated = state / "simulated"  # a simulation's own store
+    with Store(simulated):
         pass
-    db = sqlite3.connect(state / DB_NAME)
+    db = sqlite3.connect(simulated / DB_NAME)
     db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     db.close()
     done = cli("validate", str(src), "--simulate", "--state-dir", str(state), "-q")
     assert done.returncode == 2, done.stderr
-    assert str(state / DB_NAME) in done.stderr
+    assert str(simulated / DB_NAME) in done.stderr
     assert "upgrade" in done.stderr
 
 

@@ -202,7 +202,7 @@ def test_a_corrupt_state_database_is_refused_by_name_exit_2(tmp_path: Path) -> N
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1
-    assert str(state / "ample-batch.sqlite") in done.stderr
+    assert str(state / "simulated" / "ample-batch.sqlite") in done.stderr
     assert "--state-dir" in done.stderr
 
 
