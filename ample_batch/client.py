@@ -39,6 +39,7 @@ from .errors import (
     UnsafeLink,
 )
 from .responses import (
+    MISSING_STATUS,
     Headers,
     Page,
     Validation,
@@ -205,6 +206,9 @@ class ValidationClient:
                             f"the API accepted a batch ({status}) with an unreadable answer; "
                             "it may be running"
                         ) from None
+                    if accepted.status == MISSING_STATUS:
+                        # A 202 is the acceptance itself: the batch waits to start.
+                        accepted = dataclasses.replace(accepted, status="queued")
                     return self._bounded(accepted)
                 if status == 404:
                     # The collection itself is missing: not the API, or not this version of it.

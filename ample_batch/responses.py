@@ -39,6 +39,9 @@ Headers = Mapping[str, str]
 gateways lower-case them."""
 
 TERMINAL_STATUSES = frozenset({"completed", "canceled", "error"})
+MISSING_STATUS = ""
+"""A validation's `status` when the answer had none (it is required): unknown, never taken
+for `queued`, which would poll for ever."""
 
 
 @dataclass(frozen=True)
@@ -149,9 +152,10 @@ def parse_validation(body: Any, headers: Headers, *, fallback_href: str | None) 
     vid = str(body["id"])
     href = _link(body, "self") or fallback_href or f"/email-validations/{vid}"
     errors = body.get("_errors")
+    status = body.get("status")
     return Validation(
         id=vid,
-        status=str(body.get("status") or "queued"),
+        status=status if isinstance(status, str) and status else MISSING_STATUS,
         href=href,
         results=_parse_results(body.get("results")),
         next_href=_link(body, "next"),

@@ -165,11 +165,12 @@ async def test_a_results_page_failing_for_good_settles_that_batch_and_the_others
     "fault",
     [
         {"unknown_status": "paused", "queue_seconds": 60},
+        {"unknown_status": "", "queue_seconds": 60},
         {"get_fault": 400},
         {"get_fault": 410},
         {"get_fault": 301},
     ],
-    ids=["unknown_status", "poll_400", "poll_410", "poll_301"],
+    ids=["unknown_status", "missing_status", "poll_400", "poll_410", "poll_301"],
 )
 async def test_a_poll_failing_for_good_fails_that_batch_and_the_run_ends(
     fake_api: StartFake, session: aiohttp.ClientSession, tmp_path: Path, fault: dict

@@ -13,7 +13,13 @@ from ample_batch.errors import (
     TransientError,
     UsageLimited,
 )
-from ample_batch.responses import error_for, header, parse_retry_after, parse_validation
+from ample_batch.responses import (
+    MISSING_STATUS,
+    error_for,
+    header,
+    parse_retry_after,
+    parse_validation,
+)
 
 RATE_BODY = {"_errors": [{"code": "rate_limit_exceeded", "detail": "slow down"}]}
 SERVER_ERROR = {"_errors": [{"code": "internal_server_error", "detail": "Something went wrong."}]}
@@ -73,3 +79,11 @@ def test_any_429_to_a_post_is_a_usage_refusal_of_that_batch(body) -> None:
     assert error.retry_after == 4.0
     # Elsewhere it is what it says: a rate limit, retried after the pause.
     assert isinstance(error_for(429, {}, body), RateLimited)
+
+
+def test_a_missing_status_is_unknown_never_queued() -> None:
+    # `status` is required; taking its absence for `queued` would poll for ever.
+    body = {"id": "v1", "object": "email_validation", "results": [], "_links": {}}
+    validation = parse_validation(body, {}, fallback_href="/email-validations/v1")
+    assert validation.status == MISSING_STATUS
+    assert not validation.terminal

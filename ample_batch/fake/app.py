@@ -274,7 +274,7 @@ class FakeApi:
 
     def _view(self, v: Validation, now: float, query: PageQuery) -> dict[str, Any]:
         status = v.status(now)
-        if self.config.unknown_status and status not in TERMINAL:
+        if self.config.unknown_status is not None and status not in TERMINAL:
             status = self.config.unknown_status
         links: dict[str, dict[str, str]] = {"self": {"href": v.href}}
         results: list[dict[str, Any]] = []
@@ -302,6 +302,8 @@ class FakeApi:
             "results": results,
             "_links": links,
         }
+        if not status:
+            del body["status"]  # an empty unknown_status: the required field left out
         if v.errors:
             body["_errors"] = v.errors
         return body

@@ -85,7 +85,8 @@ class FakeConfig:
     """HTTP status answered to every POST, its `_errors` naming no item (a 400 for the batch
     as a whole, say); nothing is created."""
     unknown_status: str | None = None
-    """A status outside the documented ones, reported by every validation until terminal."""
+    """A status outside the documented ones, reported by every validation until terminal;
+    an empty string leaves the (required) `status` field out instead."""
     arrival_jitter: float = 0.0
     """Up to this many seconds (seeded random) before a request counts as arrived, as varying
     network latency on the way in would make it."""
