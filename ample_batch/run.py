@@ -17,10 +17,10 @@ import os
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -41,6 +41,8 @@ from .schedule import ScheduleConfig, Scheduler, key_id
 from .schema import BatchState, Job, job_id_for, translated
 from .state_dir import make_state_dir, refuse_reset_state
 from .store import Store
+
+T = TypeVar("T")
 
 SIMULATED_KEY = "simulated-key"
 SIMULATED_DIR = "simulated"
@@ -272,8 +274,11 @@ async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
                         policy=options.api.retry,
                         stop=stop,
                     )
-                    # Fail on a bad key before reading the whole file.
-                    await client.check_key()
+                    # Fail on a bad key before reading the whole file; a hung API or a
+                    # full request ledger must not outlast --max-runtime or Ctrl-C here either.
+                    await _before_the_engine(
+                        client.check_key(), stop, _deadline(options, started), "checking the key"
+                    )
                     live.stage = "scanning"
                     reporter(live)
                     with Store(state_dir) as store:
@@ -346,7 +351,7 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     )
     # The emails are in the store now: holding them through the join would add to its peak.
     scan = replace(scan, unique=scan.unique[:0])
-    deadline = None if options.max_runtime is None else started + options.max_runtime
+    deadline = _deadline(options, started)
     engine = Engine(
         store, job.id, client, scheduler, stop=stop, deadline=deadline, chunk_size=chunk
     )
@@ -412,6 +417,37 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     if counters.out_of_credits:
         raise InsufficientCreditsStop(summary)
     raise StoppedWithSummary(summary)
+
+
+def _deadline(options: ValidateOptions, started: float) -> float | None:
+    """When --max-runtime ends this run, on the monotonic clock."""
+    return None if options.max_runtime is None else started + options.max_runtime
+
+
+async def _before_the_engine(
+    step: Awaitable[T], stop: asyncio.Event, deadline: float | None, what: str
+) -> T:
+    """Await a step that comes before any submission, cut short by a stop or the deadline.
+
+    Nothing that costs money is in flight before the engine starts, so cutting the step's
+    request (or its wait for a request slot) is always safe.
+    """
+    task = asyncio.ensure_future(step)
+    stopped = asyncio.ensure_future(stop.wait())
+    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+    try:
+        await asyncio.wait({task, stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    reason = "interrupted" if stop.is_set() else "max runtime reached"
+    raise Stopped(
+        f"{reason} while {what}; nothing was submitted; run the same command again to resume"
+    )
 
 
 class StoppedWithSummary(Stopped):
