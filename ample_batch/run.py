@@ -406,7 +406,7 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
         verdicts=verdict_counts,
         elapsed_seconds=round(time.monotonic() - started, 3),
         stop_reason=counters.stop_reason,
-        warnings=list(spec.warnings) + counters.notes,
+        warnings=list(spec.warnings) + counters.notes + _output_warnings(options, output, complete),
         simulated=options.api.simulate,
     )
     state = "done" if complete else "canceled" if canceled else "partial"
@@ -417,6 +417,20 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     if counters.out_of_credits:
         raise InsufficientCreditsStop(summary)
     raise StoppedWithSummary(summary)
+
+
+def _output_warnings(options: ValidateOptions, output: Path, complete: bool) -> list[str]:
+    """What a person opening the output folder must not misread as real verdicts."""
+    if options.api.simulate:
+        return [f"simulated run: the verdicts in {output.name} are made up; no credit was spent"]
+    if not complete and output.exists():
+        # Only a finished job writes this path, and this one is not finished: an earlier
+        # --simulate trial (or another job) left it.
+        return [
+            f"{output} is not this job's result (a --simulate trial or another run wrote it); "
+            f"this job's rows so far are in {write.partial_path(output).name}"
+        ]
+    return []
 
 
 def _deadline(options: ValidateOptions, started: float) -> float | None:

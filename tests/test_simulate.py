@@ -132,3 +132,16 @@ def test_the_cli_help_shows_the_limit_defaults_by_mode() -> None:
     text = " ".join(done.stdout.split())
     assert "15000/hour; --simulate: unlimited" in text
     assert "500/minute; --simulate: unlimited" in text
+
+
+def test_a_trials_output_is_never_taken_for_a_real_jobs(tmp_path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(300))
+    state = tmp_path / "state"
+    trial = validate(_simulated(src, state))
+    assert any("made up" in warning for warning in trial.warnings)
+    # The real job stops half-way: the trial's file is still there, and the run says whose.
+    with FakeInThread(**FAST, credits=100) as fake, pytest.raises(InsufficientCredits) as stopped:
+        validate(_real(fake, src, state, chunk_size=100))
+    summary = stopped.value.summary  # type: ignore[attr-defined]
+    assert summary.output.endswith("leads.validated.partial.csv")
+    assert any("is not this job's result" in warning for warning in summary.warnings)
