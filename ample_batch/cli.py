@@ -187,7 +187,8 @@ class OneLineErrors(click.Group):
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="ample-batch")
+# prog_name: `python -m ample_batch --version` would otherwise say "main" or the module path.
+@click.version_option(package_name="ample-batch", prog_name="ample-batch")
 def main() -> None:
     """Validate the emails in large lead lists through the Amplemarket API.
 
