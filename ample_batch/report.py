@@ -25,27 +25,36 @@ class Report:
         self.quiet = quiet
         self.verbose = verbose
         self.console = Console(stderr=True)
-        self._tty = self.console.is_terminal and not quiet
+        # A dumb terminal (TERM=dumb: an editor's shell) cannot redraw a bar: log lines there.
+        self._tty = self.console.is_terminal and not self.console.is_dumb_terminal and not quiet
         self._bar: Progress | None = None
         self._task: Any = None
         self._last_log = 0.0
         self._last_stage = ""
+        self._wait_logged: int | None = None
 
     def live(self, status: LiveStatus) -> None:
         """Called often during a run; draws or logs at its own pace."""
         if self.quiet:
             return
-        if status.stage != self._last_stage:
-            self._last_stage = status.stage
-            if not self._tty or self.verbose:
-                self._log(self._line(status))
+        wait = _quota_wait(status)
+        waiting = "" if wait is None else f"waiting for quota: next batch at {_clock_in(wait)}"
+        # A new stage, and each wait for the usage window, is worth a line of its own: a cron
+        # log then says when the next batch goes, once per batch.
+        submitted = status.counters.emails_submitted if status.counters else 0
+        changed = status.stage != self._last_stage
+        if waiting and self._wait_logged != submitted:
+            changed, self._wait_logged = True, submitted
+        self._last_stage = status.stage
+        if changed and (not self._tty or self.verbose):
+            self._log(self._line(status, waiting))
         if self._tty:
-            self._draw(status)
+            self._draw(status, waiting)
         elif time.monotonic() - self._last_log >= LOG_EVERY:
-            self._log(self._line(status))
+            self._log(self._line(status, waiting))
 
-    def _line(self, s: LiveStatus) -> str:
-        parts = [s.stage]
+    def _line(self, s: LiveStatus, waiting: str) -> str:
+        parts = [s.stage, waiting]
         if s.rows:
             parts.append(f"{s.rows:,} rows, {s.unique:,} unique emails")
         if s.counters is not None:
@@ -53,42 +62,44 @@ class Report:
             parts.append(
                 f"{c.emails_submitted:,}/{s.to_submit:,} submitted, {c.emails_resolved:,} validated"
             )
-        if s.quota_used is not None and s.usage_limit is not None:
-            parts.append(f"quota {s.quota_used():,}/{s.usage_limit}")
-        return " · ".join(parts)
+        parts.append(_quota(s))
+        return " · ".join(part for part in parts if part)
 
     def _log(self, line: str) -> None:
         self._last_log = time.monotonic()
         stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         self.console.print(f"{stamp} {line}", highlight=False, soft_wrap=True)
 
-    def _draw(self, s: LiveStatus) -> None:
+    def _draw(self, s: LiveStatus, waiting: str) -> None:
+        total = max(s.to_submit, 1)
         if self._bar is None:
+            # Every figure is formatted here, not in the columns' templates: rich renders a
+            # task the moment it is added, before this run knows its totals.
             self._bar = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
-                TextColumn("{task.completed:,}/{task.total:,} emails"),
+                TextColumn("{task.fields[counts]}"),
                 TimeElapsedColumn(),
                 TextColumn("{task.fields[extra]}"),
                 console=self.console,
                 transient=True,
             )
+            self._task = self._bar.add_task(s.stage, total=total, counts="", extra="")
             self._bar.start()
-            self._task = self._bar.add_task(s.stage, total=None, extra="")
         done = s.counters.emails_resolved if s.counters else 0
-        extra = ""
-        if s.quota_used is not None and s.usage_limit is not None:
-            extra = f"quota {s.quota_used():,}/{s.usage_limit}"
-            if s.to_submit and s.counters:
-                left = s.to_submit - s.counters.emails_submitted
-                windows = max(0, -(-left // s.usage_limit.count) - 1)
-                extra += f" · ETA ≥ {windows * s.usage_limit.period / 3600:.1f} h"
+        extra = [waiting, _quota(s)]
+        if s.usage_limit is not None and s.to_submit and s.counters:
+            left = s.to_submit - s.counters.emails_submitted
+            windows = max(0, -(-left // s.usage_limit.count) - 1)
+            if windows:
+                extra.append(f"ETA ≥ {windows * s.usage_limit.period / 3600:.1f} h")
         self._bar.update(
             self._task,
             description=s.stage,
             completed=done,
-            total=max(s.to_submit, 1),
-            extra=extra,
+            total=total,
+            counts=f"{done:,}/{s.to_submit:,} emails",
+            extra=" · ".join(part for part in extra if part),
         )
 
     def close(self) -> None:
@@ -126,6 +137,37 @@ class Report:
         self.console.print(table)
         for warning in summary.warnings:
             self.console.print(f"warning: {warning}", highlight=False)
+
+
+def _quota(s: LiveStatus) -> str:
+    """`quota USED/LIMIT`, never above the limit: the ledger also counts the safety margin
+    past the window, and entries restamped on a 429."""
+    if s.quota_used is None or s.usage_limit is None:
+        return ""
+    return f"quota {min(s.quota_used(), s.usage_limit.count):,}/{s.usage_limit}"
+
+
+def _quota_wait(s: LiveStatus) -> float | None:
+    """Seconds until the next batch may be submitted, when emails wait for the usage window;
+    None when nothing waits for it."""
+    if s.next_submission is None or s.counters is None or s.stage != "validating":
+        return None
+    left = s.to_submit - s.counters.emails_submitted
+    if left <= 0:
+        return None
+    try:
+        wait = s.next_submission(left)
+    except ValueError:  # a batch above the limit: the engine reports that itself
+        return None
+    return wait if wait > 0 else None
+
+
+def _clock_in(seconds: float) -> str:
+    """The local wall-clock time `seconds` from now, with the date when it is not today."""
+    when = datetime.fromtimestamp(time.time() + seconds)
+    return when.strftime(
+        "%H:%M:%S" if when.date() == datetime.now().date() else "%Y-%m-%d %H:%M:%S"
+    )
 
 
 def _stdout_console() -> Console:
