@@ -3,17 +3,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .errors import InputError
+
 if TYPE_CHECKING:
     from .manage import Estimate, JobStatus
-    from .run import LiveStatus, Summary
+    from .run import LiveStatus, Summary, ValidateOptions
 
 LOG_EVERY = 30.0
 
@@ -121,10 +128,16 @@ class Report:
             ("cached", f"{summary.cached:,}"),
             ("invalid syntax", f"{summary.invalid:,}"),
             ("blank", f"{summary.blank:,}"),
-            ("credits spent", f"{summary.credits_spent:,}"),
         ]
-        if summary.possible_double_charges:
-            rows.append(("possible double charges", f"{summary.possible_double_charges:,}"))
+        # A trial against the fake spends nothing: never call its validations credits.
+        if getattr(summary, "simulated", False):
+            rows.append(("simulated validations (no credits)", f"{summary.credits_spent:,}"))
+        else:
+            rows.append(("credits spent", f"{summary.credits_spent:,}"))
+            if summary.possible_double_charges:
+                rows.append(("possible double charges", f"{summary.possible_double_charges:,}"))
+        # Rows, not credits: an email in many rows is paid once and counted on every row.
+        rows.append(("verdicts (rows)", f"{sum(summary.verdicts.values()):,}"))
         rows += [(f"  {name}", f"{count:,}") for name, count in summary.verdicts.items()]
         if summary.remaining:
             rows.append(("still to validate", f"{summary.remaining:,}"))
@@ -168,6 +181,73 @@ def _clock_in(seconds: float) -> str:
     return when.strftime(
         "%H:%M:%S" if when.date() == datetime.now().date() else "%Y-%m-%d %H:%M:%S"
     )
+
+
+def utc_now() -> str:
+    """Now as ISO 8601 UTC, to the second: `2026-12-02T14:05:12Z`."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_summary_path(path: Path) -> None:
+    """InputError unless `path` can take the --summary-json file: not a directory, in an
+    existing directory where a file can be created (tried, so read-only mounts show too)."""
+    where = path.absolute()
+    if where.is_dir():
+        raise InputError(f"--summary-json {path}: is a directory; give a file name")
+    if not where.parent.is_dir():
+        raise InputError(f"--summary-json {path}: no directory {where.parent}")
+    try:
+        with tempfile.NamedTemporaryFile(dir=where.parent, prefix=f".{where.name}.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise InputError(
+            f"--summary-json {path}: cannot write in {where.parent} ({exc.strerror or exc})"
+        ) from exc
+
+
+def summary_record(
+    summary: Summary | None,
+    *,
+    exit_code: int,
+    error: str | None,
+    started_at: str,
+    options: ValidateOptions,
+) -> dict[str, Any]:
+    """What --summary-json holds: the summary when the run got that far, with the exit code,
+    the error, start and end times, and absolute paths, so a cron wrapper needs nothing else."""
+    data: dict[str, Any] = summary.as_dict() if summary is not None else {}
+    output = summary.output if summary is not None else options.output
+    data.update(
+        exit_code=exit_code,
+        error=error,
+        started_at=started_at,
+        finished_at=utc_now(),
+        input=os.path.abspath(options.input),
+        output=None if output is None else os.path.abspath(output),
+        state_dir=os.path.abspath(options.state_dir),
+    )
+    return data
+
+
+def write_summary_json(path: Path, data: dict[str, Any]) -> str | None:
+    """Write `data` to `path` atomically; the problem as a sentence if that failed."""
+    where = path.absolute()
+    temp: str | None = None
+    try:
+        fd, temp = tempfile.mkstemp(dir=where.parent, prefix=f".{where.name}.", suffix=".tmp")
+        # mkstemp makes the file private; the summary gets the mode any new file would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        os.replace(temp, where)
+    except OSError as exc:
+        if temp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+        return f"could not write the summary to {path}: {exc.strerror or exc}"
+    return None
 
 
 def _stdout_console() -> Console:
