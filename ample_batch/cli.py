@@ -83,6 +83,12 @@ def _run(action: Callable[[], Any], *, quiet: bool = False) -> Any:
         _fail(code, message)
 
 
+def _mute_retry_logs() -> None:
+    # stamina logs each retry; without a handler Python would print them bare to stderr.
+    logging.getLogger("stamina").addHandler(logging.NullHandler())
+    logging.getLogger("stamina").propagate = False
+
+
 def state_dir_option(command: F) -> F:
     return click.option(
         "--state-dir",
@@ -259,9 +265,7 @@ def validate(**kw: Any) -> None:
         _run(lambda: check_summary_path(summary_json))
     report = Report(quiet=kw["quiet"], verbose=kw["verbose"])
     if not kw["verbose"]:
-        # stamina logs each retry; without a handler Python would print them bare to stderr.
-        logging.getLogger("stamina").addHandler(logging.NullHandler())
-        logging.getLogger("stamina").propagate = False
+        _mute_retry_logs()
 
     def record(summary: Any, code: int, error: str | None) -> None:
         # Written on every exit; failing to write it warns and never changes the exit code.
@@ -374,6 +378,7 @@ def cancel(job: str, state_dir: Path, **kw: Any) -> None:
     """
     from .manage import cancel as run_cancel
 
+    _mute_retry_logs()
     count = _run(lambda: run_cancel(state_dir, job, _api_options(kw)))
     click.echo(f"canceled {count} running validation(s); partial results kept")
 

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from helpers import FakeInThread, PausableClock, batch_states, cli, lead_rows, read_csv, write_leads
 
 from ample_batch.cli import main
+from ample_batch.limits import parse_limit
 
 COMMANDS = ["validate", "estimate", "status", "cancel", "mock-server"]
 
@@ -118,6 +119,41 @@ def test_cancel_keeps_partial_results_and_validate_finishes_the_rest(tmp_path: P
         assert fake.summary().credits_spent == 1000
         assert fake.summary().emails_charged_twice == 0
     assert all(r["email_result"] != "pending" for r in read_csv(tmp_path / "a.validated.csv"))
+
+
+def test_api_key_help_warns_that_the_command_line_shows_in_ps() -> None:
+    for command in ("validate", "cancel"):
+        text = CliRunner().invoke(main, [command, "--help"], terminal_width=200).output
+        help_text = " ".join(text.split())
+        assert "visible to other users in `ps`" in help_text
+        assert "Prefer the environment variable" in help_text
+
+
+def test_cancel_keeps_the_given_request_limit_on_the_shared_ledger(tmp_path: Path) -> None:
+    # cancel used to apply 500/minute to the key's shared ledger whatever the account's limit:
+    # its PATCH and page fetches then burst past a lower limit (429s). Now it takes the same
+    # --rate-limit and --usage-limit as validate.
+    src = write_leads(tmp_path / "a.csv", lead_rows(1000))
+    state = tmp_path / "s"
+    rate = "3/2s"
+    # Slow enough that the batch is still running when cancel comes (the fake's clock cannot
+    # be paused here: its rate-limit window would stand still too).
+    with FakeInThread(retry_after=0.2, emails_per_second=100, rate_limit=parse_limit(rate)) as fake:
+        base = ["--base-url", fake.url, "--state-dir", str(state), "--rate-limit", rate]
+        stopped = cli("validate", str(src), *base, "--max-runtime", "2s")
+        assert stopped.returncode == 75, stopped.stderr
+        job_id = json.loads(cli("status", "--state-dir", str(state), "--json").stdout)[0]["job"][
+            "id"
+        ]
+        canceled = cli("cancel", job_id, *base, "--usage-limit", "15000/hour")
+        assert canceled.returncode == 0, canceled.stderr
+        assert "canceled 1 running validation" in canceled.stdout
+        assert canceled.stderr == ""
+        pages = json.loads(cli("status", "--state-dir", str(state), "--json").stdout)[0]
+        assert pages["progress"]["resolved"] > 300, "several result pages to fetch"
+        summary = fake.summary()
+        assert summary.rate_limited == 0
+        assert summary.peak_requests_in_window <= 3
 
 
 def test_mock_server_help_documents_every_switch() -> None:
