@@ -18,10 +18,16 @@ import subprocess
 import sys
 import termios
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from helpers import lead_rows, read_csv, write_leads
+
+from ample_batch.execute import Counters
+from ample_batch.limits import Limit
+from ample_batch.report import Report
+from ample_batch.run import LiveStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
@@ -134,3 +140,46 @@ def test_log_lines_without_a_terminal_say_when_the_next_batch_goes(tmp_path: Pat
     assert len(WAIT_LINE.findall(done.stderr)) >= 2, done.stderr
     for used in re.findall(r"quota ([\d,]+)/500/2s", done.stderr):
         assert int(used.replace(",", "")) <= 500, done.stderr
+
+
+def _status(**changes: object) -> LiveStatus:
+    status = LiveStatus(
+        stage="validating",
+        rows=40_000,
+        unique=30_000,
+        to_submit=30_000,
+        counters=Counters(emails_submitted=15_000, emails_resolved=15_000),
+        quota_used=lambda: 26_000,  # window + margin + restamped entries, as seen in a run
+        usage_limit=Limit(15_000, 3600.0),
+        next_submission=lambda emails: 754.0,
+    )
+    for name, value in changes.items():
+        setattr(status, name, value)
+    return status
+
+
+def test_log_line_caps_the_quota_at_the_limit_and_says_when_the_next_batch_goes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = datetime.now() + timedelta(seconds=754)
+    Report().live(_status())
+    after = datetime.now() + timedelta(seconds=754)
+    line = capsys.readouterr().err
+    assert "quota 15,000/15000/1h" in line and "26,000" not in line
+    shown = re.search(r"waiting for quota: next batch at (\d\d:\d\d:\d\d)", line)
+    assert shown, line
+    assert shown.group(1) in {before.strftime("%H:%M:%S"), after.strftime("%H:%M:%S")}
+
+
+def test_no_wait_is_shown_when_nothing_is_left_to_submit_or_it_cannot_be_known(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def never_fits(emails: int) -> float:
+        raise ValueError("a batch above the limit")
+
+    Report().live(_status(counters=Counters(emails_submitted=30_000)))
+    Report().live(_status(next_submission=never_fits))
+    Report().live(_status(next_submission=lambda emails: 0.0))
+    text = capsys.readouterr().err
+    assert len(text.splitlines()) == 3
+    assert "waiting" not in text
