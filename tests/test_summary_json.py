@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import KEY, FakeInThread, PausableClock, batch_states, cli, lead_rows, write_leads
+from helpers import KEY, FakeInThread, cli, lead_rows, write_leads
 
 from ample_batch.report import Report
 from ample_batch.run import Summary
@@ -133,11 +134,8 @@ def test_a_summary_that_cannot_be_written_keeps_exit_75(tmp_path: Path) -> None:
     src = write_leads(tmp_path / "a.csv", lead_rows(1000))
     state, where = tmp_path / "s", tmp_path / "reports"
     where.mkdir()
-    clock = PausableClock()
-    with FakeInThread(retry_after=0.2, emails_per_second=100, clock=clock) as fake:
-        args = _validate(
-            fake, src, state, "--max-runtime", "4s", "--summary-json", str(where / "s.json")
-        )
+    with FakeInThread(retry_after=0.2, emails_per_second=100) as fake:
+        args = _validate(fake, src, state, "--summary-json", str(where / "s.json"))
         proc = subprocess.Popen(
             [sys.executable, "-m", "ample_batch", *args],
             stdout=subprocess.PIPE,
@@ -145,11 +143,14 @@ def test_a_summary_that_cannot_be_written_keeps_exit_75(tmp_path: Path) -> None:
             text=True,
             env={**os.environ, "AMPLEMARKET_API_KEY": KEY},
         )
-        # Credits are being spent: now the summary's directory disappears.
-        deadline = time.monotonic() + 30
-        while [s for s, _ in batch_states(state)] != ["running"] and time.monotonic() < deadline:
+        # Credits are being spent: now the summary's directory disappears, then the run is
+        # stopped (SIGTERM: what cron's timeout or a Ctrl-C does).
+        deadline = time.monotonic() + 60
+        while fake.summary().credits_spent < 50:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.05)
         shutil.rmtree(where)
+        proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 75, stderr
     assert "ample-batch: warning: could not write the summary to" in stderr
