@@ -175,11 +175,13 @@ def test_cancel_keeps_the_given_request_limit_on_the_shared_ledger(tmp_path: Pat
     # --rate-limit and --usage-limit as validate.
     src = write_leads(tmp_path / "a.csv", lead_rows(1000))
     state = tmp_path / "s"
-    rate = "3/2s"
+    # The account allows 3 requests in 2 s; the runs are told 2, so a request delayed by a busy
+    # machine between its slot and the wire cannot make a 429 on its own.
+    fake_limit = parse_limit("3/2s")
     # Slow enough that the batch is still running when cancel comes (the fake's clock cannot
     # be paused here: its rate-limit window would stand still too).
-    with FakeInThread(retry_after=0.2, emails_per_second=50, rate_limit=parse_limit(rate)) as fake:
-        base = ["--base-url", fake.url, "--state-dir", str(state), "--rate-limit", rate]
+    with FakeInThread(retry_after=0.2, emails_per_second=50, rate_limit=fake_limit) as fake:
+        base = ["--base-url", fake.url, "--state-dir", str(state), "--rate-limit", "2/2s"]
         code, stderr = _stop_once_charged(fake, [str(src), *base], 300)
         assert code == 75, stderr
         job_id = json.loads(cli("status", "--state-dir", str(state), "--json").stdout)[0]["job"][
