@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test check-dist lint bench clean
 
 install: $(STAMP)
 
@@ -17,6 +17,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q -n 2
+
+# The wheel in a brand-new venv without extras, as `pip install ample-batch` gives it.
+check-dist: install
+	$(PY) .ci/check_dist.py
 
 lint: install
 	$(VENV)/bin/ruff check ample_batch tests bench

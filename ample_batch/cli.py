@@ -45,30 +45,48 @@ def _fail(code: int, message: str) -> NoReturn:
     sys.exit(code)
 
 
-def _run(action: Callable[[], Any]) -> Any:
-    """Call the library; turn each error we can name into its exit code and one line."""
+def _outcome(exc: BaseException) -> tuple[int, str]:
+    """The exit code and one-line message for an error that ends a command."""
+    if isinstance(exc, InputError):
+        return EXIT_USAGE, str(exc)
+    if isinstance(exc, Unauthorized):
+        return EXIT_UNAUTHORIZED, str(exc)
+    if isinstance(exc, InsufficientCredits):
+        return EXIT_CREDITS, str(exc)
+    if isinstance(exc, Stopped | JobBusy):
+        return EXIT_TEMPFAIL, str(exc)
+    if isinstance(exc, TerminalError):
+        return EXIT_ERROR, f"the API refused: {exc}"
+    if isinstance(exc, ApiError):
+        return EXIT_TEMPFAIL, f"{exc}; run the same command again to resume"
+    if isinstance(exc, AmpleBatchError):
+        return EXIT_ERROR, str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_TEMPFAIL, "interrupted; run the same command again to resume"
+    # A defect or an environment problem we did not foresee: one line, not a traceback.
+    # The job's state is consistent (every transition is one transaction).
+    return EXIT_ERROR, f"unexpected error: {type(exc).__name__}: {exc} (please report it)"
+
+
+def _run(action: Callable[[], Any], *, quiet: bool = False) -> Any:
+    """Call the library; turn each error we can name into its exit code and one line.
+
+    With `quiet`, a run that stopped as planned (deadline, interrupt, another run busy) exits
+    75 silently: cron mails whatever a job prints, and "not done yet" is every night's news.
+    """
     try:
         return action()
-    except InputError as exc:
-        _fail(EXIT_USAGE, str(exc))
-    except Unauthorized as exc:
-        _fail(EXIT_UNAUTHORIZED, str(exc))
-    except InsufficientCredits as exc:
-        _fail(EXIT_CREDITS, str(exc))
-    except (Stopped, JobBusy) as exc:
-        _fail(EXIT_TEMPFAIL, str(exc))
-    except TerminalError as exc:
-        _fail(EXIT_ERROR, f"the API refused: {exc}")
-    except ApiError as exc:
-        _fail(EXIT_TEMPFAIL, f"{exc}; run the same command again to resume")
-    except AmpleBatchError as exc:
-        _fail(EXIT_ERROR, str(exc))
-    except KeyboardInterrupt:
-        _fail(EXIT_TEMPFAIL, "interrupted; run the same command again to resume")
-    except Exception as exc:
-        # A defect or an environment problem we did not foresee: one line, not a traceback.
-        # The job's state is consistent (every transition is one transaction).
-        _fail(EXIT_ERROR, f"unexpected error: {type(exc).__name__}: {exc} (please report it)")
+    except (Exception, KeyboardInterrupt) as exc:
+        code, message = _outcome(exc)
+        if quiet and isinstance(exc, Stopped | JobBusy | KeyboardInterrupt):
+            sys.exit(code)
+        _fail(code, message)
+
+
+def _mute_retry_logs() -> None:
+    # stamina logs each retry; without a handler Python would print them bare to stderr.
+    logging.getLogger("stamina").addHandler(logging.NullHandler())
+    logging.getLogger("stamina").propagate = False
 
 
 def state_dir_option(command: F) -> F:
@@ -95,7 +113,8 @@ def file_options(command: F) -> F:
     return command
 
 
-def limit_options(command: F) -> F:
+def quota_options(command: F) -> F:
+    """The account's limits: every command that talks to the API shares the key's ledgers."""
     for decorator in reversed(
         [
             click.option(
@@ -112,6 +131,16 @@ def limit_options(command: F) -> F:
                 help="Requests per rolling period, all endpoints "
                 "[default: 500/minute; --simulate: unlimited].",
             ),
+        ]
+    ):
+        command = decorator(command)
+    return command
+
+
+def limit_options(command: F) -> F:
+    for decorator in reversed(
+        [
+            quota_options,
             click.option(
                 "--chunk-size",
                 type=int,
@@ -138,7 +167,10 @@ def api_options(command: F) -> F:
                 "--api-key",
                 envvar="AMPLEMARKET_API_KEY",
                 show_envvar=True,
-                help="Amplemarket API key; never printed, logged or stored.",
+                help=(
+                    "Amplemarket API key; never printed, logged or stored. Prefer the "
+                    "environment variable: a key given here is visible to other users in `ps`."
+                ),
             ),
             click.option(
                 "--base-url",
@@ -187,7 +219,8 @@ class OneLineErrors(click.Group):
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="ample-batch")
+# prog_name: `python -m ample_batch --version` would otherwise say "main" or the module path.
+@click.version_option(package_name="ample-batch", prog_name="ample-batch")
 def main() -> None:
     """Validate the emails in large lead lists through the Amplemarket API.
 
@@ -221,51 +254,66 @@ def validate(**kw: Any) -> None:
       AMPLEMARKET_API_KEY=... ample-batch validate leads.csv -o leads.checked.csv
       ample-batch validate leads.csv --simulate --max-runtime 8h
     """
-    from .report import Report
+    from .report import Report, check_summary_path, summary_record, utc_now, write_summary_json
     from .run import validate as run_validate
 
+    started = utc_now()
     options = _validate_options(kw)
+    summary_json: Path | None = kw["summary_json"]
+    if summary_json is not None:
+        # Before anything is spent: a run must not pay and then fail to say how it went.
+        _run(lambda: check_summary_path(summary_json))
     report = Report(quiet=kw["quiet"], verbose=kw["verbose"])
     if not kw["verbose"]:
-        # stamina logs each retry; without a handler Python would print them bare to stderr.
-        logging.getLogger("stamina").addHandler(logging.NullHandler())
-        logging.getLogger("stamina").propagate = False
+        _mute_retry_logs()
+
+    def record(summary: Any, code: int, error: str | None) -> None:
+        # Written on every exit; failing to write it warns and never changes the exit code.
+        if summary_json is None:
+            return
+        data = summary_record(
+            summary, exit_code=code, error=error, started_at=started, options=options
+        )
+        problem = write_summary_json(summary_json, data)
+        if problem is not None:
+            click.echo(f"ample-batch: warning: {problem}", err=True)
 
     def action() -> Any:
         try:
             summary = run_validate(options, reporter=report.live)
-        except AmpleBatchError as exc:
+        except (Exception, KeyboardInterrupt) as exc:
+            report.close()
             partial = getattr(exc, "summary", None)
             if partial is not None:
                 report.summary(partial)
-                _write_summary(kw["summary_json"], partial.as_dict())
+            record(partial, *_outcome(exc))
             raise
-        finally:
-            report.close()
+        report.close()
         report.summary(summary)
-        _write_summary(kw["summary_json"], summary.as_dict())
+        record(summary, EXIT_OK, None)
 
-    _run(action)
+    _run(action, quiet=kw["quiet"])
+
+
+def _api_options(kw: dict[str, Any]) -> Any:
+    """The API options from the parsed command line (absent options keep defaults)."""
+    from .run import ApiOptions
+
+    fields = ("api_key", "base_url", "usage_limit", "rate_limit", "simulate")
+    return ApiOptions(**{name: kw[name] for name in fields if name in kw})
 
 
 def _validate_options(kw: dict[str, Any]) -> Any:
     """The library's options from the parsed command line (absent options keep defaults)."""
-    from .run import ApiOptions, ValidateOptions
+    from .run import ValidateOptions
 
-    api_fields = ("api_key", "base_url", "usage_limit", "rate_limit", "simulate")
     job_fields = (
         "input", "output", "email_column", "encoding", "sheet", "chunk_size", "state_dir",
         "cache_ttl", "max_runtime",
     )  # fmt: skip
     return ValidateOptions(
-        api=ApiOptions(**{name: kw[name] for name in api_fields if name in kw}),
-        **{name: kw[name] for name in job_fields if name in kw},
+        api=_api_options(kw), **{name: kw[name] for name in job_fields if name in kw}
     )
-
-
-def _write_summary(path: Path | None, data: dict[str, Any]) -> None:
-    if path is not None:
-        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 @main.command()
@@ -315,21 +363,23 @@ def status(job: str | None, state_dir: Path, as_json: bool) -> None:
 @main.command()
 @click.argument("job")
 @api_options
+@quota_options
 @state_dir_option
-def cancel(job: str, api_key: str | None, base_url: str, simulate: bool, state_dir: Path) -> None:
+def cancel(job: str, state_dir: Path, **kw: Any) -> None:
     """PATCH JOB's running validations to canceled, keeping their partial results.
 
-    Running `validate` on the same file later submits what was canceled.
+    Running `validate` on the same file later submits what was canceled. Give the same
+    --usage-limit and --rate-limit as `validate`: the key's ledgers are shared.
 
     \b
     Example:
       ample-batch cancel 3f9a
+      ample-batch cancel 3f9a --rate-limit 60/5s
     """
     from .manage import cancel as run_cancel
-    from .run import ApiOptions
 
-    api = ApiOptions(api_key=api_key, base_url=base_url, simulate=simulate)
-    count = _run(lambda: run_cancel(state_dir, job, api))
+    _mute_retry_logs()
+    count = _run(lambda: run_cancel(state_dir, job, _api_options(kw)))
     click.echo(f"canceled {count} running validation(s); partial results kept")
 
 

@@ -117,6 +117,7 @@ def decode_head(
         if b"\x00" in head:
             raise InputError(f"{path.name}: binary data, not text (it has NUL bytes); {SUFFIXES}")
         candidates = ["utf-8", "cp1252", "latin-1"]
+    first_bad = 0  # where UTF-8 failed: the warning names its line, as the scan's does
     for codec in candidates:
         try:
             text = codecs.getincrementaldecoder(codec)().decode(head, final=complete)
@@ -126,9 +127,11 @@ def decode_head(
                     f"{path.name}: byte 0x{head[exc.start]:02x} at offset {exc.start} is not "
                     f"valid {codec}; pass the file's real encoding with --encoding (e.g. cp1252)"
                 ) from exc
+            first_bad = first_bad or exc.start
             continue
         if codec != candidates[0] and encoding is None:
-            warnings.append(f"not UTF-8: read as {codec}")
+            line = head.count(b"\n", 0, first_bad) + 1
+            warnings.append(f"not UTF-8 (line {line}): read as {codec}")
         text = text.removeprefix("\ufeff")
         return text, codec, bom_codec is not None, warnings
     raise AssertionError("latin-1 decodes every byte")  # pragma: no cover

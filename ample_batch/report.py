@@ -3,19 +3,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .errors import InputError
+
 if TYPE_CHECKING:
     from pathlib import Path
 
     from .manage import Estimate, JobStatus
-    from .run import LiveStatus, Summary
+    from .run import LiveStatus, Summary, ValidateOptions
 
 LOG_EVERY = 30.0
 
@@ -27,27 +34,36 @@ class Report:
         self.quiet = quiet
         self.verbose = verbose
         self.console = Console(stderr=True)
-        self._tty = self.console.is_terminal and not quiet
+        # A dumb terminal (TERM=dumb: an editor's shell) cannot redraw a bar: log lines there.
+        self._tty = self.console.is_terminal and not self.console.is_dumb_terminal and not quiet
         self._bar: Progress | None = None
         self._task: Any = None
         self._last_log = 0.0
         self._last_stage = ""
+        self._wait_logged: int | None = None
 
     def live(self, status: LiveStatus) -> None:
         """Called often during a run; draws or logs at its own pace."""
         if self.quiet:
             return
-        if status.stage != self._last_stage:
-            self._last_stage = status.stage
-            if not self._tty or self.verbose:
-                self._log(self._line(status))
+        wait = _quota_wait(status)
+        waiting = "" if wait is None else f"waiting for quota: next batch at {_clock_in(wait)}"
+        # A new stage, and each wait for the usage window, is worth a line of its own: a cron
+        # log then says when the next batch goes, once per batch.
+        submitted = status.counters.emails_submitted if status.counters else 0
+        changed = status.stage != self._last_stage
+        if waiting and self._wait_logged != submitted:
+            changed, self._wait_logged = True, submitted
+        self._last_stage = status.stage
+        if changed and (not self._tty or self.verbose):
+            self._log(self._line(status, waiting))
         if self._tty:
-            self._draw(status)
+            self._draw(status, waiting)
         elif time.monotonic() - self._last_log >= LOG_EVERY:
-            self._log(self._line(status))
+            self._log(self._line(status, waiting))
 
-    def _line(self, s: LiveStatus) -> str:
-        parts = [s.stage]
+    def _line(self, s: LiveStatus, waiting: str) -> str:
+        parts = [s.stage, waiting]
         if s.rows:
             parts.append(f"{s.rows:,} rows, {s.unique:,} unique emails")
         if s.counters is not None:
@@ -55,42 +71,44 @@ class Report:
             parts.append(
                 f"{c.emails_submitted:,}/{s.to_submit:,} submitted, {c.emails_resolved:,} validated"
             )
-        if s.quota_used is not None and s.usage_limit is not None:
-            parts.append(f"quota {s.quota_used():,}/{s.usage_limit}")
-        return " · ".join(parts)
+        parts.append(_quota(s))
+        return " · ".join(part for part in parts if part)
 
     def _log(self, line: str) -> None:
         self._last_log = time.monotonic()
         stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         self.console.print(f"{stamp} {line}", highlight=False, soft_wrap=True)
 
-    def _draw(self, s: LiveStatus) -> None:
+    def _draw(self, s: LiveStatus, waiting: str) -> None:
+        total = max(s.to_submit, 1)
         if self._bar is None:
+            # Every figure is formatted here, not in the columns' templates: rich renders a
+            # task the moment it is added, before this run knows its totals.
             self._bar = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
-                TextColumn("{task.completed:,}/{task.total:,} emails"),
+                TextColumn("{task.fields[counts]}"),
                 TimeElapsedColumn(),
                 TextColumn("{task.fields[extra]}"),
                 console=self.console,
                 transient=True,
             )
+            self._task = self._bar.add_task(s.stage, total=total, counts="", extra="")
             self._bar.start()
-            self._task = self._bar.add_task(s.stage, total=None, extra="")
         done = s.counters.emails_resolved if s.counters else 0
-        extra = ""
-        if s.quota_used is not None and s.usage_limit is not None:
-            extra = f"quota {s.quota_used():,}/{s.usage_limit}"
-            if s.to_submit and s.counters:
-                left = s.to_submit - s.counters.emails_submitted
-                windows = max(0, -(-left // s.usage_limit.count) - 1)
-                extra += f" · ETA ≥ {windows * s.usage_limit.period / 3600:.1f} h"
+        extra = [waiting, _quota(s)]
+        if s.usage_limit is not None and s.to_submit and s.counters:
+            left = s.to_submit - s.counters.emails_submitted
+            windows = max(0, -(-left // s.usage_limit.count) - 1)
+            if windows:
+                extra.append(f"ETA ≥ {windows * s.usage_limit.period / 3600:.1f} h")
         self._bar.update(
             self._task,
             description=s.stage,
             completed=done,
-            total=max(s.to_submit, 1),
-            extra=extra,
+            total=total,
+            counts=f"{done:,}/{s.to_submit:,} emails",
+            extra=" · ".join(part for part in extra if part),
         )
 
     def close(self) -> None:
@@ -112,10 +130,16 @@ class Report:
             ("cached", f"{summary.cached:,}"),
             ("invalid syntax", f"{summary.invalid:,}"),
             ("blank", f"{summary.blank:,}"),
-            ("credits spent", f"{summary.credits_spent:,}"),
         ]
-        if summary.possible_double_charges:
-            rows.append(("possible double charges", f"{summary.possible_double_charges:,}"))
+        # A trial against the fake spends nothing: never call its validations credits.
+        if getattr(summary, "simulated", False):
+            rows.append(("simulated validations (no credits)", f"{summary.credits_spent:,}"))
+        else:
+            rows.append(("credits spent", f"{summary.credits_spent:,}"))
+            if summary.possible_double_charges:
+                rows.append(("possible double charges", f"{summary.possible_double_charges:,}"))
+        # Rows, not credits: an email in many rows is paid once and counted on every row.
+        rows.append(("verdicts (rows)", f"{sum(summary.verdicts.values()):,}"))
         rows += [(f"  {name}", f"{count:,}") for name, count in summary.verdicts.items()]
         if summary.remaining:
             rows.append(("still to validate", f"{summary.remaining:,}"))
@@ -128,6 +152,104 @@ class Report:
         self.console.print(table)
         for warning in summary.warnings:
             self.console.print(f"warning: {warning}", highlight=False)
+
+
+def _quota(s: LiveStatus) -> str:
+    """`quota USED/LIMIT`, never above the limit: the ledger also counts the safety margin
+    past the window, and entries restamped on a 429."""
+    if s.quota_used is None or s.usage_limit is None:
+        return ""
+    return f"quota {min(s.quota_used(), s.usage_limit.count):,}/{s.usage_limit}"
+
+
+def _quota_wait(s: LiveStatus) -> float | None:
+    """Seconds until the next batch may be submitted, when emails wait for the usage window;
+    None when nothing waits for it."""
+    if s.next_submission is None or s.counters is None or s.stage != "validating":
+        return None
+    left = s.to_submit - s.counters.emails_submitted
+    if left <= 0:
+        return None
+    try:
+        wait = s.next_submission(left)
+    except ValueError:  # a batch above the limit: the engine reports that itself
+        return None
+    return wait if wait > 0 else None
+
+
+def _clock_in(seconds: float) -> str:
+    """The local wall-clock time `seconds` from now, with the date when it is not today."""
+    when = datetime.fromtimestamp(time.time() + seconds)
+    return when.strftime(
+        "%H:%M:%S" if when.date() == datetime.now().date() else "%Y-%m-%d %H:%M:%S"
+    )
+
+
+def utc_now() -> str:
+    """Now as ISO 8601 UTC, to the second: `2026-12-02T14:05:12Z`."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_summary_path(path: Path) -> None:
+    """InputError unless `path` can take the --summary-json file: not a directory, in an
+    existing directory where a file can be created (tried, so read-only mounts show too)."""
+    where = path.absolute()
+    if where.is_dir():
+        raise InputError(f"--summary-json {path}: is a directory; give a file name")
+    if not where.parent.is_dir():
+        raise InputError(f"--summary-json {path}: no directory {where.parent}")
+    try:
+        with tempfile.NamedTemporaryFile(dir=where.parent, prefix=f".{where.name}.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise InputError(
+            f"--summary-json {path}: cannot write in {where.parent} ({exc.strerror or exc})"
+        ) from exc
+
+
+def summary_record(
+    summary: Summary | None,
+    *,
+    exit_code: int,
+    error: str | None,
+    started_at: str,
+    options: ValidateOptions,
+) -> dict[str, Any]:
+    """What --summary-json holds: the summary when the run got that far, with the exit code,
+    the error, start and end times, and absolute paths, so a cron wrapper needs nothing else."""
+    data: dict[str, Any] = summary.as_dict() if summary is not None else {}
+    output = summary.output if summary is not None else options.output
+    data.update(
+        exit_code=exit_code,
+        error=error,
+        started_at=started_at,
+        finished_at=utc_now(),
+        input=os.path.abspath(options.input),
+        output=None if output is None else os.path.abspath(output),
+        state_dir=os.path.abspath(options.state_dir),
+    )
+    return data
+
+
+def write_summary_json(path: Path, data: dict[str, Any]) -> str | None:
+    """Write `data` to `path` atomically; the problem as a sentence if that failed."""
+    where = path.absolute()
+    temp: str | None = None
+    try:
+        fd, temp = tempfile.mkstemp(dir=where.parent, prefix=f".{where.name}.", suffix=".tmp")
+        # mkstemp makes the file private; the summary gets the mode any new file would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        os.replace(temp, where)
+    except OSError as exc:
+        if temp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+        return f"could not write the summary to {path}: {exc.strerror or exc}"
+    return None
 
 
 def _stdout_console() -> Console:

@@ -155,6 +155,8 @@ class LiveStatus:
     counters: Counters | None = None
     quota_used: Callable[[], int] | None = None
     usage_limit: Limit | None = None
+    next_submission: Callable[[int], float] | None = None
+    """Seconds until a batch of this many emails (at most one chunk) may be submitted."""
 
 
 Reporter = Callable[[LiveStatus], None]
@@ -265,6 +267,7 @@ async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
                 with translated(ledger):  # a corrupt or locked ledger, named
                     scheduler = scheduler_for(options.api, state_dir, api_key)
                 live.quota_used = scheduler.usage_in_window
+                live.next_submission = lambda emails: scheduler.wait_for(min(emails, chunk))
                 try:
                     client = ValidationClient(
                         session,

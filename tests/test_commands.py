@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from helpers import FakeInThread, PausableClock, batch_states, cli, lead_rows, read_csv, write_leads
+from helpers import (
+    KEY,
+    FakeInThread,
+    PausableClock,
+    batch_states,
+    cli,
+    lead_rows,
+    read_csv,
+    write_leads,
+)
 
 from ample_batch.cli import main
+from ample_batch.limits import parse_limit
 
 COMMANDS = ["validate", "estimate", "status", "cancel", "mock-server"]
 
@@ -91,19 +107,42 @@ def test_status_lists_jobs_and_their_progress(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no job 'zzzz'" in missing.stderr
 
 
+def _stop_once_charged(
+    fake: FakeInThread, args: list[str], charged: int, then: Any = None
+) -> tuple[int, str]:
+    """Run `ample-batch validate ARGS` until the fake has charged `charged` credits (its batch
+    is running), then SIGTERM it (and call `then`); its exit code and stderr. A fixed
+    --max-runtime instead raced the machine's load: a busy run had not even posted yet."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ample_batch", "validate", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "AMPLEMARKET_API_KEY": KEY},
+    )
+    deadline = time.monotonic() + 60
+    while fake.summary().credits_spent < charged:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"no {charged} credits charged: {proc.communicate()[1]}")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    if then is not None:
+        then()
+    _, stderr = proc.communicate(timeout=60)
+    return proc.returncode, stderr
+
+
 def test_cancel_keeps_partial_results_and_validate_finishes_the_rest(tmp_path: Path) -> None:
     src = write_leads(tmp_path / "a.csv", lead_rows(1000))
     state = tmp_path / "s"
-    # Slow processing: after the deadline, the batch is still running on the server; then the
+    # Slow processing: when the run stops, the batch is still running on the server; then the
     # fake's clock stands still so nothing more is processed until the test says so.
     clock = PausableClock()
-    # 1,000 emails take the fake 10 s: a deadline of 3 s leaves the POST time to go out
-    # on a loaded machine and the batch still running when the run stops.
-    with FakeInThread(retry_after=0.2, emails_per_second=100, clock=clock) as fake:
+    with FakeInThread(retry_after=0.2, emails_per_second=200, clock=clock) as fake:
         base = ["--base-url", fake.url, "--state-dir", str(state)]
-        stopped = cli("validate", str(src), *base, "--max-runtime", "3s")
-        assert stopped.returncode == 75, stopped.stderr
-        clock.pause()
+        code, stderr = _stop_once_charged(fake, [str(src), *base], 100, then=clock.pause)
+        assert code == 75, stderr
         assert [s for s, _ in batch_states(state)] == ["running"]
         job_id = json.loads(cli("status", "--state-dir", str(state), "--json").stdout)[0]["job"][
             "id"
@@ -120,6 +159,43 @@ def test_cancel_keeps_partial_results_and_validate_finishes_the_rest(tmp_path: P
         assert fake.summary().credits_spent == 1000
         assert fake.summary().emails_charged_twice == 0
     assert all(r["email_result"] != "pending" for r in read_csv(tmp_path / "a.validated.csv"))
+
+
+def test_api_key_help_warns_that_the_command_line_shows_in_ps() -> None:
+    for command in ("validate", "cancel"):
+        text = CliRunner().invoke(main, [command, "--help"], terminal_width=200).output
+        help_text = " ".join(text.split())
+        assert "visible to other users in `ps`" in help_text
+        assert "Prefer the environment variable" in help_text
+
+
+def test_cancel_keeps_the_given_request_limit_on_the_shared_ledger(tmp_path: Path) -> None:
+    # cancel used to apply 500/minute to the key's shared ledger whatever the account's limit:
+    # its PATCH and page fetches then burst past a lower limit (429s). Now it takes the same
+    # --rate-limit and --usage-limit as validate.
+    src = write_leads(tmp_path / "a.csv", lead_rows(1000))
+    state = tmp_path / "s"
+    # The account allows 3 requests in 2 s; the runs are told 2, so a request delayed by a busy
+    # machine between its slot and the wire cannot make a 429 on its own.
+    fake_limit = parse_limit("3/2s")
+    # Slow enough that the batch is still running when cancel comes (the fake's clock cannot
+    # be paused here: its rate-limit window would stand still too).
+    with FakeInThread(retry_after=0.2, emails_per_second=50, rate_limit=fake_limit) as fake:
+        base = ["--base-url", fake.url, "--state-dir", str(state), "--rate-limit", "2/2s"]
+        code, stderr = _stop_once_charged(fake, [str(src), *base], 300)
+        assert code == 75, stderr
+        job_id = json.loads(cli("status", "--state-dir", str(state), "--json").stdout)[0]["job"][
+            "id"
+        ]
+        canceled = cli("cancel", job_id, *base, "--usage-limit", "15000/hour")
+        assert canceled.returncode == 0, canceled.stderr
+        assert "canceled 1 running validation" in canceled.stdout
+        assert canceled.stderr == ""
+        pages = json.loads(cli("status", "--state-dir", str(state), "--json").stdout)[0]
+        assert pages["progress"]["resolved"] >= 300, "several result pages to fetch"
+        summary = fake.summary()
+        assert summary.rate_limited == 0
+        assert summary.peak_requests_in_window <= 3
 
 
 def test_mock_server_help_documents_every_switch() -> None:

@@ -47,7 +47,7 @@ def test_semicolons_and_cp1252() -> None:
     assert (spec.delimiter, spec.encoding, spec.warnings) == (
         ";",
         "cp1252",
-        ["not UTF-8: read as cp1252"],
+        ["not UTF-8 (line 2): read as cp1252"],
     )
     assert spec.email_column == "E-mail"
     assert rows(spec) == [["Müller", "mueller@example.de", "Zürich"], ["Renée", "", "Montréal"]]
