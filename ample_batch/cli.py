@@ -78,7 +78,10 @@ def _run(action: Callable[[], Any], *, quiet: bool = False) -> Any:
         return action()
     except (Exception, KeyboardInterrupt) as exc:
         code, message = _outcome(exc)
-        if quiet and isinstance(exc, Stopped | JobBusy | KeyboardInterrupt):
+        planned = isinstance(exc, JobBusy | KeyboardInterrupt) or (
+            isinstance(exc, Stopped) and exc.planned
+        )
+        if quiet and planned:
             sys.exit(code)
         _fail(code, message)
 

@@ -4,6 +4,7 @@
     ├── InputError              bad usage or bad input; nothing spent          (exit 2)
     │   └── StateUnusable       the state dir or database needs the user        (exit 2)
     ├── JobBusy                 another run holds this job's lock               (exit 75)
+    ├── StateFailed             the state database failed unnamed; report it    (exit 1)
     ├── Stopped                 deadline or interrupt; run again to resume      (exit 75)
     │   ├── StateUnavailable    the state is locked or its disk full            (exit 75)
     │   └── OutputUnwritten     the output failed after the work was done       (exit 75)
@@ -24,6 +25,8 @@
             └── UnsafeLink            a link to another origin, or a paging loop
 
 Retry decisions are made by type (`isinstance(exc, RetryableError)`), never by message text.
+With `-q` a `Stopped` whose `planned` is true exits 75 silently; the state and output
+failures under it are not planned, so cron still mails about them.
 Every message says what to do next.
 """
 
@@ -47,6 +50,9 @@ class JobBusy(AmpleBatchError):
 
 class Stopped(AmpleBatchError):
     """The run stopped early (deadline, interrupt, limits); running it again resumes it."""
+
+    planned = True
+    """A stop cron expects every night (`-q` keeps it silent), not a condition to mail about."""
 
 
 class ApiError(AmpleBatchError):
@@ -158,7 +164,16 @@ class StateUnusable(InputError):
 class StateUnavailable(Stopped):
     """The state database cannot be written right now (locked, disk full): run again later."""
 
+    planned = False
+
+
+class StateFailed(AmpleBatchError):
+    """The state database failed in a way we cannot name (a defect, most likely): exit 1,
+    naming the file, never "nothing was spent" (credits may have been)."""
+
 
 class OutputUnwritten(Stopped):
     """The output could not be written after the work was done: the verdicts are safe in the
     state, and running the same command again rewrites it without spending."""
+
+    planned = False

@@ -233,6 +233,11 @@ class Engine:
             self.counters.out_of_credits = True
             self.counters.notes.append(str(exc))
             return False
+        except InputError as exc:
+            # Not the API's own answer (a bare 404 from a proxy, say): batches were paid
+            # already, so this is "not now" (exit 75), never "nothing was spent" (exit 2).
+            self.counters.stop_reason = f"the API did not answer as itself ({exc}); run again later"
+            return False
         except Unauthorized:
             raise
         except TerminalError:
@@ -279,8 +284,12 @@ class Engine:
         try:
             validation = await self.client.start(emails, admit=admit)
         except _Adopted as exc:
-            # The POST never went out: its quota is given back.
+            # The POST never went out: its quota is given back. An earlier attempt may have
+            # moved the batch to `submitting`; the client retries only after an answer that
+            # proves nothing was accepted, so the rest of it waits for a later submission.
             self.scheduler.refund(admissions.pop())
+            if self.store.batch(batch.id).state is BatchState.SUBMITTING:
+                self.store.back_to_planned(batch.id)
             for waiting in exc.ids:
                 self._await_adopted(waiting)
             return
@@ -292,9 +301,10 @@ class Engine:
             # Anything else (a cancellation mid-POST, say) leaves the batch `submitting`: its
             # fate is unknown, and the next run counts it as a possible double charge.
             raise
-        self._close_admission(admissions, None)
-        # Record the batch first: until this commit, a kill makes its fate unknowable.
+        # Record the batch first: until this commit, a kill (or a failing ledger write) makes
+        # its fate unknowable. Only then move its quota stamps to the answer's time.
         self.store.mark_running(batch.id, remote_id=validation.id, remote_href=validation.href)
+        self._close_admission(admissions, None)
         self._submit_failures = 0
         self._unanswered_post = False
         self.follower.note_poll(batch.id, validation)

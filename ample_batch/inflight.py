@@ -177,7 +177,7 @@ async def await_adopted(engine: Engine, batch: Batch, *, poll: float = POLL_SECO
         owner = store.find_batch(batch.adopts)
         if owner is None or owner.state not in OPEN_STATES:
             break
-        with try_job_lock(store.state_dir, owner.job_id) as free:
+        with try_job_lock(store.state_dir, owner.job_id, following=True) as free:
             if free:
                 await _take_over(engine, store, owner.id, batch)
                 break

@@ -11,6 +11,7 @@ import asyncio
 import collections
 import contextlib
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ import pyarrow.compute as pc
 
 from . import read, write
 from .client import ValidationClient
+from .errors import AmpleBatchError
 from .execute import Engine
 from .join import Verdicts, dictionaries_for, enrich_batches
 from .limits import Limit
@@ -76,7 +78,9 @@ def progress(state_dir: Path, job_id: str) -> Progress:
 
 
 def prune_cache(state_dir: Path, cache_ttl: float) -> None:
-    with Store(state_dir) as store:
+    """Housekeeping after the job's outcome is recorded: a locked or full database here must
+    not turn that outcome's exit code into another (the next run prunes instead)."""
+    with contextlib.suppress(AmpleBatchError, sqlite3.Error, OSError), Store(state_dir) as store:
         store.prune_verdicts(cache_ttl)
 
 

@@ -9,11 +9,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from .errors import JobBusy
 from .state_dir import make_state_dir, os_state_error
+
+_PROBE_TRIES = 5
 
 
 def _lock_path(state_dir: Path, job_id: str) -> Path:
@@ -44,27 +48,49 @@ def job_lock(state_dir: Path, job_id: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def try_job_lock(state_dir: Path, job_id: str) -> Iterator[bool]:
+def try_job_lock(state_dir: Path, job_id: str, *, following: bool = False) -> Iterator[bool]:
     """The job's lock if it is free (True), else False at once: tells a live run's job
-    from an abandoned one. The lock file then names this process."""
+    from an abandoned one. The lock file then names this process, and whether it runs the
+    job or only follows its open batches for another job (`following`)."""
     path = _lock_path(state_dir, job_id)
     try:
         handle = open(path, "a+")  # noqa: SIM115 - closed below, after the yield
     except OSError as exc:
         raise os_state_error(path, exc) from exc
     with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _lock_exclusive(handle):
             yield False
             return
         try:
             handle.truncate(0)
-            handle.write(f"{os.getpid()}\n")
+            handle.write(f"{os.getpid()}{' following' if following else ''}\n")
             handle.flush()
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _lock_exclusive(handle: IO[str]) -> bool:
+    """Take the lock without waiting for its holder; a few tries over a few milliseconds,
+    because `holder()`'s probe takes it shared for an instant and must not look like a run."""
+    for attempt in range(_PROBE_TRIES):
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt + 1 < _PROBE_TRIES:
+                time.sleep(0.005)
+    return False
+
+
+def following(state_dir: Path, job_id: str) -> bool:
+    """Whether the process holding the job's lock only follows its open batches for another
+    job (it took over an abandoned batch), rather than running the job itself."""
+    try:
+        words = _lock_path(state_dir, job_id).read_text().split()
+    except OSError:
+        return False
+    return words[1:2] == ["following"]
 
 
 def holder(state_dir: Path, job_id: str) -> int | None:
@@ -77,8 +103,8 @@ def holder(state_dir: Path, job_id: str) -> int | None:
             fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            text = handle.read().strip()
-            return int(text) if text.isdigit() else 0
+            words = handle.read().split()
+            return int(words[0]) if words and words[0].isdigit() else 0
         fcntl.flock(handle, fcntl.LOCK_UN)
         return None
 

@@ -16,12 +16,12 @@ from typing import Any
 
 from . import read
 from .client import ValidationClient
-from .errors import InputError, Stopped
+from .errors import InputError, JobBusy, Stopped
 from .job_steps import cancel_validations
-from .locks import holder, job_lock, request_cancel
+from .locks import following, holder, job_lock, request_cancel
 from .plan import chunk_size_for, plan_emails, schedule_for
 from .run import ApiOptions, ValidateOptions, api_session, scheduler_for, state_dir_for
-from .schema import BatchState, Job, Progress, job_id_for
+from .schema import DB_NAME, BatchState, Job, Progress, job_id_for
 from .store import Store
 
 
@@ -63,8 +63,9 @@ def estimate(options: ValidateOptions) -> Estimate:
     spec = scan.spec
     already: list[str] = []
     cutoff = time.time() - options.cache_ttl if options.cache_ttl > 0 else float("inf")
-    if (options.state_dir / "ample-batch.sqlite").exists():
-        with Store(options.state_dir) as store:
+    state_dir = state_dir_for(options.api, options.state_dir)
+    if (state_dir / DB_NAME).exists():
+        with Store(state_dir) as store:
             job = store.get_job(
                 job_id_for(str(spec.path.resolve()), read.fingerprint(spec), spec.email_column)
             )
@@ -175,6 +176,12 @@ async def _cancel(state_dir: Path, job_ref: str, api: ApiOptions, wait: float) -
     with Store(state_dir) as store:
         job = _find(store, job_ref)
         running = len(store.batches(job.id, BatchState.RUNNING))
+    if following(state_dir, job.id):
+        raise JobBusy(
+            f"job {job.id}'s open batches are being followed by process "
+            f"{holder(state_dir, job.id)} for another job on the same key (its run is gone); "
+            "run cancel again once that finishes"
+        )
     if holder(state_dir, job.id) is not None and await _stop_live_run(state_dir, job.id, wait):
         return running
     with Store(state_dir) as store, job_lock(state_dir, job.id):

@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from .errors import StateUnavailable, StateUnusable
+from .errors import StateFailed, StateUnavailable, StateUnusable
 
 DB_NAME = "ample-batch.sqlite"
 BATCH_ATTEMPTS = 3
@@ -226,7 +226,7 @@ def translated(path: Path) -> Iterator[None]:
         raise state_error(path, exc) from exc
 
 
-def state_error(path: Path, exc: sqlite3.Error) -> StateUnavailable | StateUnusable:
+def state_error(path: Path, exc: sqlite3.Error) -> StateUnavailable | StateUnusable | StateFailed:
     code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
     if code in (_BUSY, _LOCKED):
         return StateUnavailable(
@@ -246,10 +246,7 @@ def state_error(path: Path, exc: sqlite3.Error) -> StateUnavailable | StateUnusa
             f"{path}: cannot be opened for writing ({exc}); make it writable, or use another "
             "--state-dir (or AMPLE_BATCH_HOME)"
         )
-    return StateUnusable(
-        f"{path}: the state database failed ({exc}); use another --state-dir "
-        "(or AMPLE_BATCH_HOME), or report it"
-    )
+    return StateFailed(f"{path}: the state database failed ({exc}); please report it")
 
 
 def schema_version(db: sqlite3.Connection) -> int:

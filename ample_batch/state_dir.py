@@ -37,20 +37,23 @@ def os_state_error(path: Path, exc: OSError) -> StateUnavailable | StateUnusable
     )
 
 
-def refuse_reset_state(state_dir: Path, key_id: str) -> None:
-    """Refuse a state database that is empty while this key's ledger shows past spend.
+def refuse_reset_state(state_dir: Path, key_id: str | None = None) -> None:
+    """Refuse a state database that is empty while this key's ledger (any key's, when
+    `key_id` is None) shows past spend.
 
     SQLite opens a zero-length file as a new, empty database: every job in it would be
     bought again. A database that is missing entirely is a fresh start the user chose.
     """
     db_path = state_dir / DB_NAME
-    ledger = state_dir / f"ledger-{key_id}.sqlite"
     try:
-        if db_path.stat().st_size > 0 or not ledger.exists():
+        if db_path.stat().st_size > 0:
             return
     except FileNotFoundError:
         return
-    if _ledger_shows_spend(ledger):
+    pattern = "ledger-*.sqlite" if key_id is None else f"ledger-{key_id}.sqlite"
+    for ledger in sorted(state_dir.glob(pattern)):
+        if not _ledger_shows_spend(ledger):
+            continue
         raise StateUnusable(
             f"{db_path}: the state database is empty, but {ledger.name} shows emails "
             "submitted with this key: the job state was lost, and starting afresh would pay "

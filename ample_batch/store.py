@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .state_dir import make_state_dir
+from .state_dir import make_state_dir, refuse_reset_state
 
 if TYPE_CHECKING:
     from .inflight import Claim
@@ -72,6 +72,9 @@ class Store:
 
     def __init__(self, state_dir: Path, *, clock: Any = time.time, timeout: float = 30.0) -> None:
         make_state_dir(state_dir)
+        # Before the migrations turn an empty file into a valid empty database: `status` or
+        # `estimate` looking at a truncated one must not make the next run buy everything.
+        refuse_reset_state(state_dir)
         self.state_dir = state_dir
         self.path = state_dir / DB_NAME
         self._clock = clock
