@@ -135,3 +135,63 @@ def test_a_matcher_keeps_only_the_respelled_emails_of_a_stored_batch(tmp_path: P
         ("lead000001+x@company1.com", "risky", None)
     ]
     store.close()
+
+
+class HeldMatcher:
+    """The matcher as it was when it held every submitted email: the reference."""
+
+    def __init__(self, submitted: list[str]) -> None:
+        self.submitted = set(submitted)
+        self.by_canonical: dict[str, list[str]] = {}
+        for email in sorted(self.submitted):
+            self.by_canonical.setdefault(canonical(email), []).append(email)
+        self.exact: set[str] = set()
+        self.seen: dict[str, tuple[str, bool | None]] = {}
+
+    def recall(self, recorded: list[tuple[str, str, bool | None]]) -> None:
+        for email, result, catch_all in recorded:
+            if result != "invalid_syntax":
+                self.seen.setdefault(canonical(email), (result, catch_all))
+            self.exact.add(email)
+
+    def match(self, returned: str, verdict: tuple[str, bool | None]) -> list[str]:
+        key = returned.strip().lower()
+        self.seen.setdefault(canonical(key), verdict)
+        if key in self.submitted:
+            self.exact.add(key)
+            return [key]
+        return [e for e in self.by_canonical.get(canonical(key), []) if e not in self.exact]
+
+
+SPELLINGS = [f"{local}{tag}@x.co" for local in "ab" for tag in ("", "+p", "+q")]
+RESULTS = st.tuples(st.sampled_from(["risky", "unknown", "invalid_syntax"]), st.booleans())
+
+
+@given(
+    submitted=st.sets(st.sampled_from(SPELLINGS), min_size=1),
+    recorded=st.lists(st.tuples(st.sampled_from(SPELLINGS), RESULTS), max_size=3),
+    pages=st.lists(
+        st.lists(st.tuples(st.sampled_from(SPELLINGS), st.booleans(), RESULTS), max_size=4),
+        max_size=4,
+    ),
+)
+def test_matching_by_look_up_matches_as_holding_everything_did(
+    submitted: set[str],
+    recorded: list[tuple[str, tuple[str, bool]]],
+    pages: list[list[tuple[str, bool, tuple[str, bool]]]],
+) -> None:
+    recalled = [(e, r, c) for e, (r, c) in dict(recorded).items() if e in submitted]
+    held, looked_up = HeldMatcher(sorted(submitted)), ResultMatcher(sorted(submitted))
+    held.recall(recalled)
+    looked_up.recall(recalled)
+    answered = {e for e, _, _ in recalled}
+    for page in pages:
+        results = [(e.upper() if up else e, r, c) for e, up, (r, c) in page]
+        expected = [(m, r, c) for e, r, c in results for m in held.match(e, (r, c))]
+        assert looked_up.match_page(results) == expected
+        answered.update(e for e, _, _ in expected)
+    unresolved = sorted(submitted - answered)
+    expected_siblings = [
+        (e, *held.seen[canonical(e)]) for e in unresolved if canonical(e) in held.seen
+    ]
+    assert looked_up.siblings(unresolved) == expected_siblings
