@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from .client import ValidationClient
@@ -224,16 +224,15 @@ class Follower:
         status: str,
         errors: list[dict[str, object]],
     ) -> None:
-        matcher = ResultMatcher(self.store.batch_emails(batch_id))
+        matcher = ResultMatcher(StoredEmails(self.store, batch_id))
         # Pages committed before a restart: their `+tag` siblings still get their verdicts.
         matcher.recall(self.store.batch_verdicts(batch_id))
         async for page in self.client.pages(start):
             self._answered(batch_id)
-            verdicts = [
-                (email, result.result, result.catch_all)
-                for result in page.results
-                for email in matcher.match(result.email, (result.result, result.catch_all))
-            ]
+            verdicts = matcher.match_page(
+                [(result.email, result.result, result.catch_all) for result in page.results]
+            )
+            # Recorded before the next page is matched: the matcher looks its verdicts up.
             self.store.record_page(batch_id, verdicts, next_href=page.next_href)
             self.counters.emails_resolved += len(verdicts)
         # Emails the API answered under another spelling shared with a sibling (`bar+x@` and
@@ -259,6 +258,24 @@ class Follower:
                 self.store.release_unresolved(batch_id, error=str(failure))
             else:
                 self.store.retry_unresolved(batch_id, error=str(failure))
+
+
+class StoredEmails:
+    """A batch's submitted emails as its matcher sees them: looked up in the store page by
+    page, so that many batches can be paged at once without holding their emails."""
+
+    def __init__(self, store: Store, batch_id: int) -> None:
+        self.store = store
+        self.batch_id = batch_id
+
+    def states(self, emails: Collection[str]) -> dict[str, bool]:
+        return self.store.batch_email_states(self.batch_id, emails)
+
+    def every(self) -> Iterable[str]:
+        return self.store.batch_emails(self.batch_id)
+
+    def note(self, emails: Iterable[str]) -> None:
+        pass  # the page's verdicts are recorded before the next page is matched
 
 
 def note_double_charges(store: Store, job_id: str, counters: Counters, emails: int) -> None:

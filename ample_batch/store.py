@@ -616,3 +616,19 @@ class Store:
                 " AND result IS NULL AND email IN (SELECT email FROM rejected_emails)",
                 (batch_id,),
             ).rowcount
+
+    def batch_email_states(self, batch_id: int, emails: Iterable[str]) -> dict[str, bool]:
+        """Those of `emails` the batch holds, each with whether it has a verdict yet: a page's
+        matching looks its emails up here instead of holding the whole batch in memory."""
+        wanted = list(emails)
+        found: dict[str, bool] = {}
+        for start in range(0, len(wanted), 500):  # under any SQLite's limit on parameters
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                "SELECT email, result IS NOT NULL FROM batch_emails"
+                f" WHERE batch_id = ? AND email IN ({marks})",
+                (batch_id, *chunk),
+            )
+            found.update((e, bool(answered)) for e, answered in rows)
+        return found

@@ -337,3 +337,24 @@ async def test_a_post_retried_after_a_429_gives_the_refused_try_its_quota_back(
     assert counters.stop_reason is None
     assert job.scheduler.usage_in_window() == 100
     job.close()
+
+
+# -- many batches paged at once, each matched through the store (issue 11, section 7) -------
+
+
+async def test_many_batches_followed_at_once_each_get_every_verdict(
+    fake_api: StartFake, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    fake = await fake_api(retry_after=0.05, upper_case_results=True, emails_per_second=1e6)
+    # `+tag` spellings come back as their canonical one, some submitted too and some not,
+    # some in the same batch as it and some in another; every result is in upper case.
+    plain = emails(600)
+    tagged = [e.replace("@", "+news@") for e in plain[::3]] + ["solo+x@company9.com"]
+    job = Job(tmp_path, session, fake.url, [*plain, *tagged], chunk=50, usage=Limit(10**6, 1.0))
+    counters = await job.run()  # the usage limit admits every batch at once
+    assert counters.batches_submitted == len(job.states()) == 17
+    assert set(job.states()) == {BatchState.DONE}
+    verdicts = job.verdicts()
+    assert len(verdicts) == len(plain) + len(tagged)
+    assert all(verdicts[e] == verdict_for(e)[0] for e in verdicts)
+    job.close()
