@@ -552,7 +552,7 @@ class Store:
         )
         return Progress(emails, resolved, cached or 0, failed or 0, counts)
 
-    # -- engine outcomes (H3) --------------------------------------------------------------
+    # -- engine outcomes: follow failures, recorded verdicts, emails the API refused ----
 
     def note_follow_failure(self, batch_id: int, now: float) -> tuple[int, float]:
         """One more failed poll or page of a batch: returns the failures in a row and when
