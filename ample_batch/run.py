@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import threading
@@ -269,14 +270,15 @@ async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
                 live.quota_used = scheduler.usage_in_window
                 live.next_submission = lambda emails: scheduler.wait_for(min(emails, chunk))
                 try:
-                    client = ValidationClient(
+                    new_client = functools.partial(
+                        ValidationClient,
                         session,
                         base_url=base_url,
                         api_key=api_key,
                         throttle=scheduler,
                         policy=options.api.retry,
-                        stop=stop,
                     )
+                    client = new_client(stop=stop)
                     # Fail on a bad key before reading the whole file; a hung API or a
                     # full request ledger must not outlast --max-runtime or Ctrl-C here either.
                     await _before_the_engine(
@@ -296,13 +298,7 @@ async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
                         )
                         job_steps.note_run(store, job, options.api.resolved_usage_limit)
                         # Cancels go out even once a stop is asked for (it is what `cancel` asks).
-                        canceller = ValidationClient(
-                            session,
-                            base_url=base_url,
-                            api_key=api_key,
-                            throttle=scheduler,
-                            policy=options.api.retry,
-                        )
+                        canceller = new_client()
                         run = _JobRun(
                             options,
                             spec,

@@ -140,6 +140,25 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> 
     )
 
 
+def popen_cli(*args: str, key: str = KEY) -> subprocess.Popen[str]:
+    """Start the real `ample-batch` command in a subprocess, for a test to act on while it runs."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "ample_batch", *args],
+        env={**os.environ, "AMPLEMARKET_API_KEY": key},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until(condition: Any, timeout: float = 60) -> None:
+    """Poll `condition()` until it is true; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition never came true"
+        time.sleep(0.01)
+
+
 def batch_states(state: Path) -> list[tuple[str, str | None]]:
     db_path = state / "ample-batch.sqlite"
     if not db_path.exists():

@@ -7,35 +7,23 @@ command under test.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from helpers import KEY, FakeInThread, batch_states, cli, lead_rows, read_csv, write_leads
+from helpers import (
+    FakeInThread,
+    batch_states,
+    cli,
+    lead_rows,
+    popen_cli,
+    read_csv,
+    wait_until,
+    write_leads,
+)
 
 # 400 emails take 20 s to process: time for the other process to act on a loaded machine.
 SLOW = {"retry_after": 0.2, "emails_per_second": 20}
-
-
-def _popen(*args: str, key: str = KEY) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "ample_batch", *args],
-        env={**os.environ, "AMPLEMARKET_API_KEY": key},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition never became true"
-        time.sleep(0.02)
 
 
 def _running(state: Path) -> bool:
@@ -53,10 +41,10 @@ def test_status_shows_a_live_run_and_a_busy_job_is_refused_first(tmp_path: Path)
     state = tmp_path / "state"
     out = tmp_path / "first.csv"
     with FakeInThread(**SLOW) as fake:
-        run = _popen("validate", str(src), "-o", str(out), "--base-url", fake.url,
+        run = popen_cli("validate", str(src), "-o", str(out), "--base-url", fake.url,
                      "--state-dir", str(state), "--usage-limit", "1000/2s")  # fmt: skip
         try:
-            _wait_for(lambda: _running(state))
+            wait_until(lambda: _running(state))
             (job,) = _status(state)
             assert job["job"]["state"] == "running"
             assert job["pid"] == run.pid
@@ -91,9 +79,9 @@ def test_cancel_stops_a_live_run_and_status_tells_the_truth(tmp_path: Path) -> N
     src = write_leads(tmp_path / "leads.csv", lead_rows(400))
     state = tmp_path / "state"
     with FakeInThread(**SLOW) as fake:
-        run = _popen("validate", str(src), "--base-url", fake.url, "--state-dir", str(state),
+        run = popen_cli("validate", str(src), "--base-url", fake.url, "--state-dir", str(state),
                      "--usage-limit", "1000/2s")  # fmt: skip
-        _wait_for(lambda: _running(state))
+        wait_until(lambda: _running(state))
         time.sleep(1.0)  # some of the batch processed, most not
         (job,) = _status(state)
         canceled = cli("cancel", job["job"]["id"], "--base-url", fake.url,
@@ -120,13 +108,13 @@ def test_a_second_interrupt_during_the_final_write_leaves_no_temp_file(tmp_path:
     rows = [{**row, "notes": "x" * 4000} for row in lead_rows(20000)]
     src = write_leads(tmp_path / "leads.csv", rows)
     state = tmp_path / "state"
-    run = _popen("validate", str(src), "--simulate", "--state-dir", str(state),
+    run = popen_cli("validate", str(src), "--simulate", "--state-dir", str(state),
                  "--usage-limit", "100000/1s")  # fmt: skip
 
     def temp_files() -> list[Path]:
         return list(tmp_path.glob(".leads.validated*.tmp"))
 
-    _wait_for(temp_files, timeout=120)
+    wait_until(temp_files, timeout=120)
     run.send_signal(signal.SIGINT)
     time.sleep(0.1)  # two signals at once would reach the process as one
     assert temp_files(), "the write ended before the second interrupt: make it longer"

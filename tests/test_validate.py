@@ -4,22 +4,19 @@ loopback, compressed limits. Every limit is asserted from the fake's own log."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from helpers import (
-    KEY,
     FakeInThread,
     batch_states,
     cli,
     expected_result,
     lead_rows,
+    popen_cli,
     read_csv,
+    wait_until,
     write_leads,
 )
 
@@ -217,7 +214,7 @@ def test_two_jobs_on_one_key_share_the_usage_limit(tmp_path: Path) -> None:
     second = write_leads(tmp_path / "b.csv", lead_rows(1500, start=5000))
     with FakeInThread(**FAST, usage_limit=_limit("500/2s")) as fake:
         procs = [
-            _popen(*validate_args(fake, src, tmp_path / "state"), "--usage-limit", "500/2s")
+            popen_cli(*validate_args(fake, src, tmp_path / "state"), "--usage-limit", "500/2s")
             for src in (first, second)
         ]
         for proc in procs:
@@ -252,9 +249,9 @@ def test_quota_bound_run_keeps_to_the_ideal_schedule(tmp_path: Path) -> None:
 def test_sigint_stops_promptly_with_partial_output(tmp_path: Path) -> None:
     src = write_leads(tmp_path / "leads.csv", lead_rows(2000))
     with FakeInThread(**FAST) as fake:
-        proc = _popen(*validate_args(fake, src, tmp_path / "s"), "--usage-limit", "500/20s")
+        proc = popen_cli(*validate_args(fake, src, tmp_path / "s"), "--usage-limit", "500/20s")
         # Interrupt once the first batch is in: the next one is 20 s of quota away.
-        _wait_for(lambda: [s for s, _ in batch_states(tmp_path / "s")][:1] == ["done"])
+        wait_until(lambda: [s for s, _ in batch_states(tmp_path / "s")][:1] == ["done"])
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=15)
         assert proc.returncode == 75, err
@@ -268,9 +265,9 @@ def test_sigint_ends_a_long_retry_after_wait_before_a_post(tmp_path: Path) -> No
     # One request per 10 minutes: the key check gets through, then the POST is answered 429
     # with a Retry-After of about 600 s, which the client would wait out before retrying.
     with FakeInThread(**FAST, rate_limit=_limit("1/600s")) as fake:
-        proc = _popen(*validate_args(fake, src, tmp_path / "s"))
+        proc = popen_cli(*validate_args(fake, src, tmp_path / "s"))
         try:
-            _wait_for(lambda: fake.summary().rate_limited == 1)
+            wait_until(lambda: fake.summary().rate_limited == 1)
             proc.send_signal(signal.SIGINT)
             signalled = time.monotonic()
             _out, err = proc.communicate(timeout=15)
@@ -294,9 +291,9 @@ def test_sigint_ends_a_long_retry_after_wait_between_pages(tmp_path: Path) -> No
     # Three requests per 10 minutes: the key check, the POST and the poll that finds the batch
     # done with its first page of 100; the second page's GET is answered 429 for about 600 s.
     with FakeInThread(**FAST, rate_limit=_limit("3/600s")) as fake:
-        proc = _popen(*validate_args(fake, src, tmp_path / "s"))
+        proc = popen_cli(*validate_args(fake, src, tmp_path / "s"))
         try:
-            _wait_for(lambda: fake.summary().rate_limited == 1)
+            wait_until(lambda: fake.summary().rate_limited == 1)
             assert [s for s, _ in batch_states(tmp_path / "s")] == ["fetching"]
             proc.send_signal(signal.SIGINT)
             signalled = time.monotonic()
@@ -325,8 +322,8 @@ def test_a_second_interrupt_while_stopping_leaves_at_once_without_a_traceback(
     # still stopping when the second is handled. Two different signals, because two pending
     # SIGINTs sent back to back are merged into one by the kernel (two Ctrl-C are not).
     with FakeInThread(**FAST, latency=2.0) as fake:
-        proc = _popen(*validate_args(fake, src, tmp_path / "s"))
-        _wait_for(lambda: [s for s, _ in batch_states(tmp_path / "s")] == ["submitting"])
+        proc = popen_cli(*validate_args(fake, src, tmp_path / "s"))
+        wait_until(lambda: [s for s, _ in batch_states(tmp_path / "s")] == ["submitting"])
         proc.send_signal(signal.SIGTERM)
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=15)
@@ -340,31 +337,14 @@ def test_a_second_run_of_the_same_job_is_refused(tmp_path: Path) -> None:
     src = write_leads(tmp_path / "leads.csv", lead_rows(2000))
     with FakeInThread(**FAST) as fake:
         args = [*validate_args(fake, src, tmp_path / "s"), "--usage-limit", "500/20s"]
-        proc = _popen(*args)
-        _wait_for(lambda: fake.summary().credits_spent == 500)
+        proc = popen_cli(*args)
+        wait_until(lambda: fake.summary().credits_spent == 500)
         second = cli(*args)
         assert second.returncode == 75
         assert "already running" in second.stderr
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=15)
         assert proc.returncode == 75
-
-
-def _popen(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "ample_batch", *args],
-        env={**os.environ, "AMPLEMARKET_API_KEY": KEY},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition never came true"
-        time.sleep(0.01)
 
 
 def test_running_out_of_credits_mid_validation_is_exit_4_not_done(tmp_path: Path) -> None:
