@@ -241,7 +241,8 @@ class Engine:
         except Unauthorized:
             raise
         except TerminalError:
-            pass  # an answer all the same: the server is alive
+            # A refusal is an answer all the same: the server is alive.
+            pass
         self._server_answered()
         return True
 

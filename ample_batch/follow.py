@@ -275,7 +275,7 @@ class StoredEmails:
         return self.store.batch_emails(self.batch_id)
 
     def note(self, emails: Iterable[str]) -> None:
-        pass  # the page's verdicts are recorded before the next page is matched
+        """Nothing to keep: the page's verdicts are recorded before the next page is matched."""
 
 
 def note_double_charges(store: Store, job_id: str, counters: Counters, emails: int) -> None:
