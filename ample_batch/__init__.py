@@ -42,12 +42,12 @@ from .limits import Limit, parse_duration, parse_limit
 # Imported on first use: they pull in pyarrow, polars and aiohttp, which the CLI's quick
 # commands (`--help`, `status`) should not pay for.
 _LAZY = {
-    "ApiOptions": "run",
+    "ApiOptions": "options",
     "Estimate": "manage",
     "JobStatus": "manage",
     "RetryPolicy": "client",
-    "Summary": "run",
-    "ValidateOptions": "run",
+    "Summary": "options",
+    "ValidateOptions": "options",
     "ValidationClient": "client",
     "cancel": "manage",
     "estimate": "manage",

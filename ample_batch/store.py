@@ -25,32 +25,23 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .state_dir import make_state_dir, refuse_reset_state
+from .store_outcomes import OutcomeRecords
 
 if TYPE_CHECKING:
     from .inflight import Claim
 from .schema import (
     BATCH_ATTEMPTS,
-    DB_NAME,
     Batch,
     BatchState,
-    Job,
-    Progress,
-    connect,
-    job_id_for,
     retried,
-    schema_version,
-    transaction,
 )
 
 DEFAULT_CACHE_TTL = 30 * 86400.0
 """`--cache-ttl`'s default: cached verdicts are kept at least this long."""
 PLAN_CHUNK = 50_000
 """Emails per planning transaction: other processes on the state dir wait at most one."""
-_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
 _BATCH_FIELDS = tuple(f.name for f in dataclasses.fields(Batch))
 
 
@@ -67,111 +58,13 @@ def _catch_all(value: bool | None) -> int | None:
     return None if value is None else int(value)
 
 
-class Store:
-    """The state dir's database. Use as a context manager, or call close()."""
+class Store(OutcomeRecords):
+    """The state dir's database. Use as a context manager, or call close().
 
-    def __init__(self, state_dir: Path, *, clock: Any = time.time, timeout: float = 30.0) -> None:
-        make_state_dir(state_dir)
-        # Before the migrations turn an empty file into a valid empty database: `status` or
-        # `estimate` looking at a truncated one must not make the next run buy everything.
-        refuse_reset_state(state_dir)
-        self.state_dir = state_dir
-        self.path = state_dir / DB_NAME
-        self._clock = clock
-        self._db = connect(self.path, timeout=timeout)
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._db.close()
-
-    @property
-    def schema_version(self) -> int:
-        return schema_version(self._db)
-
-    def _transaction(
-        self, *, durable: bool = False
-    ) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return transaction(self._db, self.path, durable=durable)
-
-    def _bulk(self, query: str, params: Sequence[Any]) -> sqlite3.Cursor:
-        """Rows as plain tuples, for reads of millions of rows: the `sqlite3.Row` that every
-        other read gets (columns by name) is one more object per row there."""
-        cursor = self._db.cursor()
-        cursor.row_factory = None
-        return cursor.execute(query, params)
-
-    # -- jobs ----------------------------------------------------------------------------
-
-    def open_job(
-        self,
-        *,
-        input_path: str,
-        fingerprint: str,
-        email_column: str,
-        output_path: str | None,
-        cache_ttl: float,
-        key_id: str | None = None,
-        base_url: str | None = None,
-    ) -> Job:
-        """The job for this input, created on first sight. The cache cutoff is fixed then.
-
-        Call it holding the job's lock (locks.job_lock): it records this run's output path
-        and API identity (key id and base URL, never the key), which a busy job must keep.
-        """
-        job_id = job_id_for(input_path, fingerprint, email_column)
-        now = self._clock()
-        cutoff = now - cache_ttl if cache_ttl > 0 else float("inf")
-        with self._transaction() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO jobs (id, input_path, fingerprint, email_column,"
-                " output_path, created_at, updated_at, cache_cutoff) VALUES (?,?,?,?,?,?,?,?)",
-                (job_id, input_path, fingerprint, email_column, output_path, now, now, cutoff),
-            )
-            db.execute(
-                "UPDATE jobs SET output_path = ?, updated_at = ?, key_id = COALESCE(?, key_id),"
-                " base_url = COALESCE(?, base_url) WHERE id = ?",
-                (output_path, now, key_id, base_url, job_id),
-            )
-        job = self.get_job(job_id)
-        assert job is not None
-        return job
-
-    def get_job(self, job_id: str) -> Job | None:
-        """A job by id or by a unique id prefix."""
-        rows = self._db.execute(
-            "SELECT * FROM jobs WHERE id LIKE ? || '%' ORDER BY id", (job_id,)
-        ).fetchall()
-        return self._job(rows[0]) if len(rows) == 1 else None
-
-    def jobs(self) -> list[Job]:
-        rows = self._db.execute("SELECT * FROM jobs ORDER BY updated_at DESC").fetchall()
-        return [self._job(row) for row in rows]
-
-    def _job(self, row: sqlite3.Row) -> Job:
-        values = {name: row[name] for name in _JOB_FIELDS}
-        values["stats"] = json.loads(values["stats"])
-        return Job(**values)
-
-    def note_possible_double_charges(self, job_id: str, emails: int) -> None:
-        """Add to the job's count of emails that a resent POST may have charged twice."""
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE jobs SET possible_double_charges = possible_double_charges + ?"
-                " WHERE id = ?",
-                (emails, job_id),
-            )
-
-    def update_job(self, job_id: str, *, state: str, stats: dict[str, Any]) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE jobs SET state = ?, stats = ?, updated_at = ? WHERE id = ?",
-                (state, json.dumps(stats, sort_keys=True), self._clock(), job_id),
-            )
+    Built in layers: the connection and jobs (`store_jobs.JobRecords`), what a run reads back
+    and the engine's outcomes (`store_outcomes.OutcomeRecords`), and here planning and the
+    batch state machine.
+    """
 
     # -- planning ------------------------------------------------------------------------
 
@@ -529,113 +422,3 @@ class Store:
             "UPDATE batch_emails SET batch_id = ? WHERE batch_id = ? AND result IS NULL",
             (new, old),
         )
-
-    # -- reading results back ------------------------------------------------------------
-
-    def job_verdicts(self, job_id: str) -> Iterator[tuple[str, str, bool | None]]:
-        """Every verdict of the job; unresolved emails of failed batches come back `failed`."""
-        rows = self._bulk(
-            "SELECT e.email, COALESCE(e.result, CASE b.state WHEN 'failed' THEN 'failed' END),"
-            " e.catch_all FROM batch_emails e JOIN batches b ON b.id = e.batch_id"
-            " WHERE b.job_id = ? AND (e.result IS NOT NULL OR b.state = 'failed')",
-            (job_id,),
-        )
-        for email, result, catch_all in rows:
-            yield email, result, None if catch_all is None else bool(catch_all)
-
-    def progress(self, job_id: str) -> Progress:
-        emails, resolved, cached, failed = self._db.execute(
-            "SELECT COUNT(*), COUNT(e.result), SUM(b.source = 'cache'),"
-            " SUM(e.result IS NULL AND b.state = 'failed')"
-            " FROM batch_emails e JOIN batches b ON b.id = e.batch_id WHERE b.job_id = ?",
-            (job_id,),
-        ).fetchone()
-        counts = dict(
-            self._db.execute(
-                "SELECT state, COUNT(*) FROM batches WHERE job_id = ? AND source = 'api'"
-                " GROUP BY state",
-                (job_id,),
-            ).fetchall()
-        )
-        return Progress(emails, resolved, cached or 0, failed or 0, counts)
-
-    # -- engine outcomes: follow failures, recorded verdicts, emails the API refused ----
-
-    def note_follow_failure(self, batch_id: int, now: float) -> tuple[int, float]:
-        """One more failed poll or page of a batch: returns the failures in a row and when
-        the first of them happened (kept across runs)."""
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE batches SET follow_failures = follow_failures + 1,"
-                " first_failure_at = COALESCE(first_failure_at, ?) WHERE id = ?",
-                (now, batch_id),
-            )
-            count, first = db.execute(
-                "SELECT follow_failures, first_failure_at FROM batches WHERE id = ?", (batch_id,)
-            ).fetchone()
-        return int(count), float(first)
-
-    def follow_failures(self, batch_id: int) -> int:
-        """Failed polls or pages in a row, over every run, of a batch (0 after a success)."""
-        row = self._db.execute(
-            "SELECT follow_failures FROM batches WHERE id = ?", (batch_id,)
-        ).fetchone()
-        return int(row[0]) if row else 0
-
-    def clear_follow_failures(self, batch_id: int) -> None:
-        """A poll or page of the batch succeeded: its count of failures starts again."""
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE batches SET follow_failures = 0, first_failure_at = NULL WHERE id = ?",
-                (batch_id,),
-            )
-
-    def batch_verdicts(self, batch_id: int) -> list[tuple[str, str, bool | None]]:
-        """The verdicts already recorded for a batch (by earlier pages, maybe earlier runs)."""
-        rows = self._db.execute(
-            "SELECT email, result, catch_all FROM batch_emails"
-            " WHERE batch_id = ? AND result IS NOT NULL",
-            (batch_id,),
-        )
-        return [(e, r, None if c is None else bool(c)) for e, r, c in rows]
-
-    def remember_rejected(self, batch_id: int, emails: Sequence[str], *, error: str) -> None:
-        """The API refused these emails of a batch as malformed: each is written
-        `invalid_syntax`, and remembered so that no later run sends it again."""
-        now = self._clock()
-        with self._transaction() as db:
-            db.executemany(
-                "UPDATE batch_emails SET result = 'invalid_syntax'"
-                " WHERE batch_id = ? AND email = ?",
-                ((batch_id, e) for e in emails),
-            )
-            db.executemany(
-                "INSERT INTO rejected_emails VALUES (?,?,?) ON CONFLICT(email) DO NOTHING",
-                ((e, error, now) for e in emails),
-            )
-
-    def apply_known_rejections(self, batch_id: int) -> int:
-        """Write `invalid_syntax` for the batch's emails the API refused before; returns how
-        many there were."""
-        with self._transaction() as db:
-            return db.execute(
-                "UPDATE batch_emails SET result = 'invalid_syntax' WHERE batch_id = ?"
-                " AND result IS NULL AND email IN (SELECT email FROM rejected_emails)",
-                (batch_id,),
-            ).rowcount
-
-    def batch_email_states(self, batch_id: int, emails: Iterable[str]) -> dict[str, bool]:
-        """Those of `emails` the batch holds, each with whether it has a verdict yet: a page's
-        matching looks its emails up here instead of holding the whole batch in memory."""
-        wanted = list(emails)
-        found: dict[str, bool] = {}
-        for start in range(0, len(wanted), 500):  # under any SQLite's limit on parameters
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                "SELECT email, result IS NOT NULL FROM batch_emails"
-                f" WHERE batch_id = ? AND email IN ({marks})",
-                (batch_id, *chunk),
-            )
-            found.update((e, bool(answered)) for e, answered in rows)
-        return found

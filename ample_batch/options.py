@@ -1,0 +1,142 @@
+"""What a run is given and what it reports: the options of `validate` (and the API's part,
+shared with `cancel` and `estimate`), their defaults by mode, the live status a progress
+display reads, and the summary of a run.
+
+    ValidateOptions(input=Path("leads.csv"), state_dir=d, api=ApiOptions(simulate=True))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .client import DEFAULT_BASE_URL, RetryPolicy
+from .limits import Limit
+
+if TYPE_CHECKING:
+    from .execute import Counters
+
+SIMULATED_DIR = "simulated"
+"""A simulation keeps its jobs, verdicts, ledgers and locks here, under the state dir."""
+
+USAGE_LIMIT = Limit(15000, 3600.0)
+RATE_LIMIT = Limit(500, 60.0)
+# A trial has no account to protect: the built-in fake enforces these, high enough that a
+# simulated job of millions of rows never waits for quota.
+SIMULATED_USAGE_LIMIT = Limit(1_000_000_000, 3600.0)
+SIMULATED_RATE_LIMIT = Limit(100_000, 60.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiOptions:
+    """How to reach the API, and the account's limits."""
+
+    api_key: str | None = field(default=None, repr=False)
+    """Bearer token; never printed, logged or stored."""
+    base_url: str = DEFAULT_BASE_URL
+    """API root; plain http only for loopback hosts."""
+    usage_limit: Limit | None = None
+    """Emails submitted per rolling window; None = 15000/hour (unlimited to simulate)."""
+    rate_limit: Limit | None = None
+    """Requests per rolling window, all endpoints; None = 500/minute (unlimited to simulate)."""
+    simulate: bool = False
+    """Use the built-in fake API on loopback: no key, no credits, a store of its own."""
+    retry: RetryPolicy = RetryPolicy()
+    """Retries, timeouts and polling defaults."""
+
+    @property
+    def resolved_usage_limit(self) -> Limit:
+        """The usage limit in force: the one given, else the default for the mode."""
+        if self.usage_limit is not None:
+            return self.usage_limit
+        return SIMULATED_USAGE_LIMIT if self.simulate else USAGE_LIMIT
+
+    @property
+    def resolved_rate_limit(self) -> Limit:
+        """The request limit in force: the one given, else the default for the mode."""
+        if self.rate_limit is not None:
+            return self.rate_limit
+        return SIMULATED_RATE_LIMIT if self.simulate else RATE_LIMIT
+
+
+@dataclass(frozen=True, kw_only=True)
+class ValidateOptions:
+    """Everything `ample-batch validate` takes."""
+
+    input: Path
+    """The lead list: .csv .tsv .txt .csv.gz .parquet .xlsx."""
+    output: Path | None = None
+    """Where the enriched list goes; defaults to <stem>.validated<ext> beside the input."""
+    email_column: str | None = None
+    """The column holding the email; detected when None."""
+    encoding: str | None = None
+    """CSV text encoding; UTF-8 with a cp1252 fallback when None."""
+    sheet: str | None = None
+    """XLSX sheet name; the first sheet when None."""
+    api: ApiOptions = ApiOptions()
+    """The API and its limits."""
+    chunk_size: int | None = None
+    """Emails per POST; min(100000, usage-limit count) when None."""
+    state_dir: Path
+    """Job state, result cache and quota ledgers."""
+    cache_ttl: float = 30 * 86400.0
+    """Reuse verdicts younger than this many seconds; 0 never reuses."""
+    max_runtime: float | None = None
+    """Stop submitting after this many seconds and exit 75."""
+
+
+@dataclass
+class Summary:
+    """The outcome of a validate run; also written as JSON by --summary-json."""
+
+    job: str
+    input: str
+    email_column: str
+    output: str
+    complete: bool
+    rows: int
+    unique_emails: int
+    cached: int
+    invalid: int
+    blank: int
+    duplicates: int
+    credits_spent: int
+    possible_double_charges: int
+    remaining: int
+    failed: int
+    verdicts: dict[str, int]
+    elapsed_seconds: float
+    stop_reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    simulated: bool = False
+    """A --simulate run: the verdicts are made up and no credit was spent."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LiveStatus:
+    """What a progress display reads while a run goes on."""
+
+    stage: str = "starting"
+    rows: int = 0
+    unique: int = 0
+    to_submit: int = 0
+    counters: Counters | None = None
+    quota_used: Callable[[], int] | None = None
+    usage_limit: Limit | None = None
+    next_submission: Callable[[int], float] | None = None
+    """Seconds until a batch of this many emails (at most one chunk) may be submitted."""
+
+
+Reporter = Callable[[LiveStatus], None]
+
+
+def state_dir_for(api: ApiOptions, state_dir: Path) -> Path:
+    """Where a run keeps its state: a simulation gets a store of its own under the state dir,
+    so its made-up verdicts never reach a real job or the real verdict cache, and it never
+    touches a real job's rows, ledgers or locks."""
+    return state_dir / SIMULATED_DIR if api.simulate else state_dir
