@@ -43,17 +43,17 @@ from .limits import Limit, parse_duration, parse_limit
 # commands (`--help`, `status`) should not pay for.
 _LAZY = {
     "ApiOptions": "options",
-    "Estimate": "manage",
-    "JobStatus": "manage",
-    "RetryPolicy": "client",
-    "Summary": "options",
+    "Estimate": "pipeline.estimate",
+    "JobStatus": "pipeline.jobs",
+    "RetryPolicy": "api.retries",
+    "Summary": "pipeline.summary",
     "ValidateOptions": "options",
-    "ValidationClient": "client",
-    "cancel": "manage",
-    "estimate": "manage",
-    "new_session": "client",
-    "status": "manage",
-    "validate": "run",
+    "ValidationClient": "api.client",
+    "cancel": "pipeline.jobs",
+    "estimate": "pipeline.estimate",
+    "new_session": "api.client",
+    "status": "pipeline.jobs",
+    "validate": "pipeline.validate",
 }
 
 

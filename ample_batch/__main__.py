@@ -1,5 +1,5 @@
 """`python -m ample_batch` is the same as the `ample-batch` command."""
 
-from .cli import entry
+from .cli.main import entry
 
 entry()

@@ -31,6 +31,8 @@ _UNIT_SECONDS = {
     "day": 86400.0,
     "days": 86400.0,
 }
+
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)?\s*([a-z]+)?\s*$")
 
 

@@ -7,25 +7,28 @@ display reads, and the summary of a run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from .client import DEFAULT_BASE_URL, RetryPolicy
+from .api.client import DEFAULT_BASE_URL
+from .api.retries import RetryPolicy
 from .limits import Limit
-
-if TYPE_CHECKING:
-    from .execute import Counters
 
 SIMULATED_DIR = "simulated"
 """A simulation keeps its jobs, verdicts, ledgers and locks here, under the state dir."""
 
+
 USAGE_LIMIT = Limit(15000, 3600.0)
+
+
 RATE_LIMIT = Limit(500, 60.0)
+
+
 # A trial has no account to protect: the built-in fake enforces these, high enough that a
 # simulated job of millions of rows never waits for quota.
 SIMULATED_USAGE_LIMIT = Limit(1_000_000_000, 3600.0)
+
+
 SIMULATED_RATE_LIMIT = Limit(100_000, 60.0)
 
 
@@ -85,54 +88,6 @@ class ValidateOptions:
     """Reuse verdicts younger than this many seconds; 0 never reuses."""
     max_runtime: float | None = None
     """Stop submitting after this many seconds and exit 75."""
-
-
-@dataclass
-class Summary:
-    """The outcome of a validate run; also written as JSON by --summary-json."""
-
-    job: str
-    input: str
-    email_column: str
-    output: str
-    complete: bool
-    rows: int
-    unique_emails: int
-    cached: int
-    invalid: int
-    blank: int
-    duplicates: int
-    credits_spent: int
-    possible_double_charges: int
-    remaining: int
-    failed: int
-    verdicts: dict[str, int]
-    elapsed_seconds: float
-    stop_reason: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    simulated: bool = False
-    """A --simulate run: the verdicts are made up and no credit was spent."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class LiveStatus:
-    """What a progress display reads while a run goes on."""
-
-    stage: str = "starting"
-    rows: int = 0
-    unique: int = 0
-    to_submit: int = 0
-    counters: Counters | None = None
-    quota_used: Callable[[], int] | None = None
-    usage_limit: Limit | None = None
-    next_submission: Callable[[int], float] | None = None
-    """Seconds until a batch of this many emails (at most one chunk) may be submitted."""
-
-
-Reporter = Callable[[LiveStatus], None]
 
 
 def state_dir_for(api: ApiOptions, state_dir: Path) -> Path:

@@ -28,7 +28,8 @@ class FakeThread:
     """`ample_batch.fake` served on loopback from a daemon thread; use as a context manager."""
 
     def __init__(self, **config: Any) -> None:
-        from ample_batch.fake import FakeConfig, start_fake
+        from ample_batch.fake.config import FakeConfig
+        from ample_batch.fake.server import start_fake
 
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)

@@ -135,7 +135,7 @@ def _agreement(output: Path) -> str:
     """How many rows carrying an API verdict match `verdict_for` on their own email."""
     if not output.exists():
         return "no output"
-    from ample_batch.fake import verdict_for
+    from ample_batch.fake.config import verdict_for
 
     checked = agree = 0
     with output.open(newline="", encoding="utf-8-sig") as handle:

@@ -73,7 +73,7 @@ def ensure_verdicts(rows: int) -> Path:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from ample_batch.fake import verdict_for
+    from ample_batch.fake.config import verdict_for
 
     emails = pq.read_table(ensure_leads(rows, "parquet"), columns=["Email"])["Email"]
     keys = pc.unique(pc.utf8_lower(pc.utf8_trim_whitespace(emails)).combine_chunks())
@@ -103,7 +103,7 @@ def _write_job_store(state_dir: Path, table: Any) -> None:
     ample-batch builds its lookup the way a run does: from `Store.job_verdicts`."""
     import shutil
 
-    from ample_batch.store import Store
+    from ample_batch.jobs.store import Store
 
     shutil.rmtree(state_dir, ignore_errors=True)
     rows = zip(

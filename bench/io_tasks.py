@@ -23,11 +23,12 @@ Result = dict[str, Any]
 
 
 def ample_scan(fmt: str, src: Path, out: Path, verdicts: Path) -> Result:
-    from ample_batch import read
+    from ample_batch.files import inspect
+    from ample_batch.files import scan as scanning
 
     started = time.perf_counter()
-    spec = read.inspect_input(src)
-    scan = read.scan(spec)
+    spec = inspect.inspect_input(src)
+    scan = scanning.scan(spec)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "rows": scan.rows, "unique": len(scan.unique)}
 
@@ -35,11 +36,12 @@ def ample_scan(fmt: str, src: Path, out: Path, verdicts: Path) -> Result:
 def ample_enrich(fmt: str, src: Path, out: Path, verdicts: Path) -> Result:
     """Scan, then build the verdicts from a job store (as a run does once the API has
     answered; not timed), then join and write: the order, and so the peak, of a real run."""
-    from ample_batch import join, read
+    from ample_batch.files import inspect, join
+    from ample_batch.files import scan as scanning
 
     started = time.perf_counter()
-    spec = read.inspect_input(src)
-    scanned = read.scan(spec)
+    spec = inspect.inspect_input(src)
+    scanned = scanning.scan(spec)
     spec, rows = scanned.spec, scanned.rows  # a run keeps the counts only, once planned
     del scanned  # as `run` drops the unique emails (`scan.unique[:0]`) once they are planned
     scan_seconds = time.perf_counter() - started
@@ -65,7 +67,7 @@ def ample_enrich(fmt: str, src: Path, out: Path, verdicts: Path) -> Result:
 
 def _job_verdicts(verdicts: Path) -> Iterator[tuple[str, str, bool | None]]:
     """Every verdict of the one job in the store beside the verdict table (see bench.io)."""
-    from ample_batch.store import Store
+    from ample_batch.jobs.store import Store
 
     from .io import verdict_store
 

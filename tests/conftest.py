@@ -8,8 +8,9 @@ import aiohttp
 import pytest
 from helpers import KEY
 
-from ample_batch.client import new_session
-from ample_batch.fake import FakeConfig, RunningFake, start_fake
+from ample_batch.api.client import new_session
+from ample_batch.fake.config import FakeConfig
+from ample_batch.fake.server import RunningFake, start_fake
 
 
 @pytest.fixture

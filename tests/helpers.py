@@ -15,8 +15,16 @@ from typing import Any
 
 import aiohttp
 
-from ample_batch.client import RetryPolicy, ValidationClient
-from ample_batch.fake import FakeConfig, FakeSummary, start_fake, verdict_for
+from ample_batch.api.client import ValidationClient
+from ample_batch.api.retries import RetryPolicy
+from ample_batch.fake.config import FakeConfig, verdict_for
+from ample_batch.fake.server import start_fake
+from ample_batch.fake.summary import FakeSummary
+
+ROOT = Path(__file__).resolve().parent.parent
+"""The checkout: README.md, sample_data/, pyproject.toml."""
+DATA = ROOT / "tests" / "data"
+"""The folder of tiny real input files every reader is run on."""
 
 KEY = "test-key-7c1d2b3a"
 

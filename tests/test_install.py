@@ -16,7 +16,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from ample_batch.cli import main
+from ample_batch.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 

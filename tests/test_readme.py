@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 import pytest
 
-from ample_batch.cli import main
+from ample_batch.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

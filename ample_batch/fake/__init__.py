@@ -17,6 +17,8 @@ The same fake runs as `ample-batch mock-server` (see `command.py`); `verdict_for
 every verdict it gives, and `FakeApi.summary()` counts what a client did to it.
 """
 
+from __future__ import annotations
+
 from .app import FakeApi
 from .config import FakeConfig, canonical_email, verdict_for
 from .server import RunningFake, start_fake

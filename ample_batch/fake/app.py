@@ -50,7 +50,11 @@ from .state import TERMINAL, FakeState, Validation
 from .summary import EARLY_POLL_TOLERANCE, FakeSummary, RequestRecord, summarise
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 JSON_TYPES = frozenset({"application/json", "application/vnd.amp+json"})
+
+
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
 

@@ -8,11 +8,13 @@ from typing import Any
 
 import click
 
-from ..params import LimitType
+from ..cli.params import LimitType
 from .config import FakeConfig
 from .server import start_fake
 
 PROBABILITY = click.FloatRange(0.0, 1.0)
+
+
 NON_NEGATIVE = click.FloatRange(min=0.0)
 
 

@@ -95,8 +95,12 @@ class FakeConfig:
 
 
 RESULTS = ("deliverable", "risky", "unknown", "undeliverable")
+
+
 # Cumulative percentages: 60 deliverable, 15 risky, 10 unknown, 15 undeliverable.
 _THRESHOLDS = (60, 75, 85, 100)
+
+
 _CATCH_ALL_PERCENT = 20
 
 

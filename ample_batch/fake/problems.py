@@ -13,8 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_EMAILS_PER_REQUEST = 100_000
+
+
 DEFAULT_PAGE_SIZE = 100
+
+
 MAX_PAGE_SIZE = 100
+
 
 TITLES = {
     "internal_server_error": "Internal Server Error",
@@ -27,6 +32,7 @@ TITLES = {
     "rate_limit_exceeded": "Too Many Requests",
     "usage_limit_exceeded": "Usage Limit Exceeded",
 }
+
 
 # Deliberately loose, like most servers' `format: email`: one @, no spaces, a dot in the domain.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

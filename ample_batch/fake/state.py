@@ -32,6 +32,8 @@ from .config import FakeConfig, returned_email
 from .problems import FakeProblem, PageQuery, error_object, usage_limited
 
 TERMINAL = frozenset({"completed", "canceled", "error"})
+
+
 _EPSILON = 1e-9
 
 

@@ -10,7 +10,11 @@ from typing import Any
 from .state import FakeState
 
 DEFAULT_RATE_PERIOD = 60.0
+
+
 DEFAULT_USAGE_PERIOD = 3600.0
+
+
 EARLY_POLL_TOLERANCE = 0.05
 
 

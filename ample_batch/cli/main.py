@@ -1,0 +1,408 @@
+"""The `ample-batch` command line: parse options, call the library, map errors to exit codes.
+
+Exit codes (a contract, see README): 0 done · 1 unexpected error · 2 bad usage or input ·
+3 API key rejected · 4 out of credits · 75 stopped early, run again to resume.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+import platformdirs
+
+from ..errors import (
+    AmpleBatchError,
+    ApiError,
+    InputError,
+    InsufficientCredits,
+    JobBusy,
+    Stopped,
+    TerminalError,
+    Unauthorized,
+)
+from ..fake.command import mock_server
+from .params import DurationType, LimitType
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAUTHORIZED, EXIT_CREDITS, EXIT_TEMPFAIL = 0, 1, 2, 3, 4, 75
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def default_state_dir() -> Path:
+    return Path(platformdirs.user_data_dir("ample-batch", appauthor=False))
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    click.echo(f"ample-batch: {message}", err=True)
+    sys.exit(code)
+
+
+def _outcome(exc: BaseException) -> tuple[int, str]:
+    """The exit code and one-line message for an error that ends a command."""
+    if isinstance(exc, InputError):
+        return EXIT_USAGE, str(exc)
+    if isinstance(exc, Unauthorized):
+        return EXIT_UNAUTHORIZED, str(exc)
+    if isinstance(exc, InsufficientCredits):
+        return EXIT_CREDITS, str(exc)
+    if isinstance(exc, Stopped | JobBusy):
+        return EXIT_TEMPFAIL, str(exc)
+    if isinstance(exc, TerminalError):
+        return EXIT_ERROR, f"the API refused: {exc}"
+    if isinstance(exc, ApiError):
+        return EXIT_TEMPFAIL, f"{exc}; run the same command again to resume"
+    if isinstance(exc, AmpleBatchError):
+        return EXIT_ERROR, str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_TEMPFAIL, "interrupted; run the same command again to resume"
+    # A defect or an environment problem we did not foresee: one line, not a traceback.
+    # The job's state is consistent (every transition is one transaction).
+    return EXIT_ERROR, f"unexpected error: {type(exc).__name__}: {exc} (please report it)"
+
+
+def _run(action: Callable[[], Any], *, quiet: bool = False) -> Any:
+    """Call the library; turn each error we can name into its exit code and one line.
+
+    With `quiet`, a run that stopped as planned (deadline, interrupt, another run busy) exits
+    75 silently: cron mails whatever a job prints, and "not done yet" is every night's news.
+    """
+    try:
+        return action()
+    except (Exception, KeyboardInterrupt) as exc:
+        code, message = _outcome(exc)
+        planned = isinstance(exc, JobBusy | KeyboardInterrupt) or (
+            isinstance(exc, Stopped) and exc.planned
+        )
+        if quiet and planned:
+            sys.exit(code)
+        _fail(code, message)
+
+
+def _mute_retry_logs() -> None:
+    # stamina logs each retry; without a handler Python would print them bare to stderr.
+    logging.getLogger("stamina").addHandler(logging.NullHandler())
+    logging.getLogger("stamina").propagate = False
+
+
+def state_dir_option(command: F) -> F:
+    return click.option(
+        "--state-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        envvar="AMPLE_BATCH_HOME",
+        default=default_state_dir,
+        help="Job state, result cache, quota ledgers [env AMPLE_BATCH_HOME].",
+    )(command)
+
+
+def file_options(command: F) -> F:
+    """Options shared by every command that reads a lead list."""
+    for decorator in reversed(
+        [
+            click.argument("input", type=click.Path(path_type=Path)),
+            click.option("--email-column", metavar="NAME", help="Column holding the email."),
+            click.option("--encoding", help="CSV encoding (default: UTF-8, else cp1252)."),
+            click.option("--sheet", metavar="NAME", help="XLSX sheet (default: the first)."),
+        ]
+    ):
+        command = decorator(command)
+    return command
+
+
+def quota_options(command: F) -> F:
+    """The account's limits: every command that talks to the API shares the key's ledgers."""
+    for decorator in reversed(
+        [
+            click.option(
+                "--usage-limit",
+                type=LimitType(),
+                default=None,
+                help="Emails submitted per rolling period "
+                "[default: 15000/hour; --simulate: unlimited].",
+            ),
+            click.option(
+                "--rate-limit",
+                type=LimitType(),
+                default=None,
+                help="Requests per rolling period, all endpoints "
+                "[default: 500/minute; --simulate: unlimited].",
+            ),
+        ]
+    ):
+        command = decorator(command)
+    return command
+
+
+def limit_options(command: F) -> F:
+    for decorator in reversed(
+        [
+            quota_options,
+            click.option(
+                "--chunk-size",
+                type=int,
+                help="Emails per POST [default: min(100000, usage-limit count)].",
+            ),
+            state_dir_option,
+            click.option(
+                "--cache-ttl",
+                type=DurationType(),
+                default="30d",
+                show_default=True,
+                help="Reuse verdicts younger than this (0 = never).",
+            ),
+        ]
+    ):
+        command = decorator(command)
+    return command
+
+
+def api_options(command: F) -> F:
+    for decorator in reversed(
+        [
+            click.option(
+                "--api-key",
+                envvar="AMPLEMARKET_API_KEY",
+                show_envvar=True,
+                help=(
+                    "Amplemarket API key; never printed, logged or stored. Prefer the "
+                    "environment variable: a key given here is visible to other users in `ps`."
+                ),
+            ),
+            click.option(
+                "--base-url",
+                envvar="AMPLEMARKET_BASE_URL",
+                default="https://api.amplemarket.com",
+                show_default=True,
+                help="API root; plain http only for loopback hosts.",
+            ),
+            click.option(
+                "--simulate", is_flag=True, help="Use the built-in fake API: no key, no credits."
+            ),
+        ]
+    ):
+        command = decorator(command)
+    return command
+
+
+class OneLineErrors(click.Group):
+    """Click's usage errors as one line (`ample-batch: ...`, exit 2), like every other error,
+    so cron mail and scripts see the same shape whatever went wrong."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        run = functools.partial(super().main, args, prog_name, complete_var, **extra)
+        if not standalone_mode:
+            return run(standalone_mode=False)
+        try:
+            result: Any = run(standalone_mode=False)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.format_message())
+            sys.exit(EXIT_OK)
+        except click.ClickException as exc:
+            hint = ""
+            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+                hint = f" (see {exc.ctx.command_path} --help)"
+            _fail(exc.exit_code, exc.format_message() + hint)
+        except click.Abort:
+            _fail(EXIT_TEMPFAIL, "interrupted; run the same command again to resume")
+        sys.exit(result if isinstance(result, int) else EXIT_OK)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+# prog_name: `python -m ample_batch --version` would otherwise say "main" or the module path.
+@click.version_option(package_name="ample-batch", prog_name="ample-batch")
+def main() -> None:
+    """Validate the emails in large lead lists through the Amplemarket API.
+
+    \b
+    Example:
+      ample-batch estimate leads.csv
+      AMPLEMARKET_API_KEY=... ample-batch validate leads.csv
+      ample-batch validate leads.csv --simulate      # no key, no credits
+    """
+
+
+@main.command()
+@file_options
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), help="Output file; format from extension."
+)
+@api_options
+@limit_options
+@click.option("--max-runtime", type=DurationType(), help="Stop and exit 75 after this long.")
+@click.option("--summary-json", type=click.Path(path_type=Path), help="Write the summary as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.option("-v", "--verbose", is_flag=True, help="More detail.")
+def validate(**kw: Any) -> None:
+    """Validate every email in INPUT and write it back enriched (resumes by itself).
+
+    Adds `email_result` and `email_catch_all` to every row, keeping all columns and the row
+    order. Exits 75 when it stops early: run the same command again to continue.
+
+    \b
+    Example:
+      AMPLEMARKET_API_KEY=... ample-batch validate leads.csv -o leads.checked.csv
+      ample-batch validate leads.csv --simulate --max-runtime 8h
+    """
+    from ..pipeline.validate import validate as run_validate
+    from .report import Report, check_summary_path, summary_record, utc_now, write_summary_json
+
+    started = utc_now()
+    options = _validate_options(kw)
+    summary_json: Path | None = kw["summary_json"]
+    if summary_json is not None:
+        # Before anything is spent: a run must not pay and then fail to say how it went.
+        _run(lambda: check_summary_path(summary_json))
+    report = Report(quiet=kw["quiet"], verbose=kw["verbose"])
+    if not kw["verbose"]:
+        _mute_retry_logs()
+
+    def record(summary: Any, code: int, error: str | None) -> None:
+        # Written on every exit; failing to write it warns and never changes the exit code.
+        if summary_json is None:
+            return
+        data = summary_record(
+            summary, exit_code=code, error=error, started_at=started, options=options
+        )
+        problem = write_summary_json(summary_json, data)
+        if problem is not None:
+            click.echo(f"ample-batch: warning: {problem}", err=True)
+
+    def action() -> Any:
+        try:
+            summary = run_validate(options, reporter=report.live)
+        except (Exception, KeyboardInterrupt) as exc:
+            report.close()
+            partial = getattr(exc, "summary", None)
+            if partial is not None:
+                report.summary(partial)
+            record(partial, *_outcome(exc))
+            raise
+        report.close()
+        report.summary(summary)
+        record(summary, EXIT_OK, None)
+
+    _run(action, quiet=kw["quiet"])
+
+
+def _api_options(kw: dict[str, Any]) -> Any:
+    """The API options from the parsed command line (absent options keep defaults)."""
+    from ..options import ApiOptions
+
+    fields = ("api_key", "base_url", "usage_limit", "rate_limit", "simulate")
+    return ApiOptions(**{name: kw[name] for name in fields if name in kw})
+
+
+def _validate_options(kw: dict[str, Any]) -> Any:
+    """The library's options from the parsed command line (absent options keep defaults)."""
+    from ..options import ValidateOptions
+
+    job_fields = (
+        "input", "output", "email_column", "encoding", "sheet", "chunk_size", "state_dir",
+        "cache_ttl", "max_runtime",
+    )  # fmt: skip
+    return ValidateOptions(
+        api=_api_options(kw), **{name: kw[name] for name in job_fields if name in kw}
+    )
+
+
+@main.command()
+@file_options
+@limit_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def estimate(**kw: Any) -> None:
+    """Pre-flight: rows, unique emails, cache hits, credits and earliest finish. No API call.
+
+    \b
+    Example:
+      ample-batch estimate leads.csv --usage-limit 15000/hour
+    """
+    from ..pipeline.estimate import estimate as run_estimate
+    from .report import print_estimate
+
+    options = _validate_options(kw)
+    result = _run(lambda: run_estimate(options))
+    if kw["as_json"]:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        print_estimate(result)
+
+
+@main.command()
+@click.argument("job", required=False)
+@state_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def status(job: str | None, state_dir: Path, as_json: bool) -> None:
+    """List the jobs in the state dir with their progress (or one JOB by id prefix).
+
+    \b
+    Example:
+      ample-batch status
+      ample-batch status 3f9a
+    """
+    from ..pipeline.jobs import status as run_status
+    from .report import print_status
+
+    jobs = _run(lambda: run_status(state_dir, job))
+    if as_json:
+        click.echo(json.dumps([j.as_dict() for j in jobs], indent=2))
+    else:
+        print_status(jobs, state_dir)
+
+
+@main.command()
+@click.argument("job")
+@api_options
+@quota_options
+@state_dir_option
+def cancel(job: str, state_dir: Path, **kw: Any) -> None:
+    """PATCH JOB's running validations to canceled, keeping their partial results.
+
+    Running `validate` on the same file later submits what was canceled. Give the same
+    --usage-limit and --rate-limit as `validate`: the key's ledgers are shared.
+
+    \b
+    Example:
+      ample-batch cancel 3f9a
+      ample-batch cancel 3f9a --rate-limit 60/5s
+    """
+    from ..pipeline.jobs import cancel as run_cancel
+
+    _mute_retry_logs()
+    count = _run(lambda: run_cancel(state_dir, job, _api_options(kw)))
+    click.echo(f"canceled {count} running validation(s); partial results kept")
+
+
+main.add_command(mock_server)
+
+
+def entry() -> NoReturn:
+    """The console script: run the command, then leave with `os._exit`.
+
+    pyarrow's and polars' native thread pools can race each other during interpreter shutdown
+    and abort the process ("terminate called without an active exception", exit -6) after the
+    work is done (pola-rs/polars#24169, apache/arrow#34314). Every file and database is closed
+    by then, so skipping the shutdown keeps the documented exit code.
+    """
+    try:
+        main()
+        code = EXIT_OK
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

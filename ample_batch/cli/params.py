@@ -1,0 +1,34 @@
+"""Click parameter types for our value grammars, shared by every command."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..errors import InputError
+from ..limits import Limit, parse_duration, parse_limit
+
+
+class LimitType(click.ParamType):
+    name = "COUNT/PERIOD"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Limit:
+        if isinstance(value, Limit):
+            return value
+        try:
+            return parse_limit(str(value))
+        except InputError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class DurationType(click.ParamType):
+    name = "DURATION"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(str(value))
+        except InputError as exc:
+            self.fail(str(exc), param, ctx)

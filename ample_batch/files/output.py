@@ -1,0 +1,177 @@
+"""The write stage: output paths, output checks, and atomic CSV / Parquet / XLSX writers.
+
+    >>> default_output_path(Path("leads.csv.gz"))
+    PosixPath('leads.validated.csv.gz')
+    >>> partial_path(Path("out/leads.validated.parquet"))
+    PosixPath('out/leads.validated.partial.parquet')
+
+The output format comes from the output's extension. Every writer goes through `atomic`: the
+rows go to a temporary file beside the target, which replaces the target only once complete;
+any failure removes it. CSV output is UTF-8 (with a BOM when the input had one), uses the
+input's delimiter (tab for .tsv) and line ending, and quotes only the cells that need it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+
+from ..errors import InputError, OutputUnwritten
+from .csv import write_csv
+from .parquet import write_parquet
+from .spec import SUFFIXES, InputSpec
+from .xlsx import XLSX_MAX_ROWS, write_xlsx
+
+OutputKind = Literal["csv", "csv.gz", "parquet", "xlsx"]
+
+
+_KINDS: dict[str, OutputKind] = {
+    ".csv.gz": "csv.gz",
+    ".tsv.gz": "csv.gz",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".xlsx": "xlsx",
+}
+
+
+def _split(path: Path) -> tuple[str, str]:
+    """(stem, extension), treating .csv.gz and .tsv.gz as one extension."""
+    name = path.name
+    for double in (".csv.gz", ".tsv.gz"):
+        if name.lower().endswith(double):
+            return name[: -len(double)], name[-len(double) :]
+    return path.stem, path.suffix
+
+
+def output_kind(output: Path) -> OutputKind:
+    """The output format, from the extension; InputError for any other extension."""
+    _, ext = _split(output)
+    kind = _KINDS.get(ext.lower())
+    if kind is None:
+        raise InputError(
+            f"cannot write {output.name}: unknown output extension {ext or '(none)'}; {SUFFIXES}"
+        )
+    return kind
+
+
+def default_output_path(input_path: Path) -> Path:
+    """`<stem>.validated<ext>` beside the input (`leads.csv.gz` -> `leads.validated.csv.gz`)."""
+    stem, ext = _split(input_path)
+    return input_path.with_name(f"{stem}.validated{ext}")
+
+
+def partial_path(output: Path) -> Path:
+    """`<output stem>.partial<ext>`: where an incomplete run writes its rows."""
+    stem, ext = _split(output)
+    return output.with_name(f"{stem}.partial{ext}")
+
+
+def output_delimiter(spec: InputSpec, output: Path) -> str:
+    """Tab for .tsv, else the input's delimiter when it was delimited text, else a comma."""
+    if _split(output)[1].lower().startswith(".tsv"):
+        return "\t"
+    return spec.delimiter if spec.format == "csv" and spec.delimiter else ","
+
+
+def check_output(spec: InputSpec, output: Path, *, rows: int | None = None) -> None:
+    """Refuse, before any work, an output that cannot be written or would destroy the input.
+
+    >>> check_output(spec, Path("leads.csv"))  # doctest: +SKIP
+    Traceback (most recent call last):
+    ample_batch.errors.InputError: leads.csv: is the input file; choose another -o
+    """
+    if output.is_dir():
+        raise InputError(f"{output}: is a directory; give a file name for -o")
+    kind = output_kind(output)
+    parent = output.parent if str(output.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(
+            f"{output}: directory {parent} does not exist; create it or pick another -o"
+        )
+    if output.resolve() == spec.path.resolve() or (
+        output.exists() and os.path.samefile(output, spec.path)
+    ):
+        raise InputError(f"{output}: is the input file; choose another -o")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{output}: directory {parent} is not writable; pick another -o")
+    count = rows if rows is not None else spec.rows_hint
+    if kind == "xlsx" and count is not None and count > XLSX_MAX_ROWS:
+        raise InputError(
+            f"{output.name}: {count:,} rows do not fit in an XLSX sheet "
+            f"(at most {XLSX_MAX_ROWS:,}); write .csv or .parquet instead"
+        )
+
+
+_TEMP_FILES: set[str] = set()
+"""Temporary outputs being written now: a second Ctrl-C, which leaves at once without
+unwinding, removes them first (`remove_temp_files`)."""
+
+
+def remove_temp_files() -> None:
+    """Unlink every temporary output still being written; safe from a signal handler."""
+    for name in list(_TEMP_FILES):
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+
+
+@contextlib.contextmanager
+def atomic(output: Path) -> Iterator[Path]:
+    """A temporary path beside `output` that replaces it on success and vanishes on failure."""
+    fd, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    _TEMP_FILES.add(name)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, output)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        _TEMP_FILES.discard(name)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_output(spec: InputSpec, batches: Iterator[pa.RecordBatch], output: Path) -> int:
+    """Write enriched batches to `output` atomically, format from its extension; rows written.
+
+    >>> write_output(spec, enrich_batches(spec, verdicts), Path("out.parquet"))  # doctest: +SKIP
+    2000
+    """
+    kind = output_kind(output)
+    try:
+        with atomic(output) as tmp:
+            if kind == "parquet":
+                return write_parquet(spec, batches, tmp)
+            if kind == "xlsx":
+                return write_xlsx(spec, batches, tmp)
+            return write_csv(
+                spec,
+                batches,
+                tmp,
+                delimiter=output_delimiter(spec, output),
+                gzip=kind == "csv.gz",
+            )
+    except OSError as exc:
+        # The work is done and paid for by now, and kept in the state: exit 75, not 2.
+        raise OutputUnwritten(
+            f"{output}: cannot be written ({exc.strerror or exc}); the verdicts are kept: "
+            "fix the disk or the directory, then run the same command again to write it "
+            "(nothing is paid twice)"
+        ) from exc

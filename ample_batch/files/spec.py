@@ -1,0 +1,66 @@
+"""What an input file is (`InputSpec`) and the names and sizes every reader shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Format = Literal["csv", "parquet", "xlsx"]
+
+
+TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".tab")
+
+
+SUFFIXES = "use .csv, .tsv, .txt, .csv.gz, .parquet or .xlsx"
+
+
+DELIMITERS = (",", ";", "\t", "|")
+
+
+DEFAULT_BATCH_ROWS = 65_536
+
+
+EMAIL_BATCH_ROWS = 1 << 18
+"""Rows per batch of the email column alone (the scan): about 7 MB of text."""
+
+
+CSV_BLOCK = 2 << 20
+"""CSV is parsed in blocks of this many bytes: about 11,000 rows of a 190-byte lead list."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputSpec:
+    """What `inspect_input` found out about an input file; every later pass trusts it."""
+
+    path: Path
+    """The input file, as given."""
+    format: Format
+    """`csv` (also .tsv, .txt, .csv.gz), `parquet` or `xlsx`: from the content, not the name."""
+    delimiter: str | None = None
+    """The CSV field separator (`,` `;` tab `|`); None for Parquet and XLSX."""
+    encoding: str | None = None
+    """The CSV's text encoding, a Python codec name (`utf-8`, `cp1252`, ...); None otherwise."""
+    bom: bool = False
+    """The CSV started with a byte-order mark; CSV output then starts with a UTF-8 one."""
+    encoding_guessed: bool = False
+    """`encoding` is UTF-8 only because the head decoded as UTF-8 (no --encoding, no BOM):
+    bytes past the head that are not make the scan read the file again as cp1252."""
+    compression: Literal["gzip"] | None = None
+    """`gzip` for a .csv.gz; None otherwise."""
+    sheet: str | None = None
+    """The XLSX sheet read; None for CSV and Parquet."""
+    email_column: str
+    """The header of the column holding the email."""
+    columns: list[str]
+    """Every column's header, in order (CSV headers may repeat)."""
+    warnings: list[str] = field(default_factory=list)
+    """Things the user should know, e.g. `not UTF-8: read as cp1252`."""
+    newline: str = "\n"
+    """The CSV's line ending (`\\n`, `\\r\\n` or `\\r`), reused when writing CSV."""
+    email_index: int = 0
+    """Position of the email column in `columns`."""
+    skip_lines: int = 0
+    """Blank lines before the CSV header, skipped."""
+    rows_hint: int | None = None
+    """The row count when the format stores it (Parquet, XLSX); None for CSV."""

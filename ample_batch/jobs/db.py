@@ -1,0 +1,311 @@
+"""The state database: its schema and migrations, how it is opened and written (one
+`BEGIN IMMEDIATE` transaction per change), and the records read from it.
+
+Each entry of MIGRATIONS moves the schema one version forward (`PRAGMA user_version`); an
+entry that has shipped is never edited, so an older database always opens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from ..errors import StateFailed, StateUnavailable, StateUnusable
+
+DB_NAME = "ample-batch.sqlite"
+
+
+BATCH_ATTEMPTS = 3
+
+
+class BatchState(StrEnum):
+    PLANNED = "planned"
+    SUBMITTING = "submitting"
+    RUNNING = "running"
+    FETCHING = "fetching"
+    DONE = "done"
+    FAILED = "failed"
+    WAITING = "waiting"
+    """An adopted batch: its emails are in flight in another job's batch (`adopts`), and
+    their verdicts are taken from there once it settles."""
+
+
+OPEN_STATES = (BatchState.SUBMITTING, BatchState.RUNNING, BatchState.FETCHING)
+
+
+# Each entry moves the schema one version forward; never edit one that has shipped.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        input_path TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        email_column TEXT NOT NULL,
+        output_path TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        cache_cutoff REAL NOT NULL,
+        state TEXT NOT NULL DEFAULT 'new',
+        stats TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE batches (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs(id),
+        source TEXT NOT NULL DEFAULT 'api',
+        state TEXT NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 1,
+        size INTEGER NOT NULL,
+        remote_id TEXT,
+        remote_href TEXT,
+        next_href TEXT,
+        remote_status TEXT,
+        poll_after REAL,
+        submitted_at REAL,
+        updated_at REAL NOT NULL,
+        error TEXT
+    );
+    CREATE INDEX batches_job_state ON batches(job_id, state);
+    CREATE TABLE batch_emails (
+        batch_id INTEGER NOT NULL REFERENCES batches(id),
+        email TEXT NOT NULL,
+        result TEXT,
+        catch_all INTEGER,
+        PRIMARY KEY (batch_id, email)
+    ) WITHOUT ROWID;
+    CREATE TABLE verdicts (
+        email TEXT PRIMARY KEY,
+        result TEXT NOT NULL,
+        catch_all INTEGER,
+        checked_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
+    # 2: emails possibly paid twice, over the job's whole life (a run killed mid-POST, or a POST
+    # whose answer was lost, is resent: the API has no idempotency key).
+    """
+    ALTER TABLE jobs ADD COLUMN possible_double_charges INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 3: a batch whose polls or pages keep failing is retried across runs for a bounded
+    # time, so its failures are counted on it; emails the API refused (a 400 naming the item)
+    # are remembered, so a rerun does not send them again.
+    """
+    ALTER TABLE batches ADD COLUMN follow_failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE batches ADD COLUMN first_failure_at REAL;
+    CREATE TABLE rejected_emails (
+        email TEXT PRIMARY KEY,
+        error TEXT,
+        rejected_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
+    # 4: the API identity a job buys through (key id and base URL, never the key), so a job
+    # plans against every open batch on the same key; the batch an adopted batch waits for;
+    # the cache's check time indexed, for freshness lookups and pruning.
+    """
+    ALTER TABLE jobs ADD COLUMN key_id TEXT;
+    ALTER TABLE jobs ADD COLUMN base_url TEXT;
+    ALTER TABLE batches ADD COLUMN adopts INTEGER;
+    CREATE INDEX verdicts_checked_at ON verdicts(checked_at);
+    """,
+]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file being validated, across as many runs as it takes."""
+
+    id: str
+    input_path: str
+    fingerprint: str
+    email_column: str
+    output_path: str | None
+    created_at: float
+    updated_at: float
+    cache_cutoff: float
+    state: str
+    stats: dict[str, Any]
+    possible_double_charges: int
+    """Emails that may have been paid twice, over every run of the job."""
+    key_id: str | None = None
+    """The API key's id (`schedule.key_id`) the job buys through; None before schema 4."""
+    base_url: str | None = None
+    """The API root the job buys through."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One POST's worth of emails and where it stands."""
+
+    id: int
+    job_id: str
+    source: str
+    state: BatchState
+    attempt: int
+    size: int
+    remote_id: str | None
+    remote_href: str | None
+    next_href: str | None
+    remote_status: str | None
+    poll_after: float | None
+    submitted_at: float | None
+    error: str | None
+    adopts: int | None = None
+    """For a `waiting` batch: the other job's batch whose verdicts it takes."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Counts of a job's emails and batches, for status lines and summaries."""
+
+    emails: int
+    resolved: int
+    cached: int
+    failed: int
+    batches: dict[str, int]
+
+    @property
+    def pending(self) -> int:
+        return self.emails - self.resolved - self.failed
+
+
+def job_id_for(input_path: str, fingerprint: str, email_column: str) -> str:
+    """A short stable id: the same file, content and column always give the same job."""
+    digest = hashlib.sha256("\0".join((input_path, fingerprint, email_column)).encode())
+    return digest.hexdigest()[:12]
+
+
+def connect(path: Path, *, timeout: float = 30.0) -> sqlite3.Connection:
+    """Open the state database in WAL mode and bring its schema up to date.
+
+    Rows come back as `sqlite3.Row`, read by column name. A database written by a newer
+    ample-batch is refused: its columns may mean something this version does not know.
+    """
+    with translated(path):
+        db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            _migrate(db, path)
+        except BaseException:
+            db.close()
+            raise
+    return db
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    with transaction(db, path):
+        version = schema_version(db)
+        if version > len(MIGRATIONS):
+            raise StateUnusable(
+                f"{path}: was written by a newer ample-batch (schema {version}, this one knows "
+                f"{len(MIGRATIONS)}); upgrade ample-batch, or use another --state-dir"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in script.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number}")
+
+
+# Primary SQLite result codes (the low byte of `sqlite_errorcode`).
+_BUSY, _LOCKED, _FULL, _IOERR = 5, 6, 13, 10
+
+
+_READONLY, _CANTOPEN, _PERM, _CORRUPT, _NOTADB = 8, 14, 3, 11, 26
+
+
+@contextlib.contextmanager
+def translated(path: Path) -> Iterator[None]:
+    """sqlite3's errors as ours, naming the file and what to do: StateUnavailable (exit 75)
+    where a rerun will succeed, StateUnusable (exit 2) where the user must act."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise state_error(path, exc) from exc
+
+
+def state_error(path: Path, exc: sqlite3.Error) -> StateUnavailable | StateUnusable | StateFailed:
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    if code in (_BUSY, _LOCKED):
+        return StateUnavailable(
+            f"{path}: is locked by another process ({exc}); run the same command again later"
+        )
+    if code in (_FULL, _IOERR):
+        return StateUnavailable(
+            f"{path}: cannot be written ({exc}); free disk space, then run the same command again"
+        )
+    if code in (_CORRUPT, _NOTADB):
+        return StateUnusable(
+            f"{path}: is not a readable ample-batch database ({exc}); move it aside, or use "
+            "another --state-dir (or AMPLE_BATCH_HOME)"
+        )
+    if code in (_READONLY, _CANTOPEN, _PERM):
+        return StateUnusable(
+            f"{path}: cannot be opened for writing ({exc}); make it writable, or use another "
+            "--state-dir (or AMPLE_BATCH_HOME)"
+        )
+    return StateFailed(f"{path}: the state database failed ({exc}); please report it")
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+@contextlib.contextmanager
+def transaction(
+    db: sqlite3.Connection, path: Path | None = None, *, durable: bool = False
+) -> Iterator[sqlite3.Connection]:
+    """One write transaction: every state transition is exactly one of these.
+
+    `durable` commits with `synchronous=FULL`: for the transitions around a paid POST, which
+    must survive even an OS crash. sqlite3 errors are translated (see `translated`).
+    """
+    name = Path(path or _db_file(db))
+    with translated(name):
+        if durable:
+            db.execute("PRAGMA synchronous=FULL")
+        try:
+            # IMMEDIATE: take the write lock up front, so two processes never deadlock upgrading.
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                # A failed COMMIT (locked, disk full) leaves the transaction open: end it, so
+                # the connection can retry.
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
+        finally:
+            if durable:
+                db.execute("PRAGMA synchronous=NORMAL")
+
+
+def _db_file(db: sqlite3.Connection) -> str:
+    row = db.execute("PRAGMA database_list").fetchone()
+    return str(row[2]) if row is not None else "the state database"
+
+
+def retried(
+    action: Any, *, attempts: int = 6, first_wait: float = 0.05, max_wait: float = 2.0
+) -> Any:
+    """Call `action()`, retrying on StateUnavailable (locked past the busy timeout, disk
+    full) with backoff: for the commits whose loss would turn a paid POST into a resend."""
+    wait = first_wait
+    for attempt in range(attempts):
+        try:
+            return action()
+        except StateUnavailable:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(wait)
+            wait = min(max_wait, wait * 2)
+    raise AssertionError("unreachable")

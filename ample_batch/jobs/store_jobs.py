@@ -1,0 +1,129 @@
+"""The state database's connection and its jobs: the base of `store.Store`.
+
+A job is one input (path, content fingerprint, email column) across every run it takes; it
+records this run's output path and the API identity it buys through (key id and base URL,
+never the key).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Self
+
+from .db import DB_NAME, Job, connect, job_id_for, schema_version, transaction
+from .state_dir import make_state_dir, refuse_reset_state
+
+_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
+
+
+class JobRecords:
+    """The connection (WAL, one transaction per change) and the jobs table."""
+
+    def __init__(self, state_dir: Path, *, clock: Any = time.time, timeout: float = 30.0) -> None:
+        make_state_dir(state_dir)
+        # Before the migrations turn an empty file into a valid empty database: `status` or
+        # `estimate` looking at a truncated one must not make the next run buy everything.
+        refuse_reset_state(state_dir)
+        self.state_dir = state_dir
+        self.path = state_dir / DB_NAME
+        self._clock = clock
+        self._db = connect(self.path, timeout=timeout)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def schema_version(self) -> int:
+        return schema_version(self._db)
+
+    def _transaction(
+        self, *, durable: bool = False
+    ) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._db, self.path, durable=durable)
+
+    def _bulk(self, query: str, params: Sequence[Any]) -> sqlite3.Cursor:
+        """Rows as plain tuples, for reads of millions of rows: the `sqlite3.Row` that every
+        other read gets (columns by name) is one more object per row there."""
+        cursor = self._db.cursor()
+        cursor.row_factory = None
+        return cursor.execute(query, params)
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    def open_job(
+        self,
+        *,
+        input_path: str,
+        fingerprint: str,
+        email_column: str,
+        output_path: str | None,
+        cache_ttl: float,
+        key_id: str | None = None,
+        base_url: str | None = None,
+    ) -> Job:
+        """The job for this input, created on first sight. The cache cutoff is fixed then.
+
+        Call it holding the job's lock (locks.job_lock): it records this run's output path
+        and API identity (key id and base URL, never the key), which a busy job must keep.
+        """
+        job_id = job_id_for(input_path, fingerprint, email_column)
+        now = self._clock()
+        cutoff = now - cache_ttl if cache_ttl > 0 else float("inf")
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO jobs (id, input_path, fingerprint, email_column,"
+                " output_path, created_at, updated_at, cache_cutoff) VALUES (?,?,?,?,?,?,?,?)",
+                (job_id, input_path, fingerprint, email_column, output_path, now, now, cutoff),
+            )
+            db.execute(
+                "UPDATE jobs SET output_path = ?, updated_at = ?, key_id = COALESCE(?, key_id),"
+                " base_url = COALESCE(?, base_url) WHERE id = ?",
+                (output_path, now, key_id, base_url, job_id),
+            )
+        job = self.get_job(job_id)
+        assert job is not None
+        return job
+
+    def get_job(self, job_id: str) -> Job | None:
+        """A job by id or by a unique id prefix."""
+        rows = self._db.execute(
+            "SELECT * FROM jobs WHERE id LIKE ? || '%' ORDER BY id", (job_id,)
+        ).fetchall()
+        return self._job(rows[0]) if len(rows) == 1 else None
+
+    def jobs(self) -> list[Job]:
+        rows = self._db.execute("SELECT * FROM jobs ORDER BY updated_at DESC").fetchall()
+        return [self._job(row) for row in rows]
+
+    def _job(self, row: sqlite3.Row) -> Job:
+        values = {name: row[name] for name in _JOB_FIELDS}
+        values["stats"] = json.loads(values["stats"])
+        return Job(**values)
+
+    def note_possible_double_charges(self, job_id: str, emails: int) -> None:
+        """Add to the job's count of emails that a resent POST may have charged twice."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET possible_double_charges = possible_double_charges + ?"
+                " WHERE id = ?",
+                (emails, job_id),
+            )
+
+    def update_job(self, job_id: str, *, state: str, stats: dict[str, Any]) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET state = ?, stats = ?, updated_at = ? WHERE id = ?",
+                (state, json.dumps(stats, sort_keys=True), self._clock(), job_id),
+            )

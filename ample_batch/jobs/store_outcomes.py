@@ -1,0 +1,124 @@
+"""What the engine records besides transitions, and what a run reads back: every verdict of
+a job, its progress, failures counted on a batch across runs, and emails the API refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+from .db import Progress
+from .store_jobs import JobRecords
+
+
+class OutcomeRecords(JobRecords):
+    """Verdicts and outcomes of a job's batches: the part of `store.Store` the engine reads."""
+
+    # -- reading results back ------------------------------------------------------------
+
+    def job_verdicts(self, job_id: str) -> Iterator[tuple[str, str, bool | None]]:
+        """Every verdict of the job; unresolved emails of failed batches come back `failed`."""
+        rows = self._bulk(
+            "SELECT e.email, COALESCE(e.result, CASE b.state WHEN 'failed' THEN 'failed' END),"
+            " e.catch_all FROM batch_emails e JOIN batches b ON b.id = e.batch_id"
+            " WHERE b.job_id = ? AND (e.result IS NOT NULL OR b.state = 'failed')",
+            (job_id,),
+        )
+        for email, result, catch_all in rows:
+            yield email, result, None if catch_all is None else bool(catch_all)
+
+    def progress(self, job_id: str) -> Progress:
+        emails, resolved, cached, failed = self._db.execute(
+            "SELECT COUNT(*), COUNT(e.result), SUM(b.source = 'cache'),"
+            " SUM(e.result IS NULL AND b.state = 'failed')"
+            " FROM batch_emails e JOIN batches b ON b.id = e.batch_id WHERE b.job_id = ?",
+            (job_id,),
+        ).fetchone()
+        counts = dict(
+            self._db.execute(
+                "SELECT state, COUNT(*) FROM batches WHERE job_id = ? AND source = 'api'"
+                " GROUP BY state",
+                (job_id,),
+            ).fetchall()
+        )
+        return Progress(emails, resolved, cached or 0, failed or 0, counts)
+
+    # -- engine outcomes: follow failures, recorded verdicts, emails the API refused ----
+
+    def note_follow_failure(self, batch_id: int, now: float) -> tuple[int, float]:
+        """One more failed poll or page of a batch: returns the failures in a row and when
+        the first of them happened (kept across runs)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE batches SET follow_failures = follow_failures + 1,"
+                " first_failure_at = COALESCE(first_failure_at, ?) WHERE id = ?",
+                (now, batch_id),
+            )
+            count, first = db.execute(
+                "SELECT follow_failures, first_failure_at FROM batches WHERE id = ?", (batch_id,)
+            ).fetchone()
+        return int(count), float(first)
+
+    def follow_failures(self, batch_id: int) -> int:
+        """Failed polls or pages in a row, over every run, of a batch (0 after a success)."""
+        row = self._db.execute(
+            "SELECT follow_failures FROM batches WHERE id = ?", (batch_id,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def clear_follow_failures(self, batch_id: int) -> None:
+        """A poll or page of the batch succeeded: its count of failures starts again."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE batches SET follow_failures = 0, first_failure_at = NULL WHERE id = ?",
+                (batch_id,),
+            )
+
+    def batch_verdicts(self, batch_id: int) -> list[tuple[str, str, bool | None]]:
+        """The verdicts already recorded for a batch (by earlier pages, maybe earlier runs)."""
+        rows = self._db.execute(
+            "SELECT email, result, catch_all FROM batch_emails"
+            " WHERE batch_id = ? AND result IS NOT NULL",
+            (batch_id,),
+        )
+        return [(e, r, None if c is None else bool(c)) for e, r, c in rows]
+
+    def remember_rejected(self, batch_id: int, emails: Sequence[str], *, error: str) -> None:
+        """The API refused these emails of a batch as malformed: each is written
+        `invalid_syntax`, and remembered so that no later run sends it again."""
+        now = self._clock()
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE batch_emails SET result = 'invalid_syntax'"
+                " WHERE batch_id = ? AND email = ?",
+                ((batch_id, e) for e in emails),
+            )
+            db.executemany(
+                "INSERT INTO rejected_emails VALUES (?,?,?) ON CONFLICT(email) DO NOTHING",
+                ((e, error, now) for e in emails),
+            )
+
+    def apply_known_rejections(self, batch_id: int) -> int:
+        """Write `invalid_syntax` for the batch's emails the API refused before; returns how
+        many there were."""
+        with self._transaction() as db:
+            return db.execute(
+                "UPDATE batch_emails SET result = 'invalid_syntax' WHERE batch_id = ?"
+                " AND result IS NULL AND email IN (SELECT email FROM rejected_emails)",
+                (batch_id,),
+            ).rowcount
+
+    def batch_email_states(self, batch_id: int, emails: Iterable[str]) -> dict[str, bool]:
+        """Those of `emails` the batch holds, each with whether it has a verdict yet: a page's
+        matching looks its emails up here instead of holding the whole batch in memory."""
+        wanted = list(emails)
+        found: dict[str, bool] = {}
+        for start in range(0, len(wanted), 500):  # under any SQLite's limit on parameters
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                "SELECT email, result IS NOT NULL FROM batch_emails"
+                f" WHERE batch_id = ? AND email IN ({marks})",
+                (batch_id, *chunk),
+            )
+            found.update((e, bool(answered)) for e, answered in rows)
+        return found

@@ -1,0 +1,90 @@
+"""`estimate`: what validating a file would cost and take, without the API."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..files.inspect import fingerprint as fingerprint_of
+from ..files.inspect import inspect_input
+from ..files.scan import scan as scan_file
+from ..jobs.db import DB_NAME, job_id_for
+from ..jobs.plan import chunk_size_for, plan_emails, schedule_for
+from ..jobs.store import Store
+from ..options import ValidateOptions, state_dir_for
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A pre-flight answer: what validating the file would cost and take."""
+
+    input: str
+    email_column: str
+    rows: int
+    unique_emails: int
+    blank: int
+    invalid: int
+    cached: int
+    already_done: int
+    credits_needed: int
+    batches: int
+    requests: int
+    seconds_to_last_submission: float
+    earliest_finish: float
+    warnings: list[str] = field(default_factory=list)
+    """What the user should know about how the file was read, e.g. `not UTF-8: read as cp1252`."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def estimate(options: ValidateOptions) -> Estimate:
+    """What `validate` with these options would cost and take: scans the file and the cache,
+    makes no API call and spends nothing."""
+    spec = inspect_input(
+        options.input,
+        email_column=options.email_column,
+        encoding=options.encoding,
+        sheet=options.sheet,
+    )
+    chunk = chunk_size_for(options.chunk_size, options.api.resolved_usage_limit)
+    scan = scan_file(spec)
+    spec = scan.spec
+    already: list[str] = []
+    cutoff = time.time() - options.cache_ttl if options.cache_ttl > 0 else float("inf")
+    state_dir = state_dir_for(options.api, options.state_dir)
+    if (state_dir / DB_NAME).exists():
+        with Store(state_dir) as store:
+            job = store.get_job(
+                job_id_for(str(spec.path.resolve()), fingerprint_of(spec), spec.email_column)
+            )
+            if job is not None:
+                already = store.batched_emails(job.id)
+                cutoff = job.cache_cutoff
+            # Streamed: the cache may hold millions of verdicts for other lists.
+            plan = plan_emails(scan.unique.to_pylist(), already, store.fresh_verdicts(cutoff))
+    else:
+        plan = plan_emails(scan.unique.to_pylist(), already, ())
+    timing = schedule_for(
+        len(plan.new),
+        chunk=chunk,
+        usage=options.api.resolved_usage_limit,
+        rate=options.api.resolved_rate_limit,
+    )
+    return Estimate(
+        input=str(spec.path),
+        email_column=spec.email_column,
+        rows=scan.rows,
+        unique_emails=len(scan.unique),
+        blank=scan.blank,
+        invalid=scan.invalid,
+        cached=len(plan.cached),
+        already_done=len(already),
+        credits_needed=len(plan.new),
+        batches=timing.batches,
+        requests=timing.requests,
+        seconds_to_last_submission=timing.last_submission,
+        earliest_finish=time.time() + timing.last_submission,
+        warnings=list(spec.warnings),
+    )

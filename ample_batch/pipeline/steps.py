@@ -1,0 +1,122 @@
+"""The store-side steps of a run, kept apart from the orchestration in run.py.
+
+Bulk database work (planning, reading the verdicts back, pruning the cache) runs in a worker
+thread on a connection of its own (sqlite3 connections stay in the thread that made them),
+so the event loop keeps polling and answering signals meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..api.client import ValidationClient
+from ..errors import AmpleBatchError
+from ..files.join import Verdicts, dictionaries_for, enrich_batches
+from ..files.output import write_output
+from ..files.spec import InputSpec
+from ..jobs.db import BatchState, Job, Progress
+from ..jobs.engine import Engine
+from ..jobs.plan import plan_emails
+from ..jobs.store import Store
+from ..limits import Limit
+from ..quota.scheduler import Scheduler
+
+
+def note_run(store: Store, job: Job, limit: Limit) -> None:
+    """What `status` shows of a live run: its process, and the pace its quota allows."""
+    run = {
+        "pid": os.getpid(),
+        "started_at": time.time(),
+        "emails_per_second": limit.count / limit.period,
+    }
+    store.update_job(job.id, state=job.state, stats={**job.stats, "run": run})
+
+
+async def cancel_validations(
+    store: Store, job_id: str, client: ValidationClient, scheduler: Scheduler
+) -> int:
+    """PATCH the job's running validations to canceled, then page in what they did (the
+    partial results are kept; the rest goes back to the plan). Returns how many."""
+    engine = Engine(store, job_id, client, scheduler, stop=asyncio.Event())
+    running = store.batches(job_id, BatchState.RUNNING)
+    for batch in running:
+        assert batch.remote_href is not None
+        validation = await client.cancel(batch.remote_href)
+        await engine.follow(batch, validation)
+    for batch in store.batches(job_id, BatchState.FETCHING):
+        await engine.follow(batch)
+    return len(running)
+
+
+def plan_job(state_dir: Path, job: Job, unique: list[str], chunk: int) -> int:
+    """Plan the job (in a worker thread, on its own connection); returns emails to buy.
+
+    Emails in flight in another job on the same key are adopted, not bought (inflight.py).
+    """
+    with Store(state_dir) as store:
+        plan = plan_emails(
+            unique, store.batched_emails(job.id), store.fresh_verdicts(job.cache_cutoff)
+        )
+        adopted = store.adopt_in_flight(job.id, plan.new)
+        new = [e for e in plan.new if e not in adopted] if adopted else plan.new
+        store.plan(job.id, cached=plan.cached, new=new, chunk_size=chunk)
+        return len(new)
+
+
+def progress(state_dir: Path, job_id: str) -> Progress:
+    with Store(state_dir) as store:
+        return store.progress(job_id)
+
+
+def prune_cache(state_dir: Path, cache_ttl: float) -> None:
+    """Housekeeping after the job's outcome is recorded: a locked or full database here must
+    not turn that outcome's exit code into another (the next run prunes instead)."""
+    with contextlib.suppress(AmpleBatchError, sqlite3.Error, OSError), Store(state_dir) as store:
+        store.prune_verdicts(cache_ttl)
+
+
+def job_verdicts(state_dir: Path, job_id: str) -> Verdicts:
+    with Store(state_dir) as store:
+        return Verdicts.from_rows(store.job_verdicts(job_id), normalised=True)
+
+
+def job_double_charges(store: Store, job_id: str) -> int:
+    job = store.get_job(job_id)
+    return job.possible_double_charges if job else 0
+
+
+def remove_stale_temp_files(target: Path) -> None:
+    """A run killed mid-write (SIGKILL cannot be caught) leaves its temporary file behind;
+    the job lock guarantees no other run is writing this output now."""
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+
+
+def write_enriched(
+    spec: InputSpec, verdicts: Verdicts, target: Path, missing: str
+) -> dict[str, int]:
+    counts: collections.Counter[str] = collections.Counter()
+
+    def counted(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            column = batch.column(batch.schema.get_field_index("email_result"))
+            for item in pc.value_counts(column).to_pylist():
+                counts[str(item["values"])] += int(item["counts"])
+            yield batch
+
+    batches = enrich_batches(
+        spec, verdicts, missing=missing, dictionaries=dictionaries_for(spec, target)
+    )
+    write_output(spec, counted(batches), target)
+    return dict(sorted(counts.items()))

@@ -1,0 +1,58 @@
+"""What a run reports: its summary, its live status, and the reporter callback type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..jobs.follow import Counters
+from ..limits import Limit
+
+
+@dataclass
+class Summary:
+    """The outcome of a validate run; also written as JSON by --summary-json."""
+
+    job: str
+    input: str
+    email_column: str
+    output: str
+    complete: bool
+    rows: int
+    unique_emails: int
+    cached: int
+    invalid: int
+    blank: int
+    duplicates: int
+    credits_spent: int
+    possible_double_charges: int
+    remaining: int
+    failed: int
+    verdicts: dict[str, int]
+    elapsed_seconds: float
+    stop_reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    simulated: bool = False
+    """A --simulate run: the verdicts are made up and no credit was spent."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LiveStatus:
+    """What a progress display reads while a run goes on."""
+
+    stage: str = "starting"
+    rows: int = 0
+    unique: int = 0
+    to_submit: int = 0
+    counters: Counters | None = None
+    quota_used: Callable[[], int] | None = None
+    usage_limit: Limit | None = None
+    next_submission: Callable[[int], float] | None = None
+    """Seconds until a batch of this many emails (at most one chunk) may be submitted."""
+
+
+Reporter = Callable[[LiveStatus], None]

@@ -1,0 +1,343 @@
+"""The orchestrator: one function per command, wiring the pipeline stages together.
+
+    options = ValidateOptions(input=Path("leads.csv"), state_dir=d, api=ApiOptions(simulate=True))
+    summary = validate(options)
+    summary.complete, summary.output
+
+    read -> plan -> (schedule + client + store, driven by execute.Engine) -> join -> write
+
+Everything the CLI does is reachable from here; the CLI only parses options and maps
+exceptions to exit codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import signal
+import threading
+import time
+from collections.abc import Awaitable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..api.client import ValidationClient
+from ..errors import InsufficientCredits, Stopped
+from ..files.inspect import fingerprint as fingerprint_of
+from ..files.inspect import inspect_input
+from ..files.output import check_output, default_output_path, partial_path, remove_temp_files
+from ..files.scan import scan as scan_file
+from ..files.spec import InputSpec
+from ..jobs.db import BatchState, Job, job_id_for, translated
+from ..jobs.engine import Engine
+from ..jobs.locks import cancel_requested, job_lock
+from ..jobs.plan import chunk_size_for
+from ..jobs.state_dir import make_state_dir, refuse_reset_state
+from ..jobs.store import Store
+from ..options import ValidateOptions, state_dir_for
+from ..quota.scheduler import Scheduler, key_id
+from . import steps as job_steps
+from .session import T, api_session, resolve_api, scheduler_for
+from .summary import LiveStatus, Reporter, Summary
+
+
+def _prepare(options: ValidateOptions) -> tuple[InputSpec, Path, int]:
+    """Checks that need no network: the input, the output path, the chunk size."""
+    spec = inspect_input(
+        options.input,
+        email_column=options.email_column,
+        encoding=options.encoding,
+        sheet=options.sheet,
+    )
+    output = options.output or default_output_path(options.input)
+    check_output(spec, output)
+    chunk = chunk_size_for(options.chunk_size, options.api.resolved_usage_limit)
+    return spec, output, chunk
+
+
+def validate(options: ValidateOptions, *, reporter: Reporter | None = None) -> Summary:
+    """Run (or resume) the job for `options.input` until it is done or must stop.
+
+    Returns the summary of a complete run. Raises Stopped (partial output written) when the
+    run ends early, InsufficientCredits when the account ran dry (partial output written),
+    InputError, Unauthorized, JobBusy as they arise.
+    """
+    return asyncio.run(_validate(options, reporter or (lambda status: None)))
+
+
+async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
+    started = time.monotonic()
+    spec, output, chunk = _prepare(options)
+    _base_url, key = resolve_api(options.api)
+    state_dir = state_dir_for(options.api, options.state_dir)
+    make_state_dir(state_dir)
+    refuse_reset_state(state_dir, key_id(key))
+    live = LiveStatus(stage="reading the input", usage_limit=options.api.resolved_usage_limit)
+    reporter(live)
+    stop = asyncio.Event()
+    with _signals(stop):
+        # The job is known before the lock, the key check and the scan: a busy job is refused
+        # at once, and its stored output path left alone. Hashing is off the loop, so
+        # signals stay prompt.
+        fingerprint = await asyncio.to_thread(fingerprint_of, spec)
+        input_path = str(spec.path.resolve())
+        job_id = job_id_for(input_path, fingerprint, spec.email_column)
+        with job_lock(state_dir, job_id):
+            live.stage = "checking the API key"
+            reporter(live)
+            async with api_session(options.api) as (session, base_url, api_key):
+                ledger = state_dir / f"ledger-{key_id(api_key)}.sqlite"
+                with translated(ledger):  # a corrupt or locked ledger, named
+                    scheduler = scheduler_for(options.api, state_dir, api_key)
+                live.quota_used = scheduler.usage_in_window
+                live.next_submission = lambda emails: scheduler.wait_for(min(emails, chunk))
+                try:
+                    new_client = functools.partial(
+                        ValidationClient,
+                        session,
+                        base_url=base_url,
+                        api_key=api_key,
+                        throttle=scheduler,
+                        policy=options.api.retry,
+                    )
+                    client = new_client(stop=stop)
+                    # Fail on a bad key before reading the whole file; a hung API or a
+                    # full request ledger must not outlast --max-runtime or Ctrl-C here either.
+                    await _before_the_engine(
+                        client.check_key(), stop, _deadline(options, started), "checking the key"
+                    )
+                    live.stage = "scanning"
+                    reporter(live)
+                    with Store(state_dir) as store:
+                        job = store.open_job(
+                            input_path=input_path,
+                            fingerprint=fingerprint,
+                            email_column=spec.email_column,
+                            output_path=str(output),
+                            cache_ttl=options.cache_ttl,
+                            key_id=key_id(api_key),
+                            base_url=base_url,
+                        )
+                        job_steps.note_run(store, job, options.api.resolved_usage_limit)
+                        # Cancels go out even once a stop is asked for (it is what `cancel` asks).
+                        canceller = new_client()
+                        run = _JobRun(
+                            options,
+                            spec,
+                            output,
+                            chunk,
+                            store,
+                            job,
+                            client,
+                            scheduler,
+                            stop,
+                            canceller,
+                            state_dir,
+                        )
+                        return await _run_job(run, live, reporter, started)
+                finally:
+                    scheduler.close()
+
+
+@dataclass(frozen=True)
+class _JobRun:
+    """Everything one run of one job works with, once the checks have passed."""
+
+    options: ValidateOptions
+    spec: InputSpec
+    output: Path
+    chunk: int
+    store: Store
+    job: Job
+    client: ValidationClient
+    scheduler: Scheduler
+    stop: asyncio.Event
+    canceller: ValidationClient
+    state_dir: Path
+    """Where this run's state lives: `state_dir_for` the mode, not always options.state_dir."""
+
+
+async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: float) -> Summary:
+    options, spec, output, chunk = run.options, run.spec, run.output, run.chunk
+    store, job, client, scheduler, stop = run.store, run.job, run.client, run.scheduler, run.stop
+    scan = await asyncio.to_thread(scan_file, spec)
+    spec = scan.spec  # as the scan read it: the join must decode the file the same way
+    check_output(spec, output, rows=scan.rows)
+    unique_emails = len(scan.unique)
+    live.rows, live.unique = scan.rows, unique_emails
+    live.stage = "planning"
+    reporter(live)
+    live.to_submit = await asyncio.to_thread(
+        job_steps.plan_job, run.state_dir, job, scan.unique.to_pylist(), chunk
+    )
+    # The emails are in the store now: holding them through the join would add to its peak.
+    scan = replace(scan, unique=scan.unique[:0])
+    deadline = _deadline(options, started)
+    engine = Engine(
+        store, job.id, client, scheduler, stop=stop, deadline=deadline, chunk_size=chunk
+    )
+    live.counters = engine.counters
+    live.stage = "validating"
+    ticker = asyncio.create_task(_tick(live, reporter))
+    try:
+        counters = await engine.run()
+        # `ample-batch cancel` stopped this run (SIGTERM): its validations are canceled too.
+        canceled = cancel_requested(run.state_dir, job.id)
+        if canceled:
+            live.stage = "canceling"
+            await job_steps.cancel_validations(store, job.id, run.canceller, scheduler)
+            counters.stop_reason = "canceled"
+    finally:
+        ticker.cancel()
+    progress = await asyncio.to_thread(job_steps.progress, run.state_dir, job.id)
+    # Complete means every unique email has a settled verdict. Emails released by a canceled
+    # or out-of-credits validation are in no batch at all, so count coverage, not just pending.
+    complete = (
+        progress.emails >= unique_emails
+        and progress.pending == 0
+        and not store.batches(job.id, BatchState.PLANNED)
+    )
+    live.stage = "writing"
+    reporter(live)
+    target = output if complete else partial_path(output)
+    verdicts = await asyncio.to_thread(job_steps.job_verdicts, run.state_dir, job.id)
+    job_steps.remove_stale_temp_files(target)
+    verdict_counts = await asyncio.to_thread(
+        job_steps.write_enriched, spec, verdicts, target, "failed" if complete else "pending"
+    )
+    if complete:
+        with contextlib.suppress(FileNotFoundError):
+            partial_path(output).unlink()
+    summary = Summary(
+        job=job.id,
+        input=str(spec.path),
+        email_column=spec.email_column,
+        output=str(target),
+        complete=complete,
+        rows=scan.rows,
+        unique_emails=unique_emails,
+        cached=progress.cached,
+        invalid=scan.invalid,
+        blank=scan.blank,
+        duplicates=scan.duplicates,
+        credits_spent=counters.emails_submitted,
+        possible_double_charges=job_steps.job_double_charges(store, job.id),
+        remaining=unique_emails - progress.emails + progress.pending,
+        failed=progress.failed,
+        verdicts=verdict_counts,
+        elapsed_seconds=round(time.monotonic() - started, 3),
+        stop_reason=counters.stop_reason,
+        warnings=list(spec.warnings) + counters.notes + _output_warnings(options, output, complete),
+        simulated=options.api.simulate,
+    )
+    state = "done" if complete else "canceled" if canceled else "partial"
+    store.update_job(job.id, state=state, stats=summary.as_dict())
+    await asyncio.to_thread(job_steps.prune_cache, run.state_dir, options.cache_ttl)
+    if complete:
+        return summary
+    if counters.out_of_credits:
+        raise InsufficientCreditsStop(summary)
+    raise StoppedWithSummary(summary)
+
+
+def _output_warnings(options: ValidateOptions, output: Path, complete: bool) -> list[str]:
+    """What a person opening the output folder must not misread as real verdicts."""
+    if options.api.simulate:
+        return [f"simulated run: the verdicts in {output.name} are made up; no credit was spent"]
+    if not complete and output.exists():
+        # Only a finished job writes this path, and this one is not finished: an earlier
+        # --simulate trial (or another job) left it.
+        return [
+            f"{output} is not this job's result (a --simulate trial or another run wrote it); "
+            f"this job's rows so far are in {partial_path(output).name}"
+        ]
+    return []
+
+
+def _deadline(options: ValidateOptions, started: float) -> float | None:
+    """When --max-runtime ends this run, on the monotonic clock."""
+    return None if options.max_runtime is None else started + options.max_runtime
+
+
+async def _before_the_engine(
+    step: Awaitable[T], stop: asyncio.Event, deadline: float | None, what: str
+) -> T:
+    """Await a step that comes before any submission, cut short by a stop or the deadline.
+
+    Nothing that costs money is in flight before the engine starts, so cutting the step's
+    request (or its wait for a request slot) is always safe.
+    """
+    task = asyncio.ensure_future(step)
+    stopped = asyncio.ensure_future(stop.wait())
+    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+    try:
+        await asyncio.wait({task, stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    reason = "interrupted" if stop.is_set() else "max runtime reached"
+    raise Stopped(
+        f"{reason} while {what}; nothing was submitted; run the same command again to resume"
+    )
+
+
+class StoppedWithSummary(Stopped):
+    """Stopped early; the partial output is written and `summary` says how far it got."""
+
+    def __init__(self, summary: Summary) -> None:
+        reason = summary.stop_reason or "stopped"
+        super().__init__(
+            f"{reason}: {summary.remaining:,} email(s) still to validate; partial output in "
+            f"{summary.output}; run the same command again to resume"
+        )
+        self.summary = summary
+
+
+class InsufficientCreditsStop(InsufficientCredits):
+    """Out of credits; the partial output is written and `summary` says what remains."""
+
+    def __init__(self, summary: Summary) -> None:
+        super().__init__(
+            f"the account is out of email credits: {summary.remaining:,} email(s) still to "
+            f"validate; partial output in {summary.output}; top up, then run the same command "
+            "again (nothing done is paid twice)"
+        )
+        self.summary = summary
+
+
+async def _tick(live: LiveStatus, reporter: Reporter) -> None:
+    while True:
+        reporter(live)
+        await asyncio.sleep(0.5)
+
+
+@contextlib.contextmanager
+def _signals(stop: asyncio.Event) -> Iterator[None]:
+    """First SIGINT/SIGTERM: stop submitting and wrap up. Second: leave at once (state is safe:
+    every transition is a committed transaction)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            # Leaving without unwinding: the output being written would stay behind.
+            remove_temp_files()
+            os.write(2, b"ample-batch: interrupted twice: stopped at once; run again to resume\n")
+            os._exit(75)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

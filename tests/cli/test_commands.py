@@ -1,0 +1,216 @@
+"""The commands around `validate`: estimate, status, cancel, mock-server, and the help texts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from helpers import (
+    KEY,
+    FakeInThread,
+    PausableClock,
+    batch_states,
+    cli,
+    lead_rows,
+    read_csv,
+    write_leads,
+)
+
+from ample_batch.cli.main import main
+from ample_batch.limits import parse_limit
+
+COMMANDS = ["validate", "estimate", "status", "cancel", "mock-server"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Example" in result.output
+
+
+def test_validate_help_documents_the_contract() -> None:
+    text = CliRunner().invoke(main, ["validate", "--help"], terminal_width=200).output
+    for option in [
+        "--output",
+        "--email-column",
+        "--api-key",
+        "--base-url",
+        "--usage-limit",
+        "--rate-limit",
+        "--chunk-size",
+        "--state-dir",
+        "--cache-ttl",
+        "--max-runtime",
+        "--simulate",
+        "--summary-json",
+        "--quiet",
+        "--verbose",
+        "AMPLEMARKET_API_KEY",
+        "AMPLE_BATCH_HOME",
+    ]:
+        assert option in text
+
+
+def test_estimate_spends_nothing_and_counts_the_cache(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "a.csv", lead_rows(1000, blanks=5, invalid=3))
+    state = tmp_path / "s"
+    before = cli("estimate", str(src), "--state-dir", str(state), "--json")
+    assert before.returncode == 0, before.stderr
+    estimate = json.loads(before.stdout)
+    assert estimate["rows"] == 1000 + 100 + 8
+    assert estimate["unique_emails"] == 1000
+    assert (estimate["blank"], estimate["invalid"], estimate["cached"]) == (5, 3, 0)
+    assert estimate["credits_needed"] == 1000
+    assert estimate["batches"] == 1
+    assert not state.exists(), "estimate must not create state"
+
+    with FakeInThread(retry_after=0.1) as fake:
+        assert (
+            cli("validate", str(src), "--base-url", fake.url, "--state-dir", str(state)).returncode
+            == 0
+        )
+    overlap = write_leads(tmp_path / "b.csv", lead_rows(1000, start=600))
+    after = json.loads(cli("estimate", str(overlap), "--state-dir", str(state), "--json").stdout)
+    assert (after["cached"], after["credits_needed"]) == (400, 600)
+    table = cli("estimate", str(overlap), "--state-dir", str(state), "--usage-limit", "100/hour")
+    assert "credits needed" in table.stdout and "5.0 h" in table.stdout
+
+
+def test_status_lists_jobs_and_their_progress(tmp_path: Path) -> None:
+    state = tmp_path / "s"
+    empty = cli("status", "--state-dir", str(state))
+    assert empty.returncode == 0 and "no jobs" in empty.stdout
+    src = write_leads(tmp_path / "a.csv", lead_rows(200))
+    with FakeInThread(retry_after=0.1) as fake:
+        assert (
+            cli("validate", str(src), "--base-url", fake.url, "--state-dir", str(state)).returncode
+            == 0
+        )
+    jobs = json.loads(cli("status", "--state-dir", str(state), "--json").stdout)
+    assert len(jobs) == 1
+    assert jobs[0]["job"]["state"] == "done"
+    assert jobs[0]["progress"]["resolved"] == 200
+    assert jobs[0]["progress"]["pending"] == 0
+    job_id = jobs[0]["job"]["id"]
+    one = cli("status", job_id[:5], "--state-dir", str(state))
+    assert one.returncode == 0 and job_id in one.stdout
+    missing = cli("status", "zzzz", "--state-dir", str(state))
+    assert missing.returncode == 2 and "no job 'zzzz'" in missing.stderr
+
+
+def _stop_once_charged(
+    fake: FakeInThread, args: list[str], charged: int, then: Any = None
+) -> tuple[int, str]:
+    """Run `ample-batch validate ARGS` until the fake has charged `charged` credits (its batch
+    is running), then SIGTERM it (and call `then`); its exit code and stderr. A fixed
+    --max-runtime instead raced the machine's load: a busy run had not even posted yet."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ample_batch", "validate", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "AMPLEMARKET_API_KEY": KEY},
+    )
+    deadline = time.monotonic() + 60
+    while fake.summary().credits_spent < charged:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"no {charged} credits charged: {proc.communicate()[1]}")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    if then is not None:
+        then()
+    _, stderr = proc.communicate(timeout=60)
+    return proc.returncode, stderr
+
+
+def test_cancel_keeps_partial_results_and_validate_finishes_the_rest(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "a.csv", lead_rows(1000))
+    state = tmp_path / "s"
+    # Slow processing: when the run stops, the batch is still running on the server; then the
+    # fake's clock stands still so nothing more is processed until the test says so.
+    clock = PausableClock()
+    with FakeInThread(retry_after=0.2, emails_per_second=200, clock=clock) as fake:
+        base = ["--base-url", fake.url, "--state-dir", str(state)]
+        code, stderr = _stop_once_charged(fake, [str(src), *base], 100, then=clock.pause)
+        assert code == 75, stderr
+        assert [s for s, _ in batch_states(state)] == ["running"]
+        job_id = json.loads(cli("status", "--state-dir", str(state), "--json").stdout)[0]["job"][
+            "id"
+        ]
+        canceled = cli("cancel", job_id, "--base-url", fake.url, "--state-dir", str(state))
+        assert canceled.returncode == 0, canceled.stderr
+        assert "canceled 1 running validation" in canceled.stdout
+        kept = json.loads(cli("status", "--state-dir", str(state), "--json").stdout)[0]
+        charged = fake.summary().credits_spent
+        assert 0 < kept["progress"]["resolved"] == charged < 1000
+        clock.resume()
+        done = cli("validate", str(src), *base)
+        assert done.returncode == 0, done.stderr
+        assert fake.summary().credits_spent == 1000
+        assert fake.summary().emails_charged_twice == 0
+    assert all(r["email_result"] != "pending" for r in read_csv(tmp_path / "a.validated.csv"))
+
+
+def test_api_key_help_warns_that_the_command_line_shows_in_ps() -> None:
+    for command in ("validate", "cancel"):
+        text = CliRunner().invoke(main, [command, "--help"], terminal_width=200).output
+        help_text = " ".join(text.split())
+        assert "visible to other users in `ps`" in help_text
+        assert "Prefer the environment variable" in help_text
+
+
+def test_cancel_keeps_the_given_request_limit_on_the_shared_ledger(tmp_path: Path) -> None:
+    # cancel used to apply 500/minute to the key's shared ledger whatever the account's limit:
+    # its PATCH and page fetches then burst past a lower limit (429s). Now it takes the same
+    # --rate-limit and --usage-limit as validate.
+    src = write_leads(tmp_path / "a.csv", lead_rows(1000))
+    state = tmp_path / "s"
+    # The account allows 3 requests in 2 s; the runs are told 2, so a request delayed by a busy
+    # machine between its slot and the wire cannot make a 429 on its own.
+    fake_limit = parse_limit("3/2s")
+    # Slow enough that the batch is still running when cancel comes (the fake's clock cannot
+    # be paused here: its rate-limit window would stand still too).
+    with FakeInThread(retry_after=0.2, emails_per_second=50, rate_limit=fake_limit) as fake:
+        base = ["--base-url", fake.url, "--state-dir", str(state), "--rate-limit", "2/2s"]
+        code, stderr = _stop_once_charged(fake, [str(src), *base], 300)
+        assert code == 75, stderr
+        job_id = json.loads(cli("status", "--state-dir", str(state), "--json").stdout)[0]["job"][
+            "id"
+        ]
+        canceled = cli("cancel", job_id, *base, "--usage-limit", "15000/hour")
+        assert canceled.returncode == 0, canceled.stderr
+        assert "canceled 1 running validation" in canceled.stdout
+        assert canceled.stderr == ""
+        pages = json.loads(cli("status", "--state-dir", str(state), "--json").stdout)[0]
+        assert pages["progress"]["resolved"] >= 300, "several result pages to fetch"
+        summary = fake.summary()
+        assert summary.rate_limited == 0
+        assert summary.peak_requests_in_window <= 3
+
+
+def test_mock_server_help_documents_every_switch() -> None:
+    text = CliRunner().invoke(main, ["mock-server", "--help"], terminal_width=200).output
+    for switch in [
+        "--port",
+        "--api-key",
+        "--rate-limit",
+        "--usage-limit",
+        "--credits",
+        "--fail-5xx",
+        "--drop",
+        "--spurious-429",
+        "--batch-error",
+        "--latency",
+        "--retry-after",
+    ]:
+        assert switch in text
