@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .api.client import DEFAULT_BASE_URL
+from .api import DEFAULT_BASE_URL
 from .api.retries import RetryPolicy
 from .limits import Limit
 

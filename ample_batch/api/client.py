@@ -38,6 +38,7 @@ from ..errors import (
     TransientError,
     UnsafeLink,
 )
+from . import DEFAULT_BASE_URL
 from .responses import (
     MISSING_STATUS,
     Headers,
@@ -48,8 +49,6 @@ from .responses import (
     parse_validation,
 )
 from .retries import Retries, RetryPolicy, unless_stopped
-
-DEFAULT_BASE_URL = "https://api.amplemarket.com"
 
 
 class Throttle(Protocol):

@@ -7,6 +7,7 @@ Exit codes (a contract, see README): 0 done · 1 unexpected error · 2 bad usage
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import logging
 import os
@@ -28,7 +29,6 @@ from ..errors import (
     TerminalError,
     Unauthorized,
 )
-from ..fake.command import mock_server
 from .params import DurationType, LimitType
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAUTHORIZED, EXIT_CREDITS, EXIT_TEMPFAIL = 0, 1, 2, 3, 4, 75
@@ -192,11 +192,50 @@ def api_options(command: F) -> F:
     return command
 
 
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "mock-server": (
+        "ample_batch.fake.command",
+        "mock_server",
+        "Serve a local fake of the Amplemarket email-validation API until Ctrl-C.",
+    ),
+}
+"""Commands imported only when run or asked for help: the fake API loads aiohttp."""
+
+
 class OneLineErrors(click.Group):
     """Click's usage errors as one line (`ample-batch: ...`, exit 2), like every other error,
-    so cron mail and scripts see the same shape whatever went wrong."""
+    so cron mail and scripts see the same shape whatever went wrong; the commands of
+    `LAZY_COMMANDS` load on first use."""
 
-    def main(  # type: ignore[override]
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS:
+            module, attribute, _ = LAZY_COMMANDS[name]
+            command = getattr(importlib.import_module(module), attribute)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Click's command list, with the lazy commands' help from the table, not an import."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max((len(name) for name in names), default=0)
+        rows = []
+        for name in names:
+            if name in LAZY_COMMANDS:
+                help_text = LAZY_COMMANDS[name][2]
+                rows.append((name, click.Command(name, help=help_text).get_short_help_str(limit)))
+                continue
+            command = super().get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,
@@ -385,9 +424,6 @@ def cancel(job: str, state_dir: Path, **kw: Any) -> None:
     _mute_retry_logs()
     count = _run(lambda: run_cancel(state_dir, job, _api_options(kw)))
     click.echo(f"canceled {count} running validation(s); partial results kept")
-
-
-main.add_command(mock_server)
 
 
 def entry() -> NoReturn:

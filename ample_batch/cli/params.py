@@ -10,7 +10,7 @@ from ..errors import InputError
 from ..limits import Limit, parse_duration, parse_limit
 
 
-class LimitType(click.ParamType):
+class LimitType(click.ParamType):  # type: ignore[type-arg]
     name = "COUNT/PERIOD"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> Limit:
@@ -22,7 +22,7 @@ class LimitType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-class DurationType(click.ParamType):
+class DurationType(click.ParamType):  # type: ignore[type-arg]
     name = "DURATION"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> float:

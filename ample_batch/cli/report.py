@@ -16,14 +16,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-if TYPE_CHECKING:
-    from pathlib import Path
-
 from ..errors import InputError
-from ..options import ValidateOptions
-from ..pipeline.estimate import Estimate
-from ..pipeline.jobs import JobStatus
-from ..pipeline.summary import LiveStatus, Summary
+
+if TYPE_CHECKING:
+    from ..options import ValidateOptions
+    from ..pipeline.estimate import Estimate
+    from ..pipeline.jobs import JobStatus
+    from ..pipeline.summary import LiveStatus, Summary
 
 LOG_EVERY = 30.0
 

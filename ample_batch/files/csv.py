@@ -7,7 +7,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import polars as pl
 import pyarrow as pa
@@ -22,7 +22,7 @@ from .spec import CSV_BLOCK, InputSpec
 def open_binary(spec_path: Path, compression: str | None) -> IO[bytes]:
     """The file's bytes, decompressed."""
     if compression == "gzip":
-        return pa.input_stream(str(spec_path), compression="gzip")  # type: ignore[return-value]
+        return cast(IO[bytes], pa.input_stream(str(spec_path), compression="gzip"))
     return open(spec_path, "rb")
 
 
@@ -141,7 +141,7 @@ def write_csv(
     sink: IO[bytes]
     with contextlib.ExitStack() as stack:
         if gzip:
-            sink = stack.enter_context(pa.output_stream(str(tmp), compression="gzip"))  # type: ignore[arg-type]
+            sink = stack.enter_context(pa.output_stream(str(tmp), compression="gzip"))
         else:
             sink = stack.enter_context(open(tmp, "wb"))
         if spec.bom:

@@ -216,7 +216,7 @@ def is_valid_email(normalised: str) -> bool:
     (True, False, False)
     """
     code = classify_emails(pa.array([normalised], pa.string()))[0].as_py()
-    return code == EmailClass.VALID
+    return bool(code == EmailClass.VALID)
 
 
 # Header names that mean "the email", compared after dropping case, spaces, `_` and `-`.

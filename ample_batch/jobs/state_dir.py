@@ -70,7 +70,8 @@ def _ledger_shows_spend(ledger: Path) -> bool:
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         if "usage" not in tables:
             return False
-        return db.execute('SELECT COUNT(*) FROM "usage"').fetchone()[0] > 0
+        count: int = db.execute('SELECT COUNT(*) FROM "usage"').fetchone()[0]
+        return count > 0
     except sqlite3.Error:
         return True  # an unreadable ledger cannot prove that nothing was spent
     finally:

@@ -14,14 +14,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..api.client import ValidationClient
 from ..errors import InputError, JobBusy, Stopped
 from ..jobs.db import BatchState, Job, Progress
 from ..jobs.locks import following, holder, job_lock, request_cancel
 from ..jobs.store import Store
 from ..options import ApiOptions, state_dir_for
-from .session import api_session, scheduler_for
-from .steps import cancel_validations
 
 
 @dataclass(frozen=True)
@@ -96,6 +93,11 @@ def cancel(state_dir: Path, job: str, api: ApiOptions, *, wait: float = CANCEL_W
 
 
 async def _cancel(state_dir: Path, job_ref: str, api: ApiOptions, wait: float) -> int:
+    # Imported here: `status` shares this module and must not load aiohttp or pyarrow.
+    from ..api.client import ValidationClient
+    from .session import api_session, scheduler_for
+    from .steps import cancel_validations
+
     state_dir = state_dir_for(api, state_dir)
     with Store(state_dir) as store:
         job = _find(store, job_ref)

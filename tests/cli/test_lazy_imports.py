@@ -1,0 +1,54 @@
+"""The quick commands stay quick: `--help` and `status` load no aiohttp, pyarrow or polars,
+and the fake API loads only for `mock-server` (and `--simulate`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ample_batch.cli.main import LAZY_COMMANDS
+
+HEAVY = ("aiohttp", "pyarrow", "polars", "ample_batch.fake")
+
+PROBE = """
+import json, sys
+from ample_batch.cli.main import main
+try:
+    main(sys.argv[1:], standalone_mode=False)
+except SystemExit:
+    pass
+heavy = sorted({m for m in sys.modules if m.split(".")[0] in ("aiohttp", "pyarrow", "polars")
+                or m.startswith("ample_batch.fake")})
+print(json.dumps(heavy), file=sys.stderr)
+"""
+
+
+def loaded(*args: str) -> set[str]:
+    """The heavy modules a fresh interpreter has loaded after running the command."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True
+    )
+    modules = json.loads(done.stderr.strip().splitlines()[-1])
+    return {next(h for h in HEAVY if m == h or m.startswith(h + ".")) for m in modules}
+
+
+@pytest.mark.parametrize("args", [["--help"], ["status"], ["cancel", "--help"]])
+def test_quick_commands_load_nothing_heavy(args: list[str], tmp_path: Path) -> None:
+    if args == ["status"]:
+        args = [*args, "--state-dir", str(tmp_path)]
+    assert loaded(*args) == set()
+
+
+def test_mock_server_loads_the_fake_when_asked() -> None:
+    assert {"ample_batch.fake", "aiohttp"} <= loaded("mock-server", "--help")
+
+
+def test_lazy_commands_list_their_own_first_help_line() -> None:
+    for name, (module, attribute, help_text) in LAZY_COMMANDS.items():
+        command = getattr(__import__(module, fromlist=[attribute]), attribute)
+        assert command.name == name
+        assert (command.help or "").splitlines()[0] == help_text
