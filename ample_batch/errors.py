@@ -35,22 +35,45 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAUTHORIZED, EXIT_CREDITS, EXIT_TEMPFAIL = 0, 1, 2, 3, 4, 75
+EXIT_CODES = {
+    EXIT_OK: "done; the output is written",
+    EXIT_ERROR: "unexpected error",
+    EXIT_USAGE: "bad usage or bad input, or a state dir you must fix",
+    EXIT_UNAUTHORIZED: "the API key was rejected",
+    EXIT_CREDITS: "out of credits",
+    EXIT_TEMPFAIL: "stopped before done",
+}
+"""The exit codes of the contract (design.md); the README's table is checked against it."""
+
 
 class AmpleBatchError(Exception):
     """Base class of every error ample-batch raises on purpose."""
+
+    exit_code = EXIT_ERROR
+    """What the command line exits with when this error ends a command."""
+
+    def one_line(self) -> str:
+        """The message the command line prints for it, on one line."""
+        return str(self)
 
 
 class InputError(AmpleBatchError):
     """Bad usage or bad input, detected before any credit is spent."""
 
+    exit_code = EXIT_USAGE
+
 
 class JobBusy(AmpleBatchError):
     """Another process is running the same job right now."""
+
+    exit_code = EXIT_TEMPFAIL
 
 
 class Stopped(AmpleBatchError):
     """The run stopped early (deadline, interrupt, limits); running it again resumes it."""
 
+    exit_code = EXIT_TEMPFAIL
     planned = True
     """A stop cron expects every night (`-q` keeps it silent), not a condition to mail about."""
 
@@ -61,6 +84,11 @@ class ApiError(AmpleBatchError):
     `status` is the HTTP status (None when there was no response) and `errors` the body's
     `_errors` list, kept as the API sent it.
     """
+
+    exit_code = EXIT_TEMPFAIL
+
+    def one_line(self) -> str:
+        return f"{self}; run the same command again to resume"
 
     def __init__(
         self,
@@ -131,13 +159,28 @@ class SubmissionUnknown(ApiError):
 class TerminalError(ApiError):
     """Trying again will not help."""
 
+    exit_code = EXIT_ERROR
+
+    def one_line(self) -> str:
+        return f"the API refused: {self}"
+
 
 class Unauthorized(TerminalError):
     """The API key was rejected (401/403)."""
 
+    exit_code = EXIT_UNAUTHORIZED
+
+    def one_line(self) -> str:
+        return str(self)
+
 
 class InsufficientCredits(TerminalError):
     """The account ran out of email credits."""
+
+    exit_code = EXIT_CREDITS
+
+    def one_line(self) -> str:
+        return str(self)
 
 
 class BadRequest(TerminalError):

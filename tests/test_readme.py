@@ -137,3 +137,23 @@ def test_readme_simulated_command_runs(args: list[str], tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert (work / "leads.validated.csv").exists()
+
+
+def _exit_code_table() -> dict[int, str]:
+    section = README.split("### Exit codes", 1)[1].split("\n#", 1)[0]
+    return {int(m[1]): m[2] for m in re.finditer(r"^\| (\d+) \| (.+) \|$", section, re.M)}
+
+
+def test_readme_exit_codes_are_the_contract_in_errors() -> None:
+    import ample_batch.errors as errors
+
+    table = _exit_code_table()
+    assert sorted(table) == sorted(errors.EXIT_CODES)
+    for code, meaning in errors.EXIT_CODES.items():
+        assert table[code].startswith(meaning.split(":")[0]), (code, table[code])
+    raised = {
+        cls.exit_code
+        for cls in vars(errors).values()
+        if isinstance(cls, type) and issubclass(cls, errors.AmpleBatchError)
+    }
+    assert raised <= set(table)

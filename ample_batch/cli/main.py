@@ -20,19 +20,14 @@ import click
 import platformdirs
 
 from ..errors import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_TEMPFAIL,
     AmpleBatchError,
-    ApiError,
-    InputError,
-    InsufficientCredits,
     JobBusy,
     Stopped,
-    TerminalError,
-    Unauthorized,
 )
 from .params import DurationType, LimitType
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAUTHORIZED, EXIT_CREDITS, EXIT_TEMPFAIL = 0, 1, 2, 3, 4, 75
-
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,20 +43,8 @@ def _fail(code: int, message: str) -> NoReturn:
 
 def _outcome(exc: BaseException) -> tuple[int, str]:
     """The exit code and one-line message for an error that ends a command."""
-    if isinstance(exc, InputError):
-        return EXIT_USAGE, str(exc)
-    if isinstance(exc, Unauthorized):
-        return EXIT_UNAUTHORIZED, str(exc)
-    if isinstance(exc, InsufficientCredits):
-        return EXIT_CREDITS, str(exc)
-    if isinstance(exc, Stopped | JobBusy):
-        return EXIT_TEMPFAIL, str(exc)
-    if isinstance(exc, TerminalError):
-        return EXIT_ERROR, f"the API refused: {exc}"
-    if isinstance(exc, ApiError):
-        return EXIT_TEMPFAIL, f"{exc}; run the same command again to resume"
     if isinstance(exc, AmpleBatchError):
-        return EXIT_ERROR, str(exc)
+        return exc.exit_code, exc.one_line()
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_TEMPFAIL, "interrupted; run the same command again to resume"
     # A defect or an environment problem we did not foresee: one line, not a traceback.

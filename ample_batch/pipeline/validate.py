@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..api.client import ValidationClient
-from ..errors import InsufficientCredits, Stopped
+from ..errors import EXIT_TEMPFAIL, InsufficientCredits, Stopped
 from ..files.inspect import fingerprint as fingerprint_of
 from ..files.inspect import inspect_input
 from ..files.output import check_output, default_output_path, partial_path, remove_temp_files
@@ -331,7 +331,7 @@ def _signals(stop: asyncio.Event) -> Iterator[None]:
             # Leaving without unwinding: the output being written would stay behind.
             remove_temp_files()
             os.write(2, b"ample-batch: interrupted twice: stopped at once; run again to resume\n")
-            os._exit(75)
+            os._exit(EXIT_TEMPFAIL)
         stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
