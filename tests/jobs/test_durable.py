@@ -128,9 +128,15 @@ def test_planning_takes_several_transactions(tmp_path: Path) -> None:
     done = threading.Event()
 
     def writer() -> None:
-        other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None, timeout=60)
+        # No busy timeout: SQLite's own handler backs off in sleeps of up to 100 ms and can
+        # miss every pause between chunks on a loaded machine; this retries every 0.5 ms.
+        other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None, timeout=0)
         while not done.is_set():
-            other.execute("BEGIN IMMEDIATE")
+            try:
+                other.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:
+                time.sleep(0.0005)
+                continue
             count = other.execute("SELECT COUNT(*) FROM batch_emails").fetchone()[0]
             other.execute("COMMIT")
             commits.append(count)
