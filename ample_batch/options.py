@@ -14,6 +14,15 @@ from .api import DEFAULT_BASE_URL
 from .api.retries import RetryPolicy
 from .limits import Limit
 
+DEFAULT_CACHE_TTL = 30 * 86400.0
+"""`--cache-ttl`'s default: cached verdicts are reused for this many seconds."""
+
+
+def cache_cutoff(now: float, cache_ttl: float) -> float:
+    """The oldest check time a verdict may have to be reused; `cache_ttl` 0 reuses none."""
+    return now - cache_ttl if cache_ttl > 0 else float("inf")
+
+
 SIMULATED_DIR = "simulated"
 """A simulation keeps its jobs, verdicts, ledgers and locks here, under the state dir."""
 
@@ -84,7 +93,7 @@ class ValidateOptions:
     """Emails per POST; min(100000, usage-limit count) when None."""
     state_dir: Path
     """Job state, result cache and quota ledgers."""
-    cache_ttl: float = 30 * 86400.0
+    cache_ttl: float = DEFAULT_CACHE_TTL
     """Reuse verdicts younger than this many seconds; 0 never reuses."""
     max_runtime: float | None = None
     """Stop submitting after this many seconds and exit 75."""

@@ -27,13 +27,10 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from ..options import DEFAULT_CACHE_TTL
 from .adoption import Claim, adopt, claim_or_adopt, settle_adopted
 from .db import BATCH_ATTEMPTS, Batch, BatchState, retried
 from .store_outcomes import OutcomeRecords
-
-DEFAULT_CACHE_TTL = 30 * 86400.0
-"""`--cache-ttl`'s default: cached verdicts are kept at least this long."""
-
 
 PLAN_CHUNK = 50_000
 """Emails per planning transaction: other processes on the state dir wait at most one."""

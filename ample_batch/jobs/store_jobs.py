@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
+from ..options import cache_cutoff
 from .db import DB_NAME, Job, connect, job_id_for, schema_version, transaction
 from .state_dir import make_state_dir, refuse_reset_state
 
@@ -80,7 +81,7 @@ class JobRecords:
         """
         job_id = job_id_for(input_path, fingerprint, email_column)
         now = self._clock()
-        cutoff = now - cache_ttl if cache_ttl > 0 else float("inf")
+        cutoff = cache_cutoff(now, cache_ttl)
         with self._transaction() as db:
             db.execute(
                 "INSERT OR IGNORE INTO jobs (id, input_path, fingerprint, email_column,"

@@ -12,7 +12,7 @@ from ..files.scan import scan as scan_file
 from ..jobs.db import DB_NAME, job_id_for
 from ..jobs.plan import chunk_size_for, plan_emails, schedule_for
 from ..jobs.store import Store
-from ..options import ValidateOptions, state_dir_for
+from ..options import ValidateOptions, cache_cutoff, state_dir_for
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def estimate(options: ValidateOptions) -> Estimate:
     scan = scan_file(spec)
     spec = scan.spec
     already: list[str] = []
-    cutoff = time.time() - options.cache_ttl if options.cache_ttl > 0 else float("inf")
+    cutoff = cache_cutoff(time.time(), options.cache_ttl)
     state_dir = state_dir_for(options.api, options.state_dir)
     if (state_dir / DB_NAME).exists():
         with Store(state_dir) as store:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, JobBusy, Stopped
-from ..jobs.db import BatchState, Job, Progress
+from ..jobs.db import DB_NAME, BatchState, Job, Progress
 from ..jobs.locks import following, holder, job_lock, request_cancel
 from ..jobs.store import Store
 from ..options import ApiOptions, state_dir_for
@@ -51,7 +51,7 @@ def status(state_dir: Path, job: str | None = None) -> list[JobStatus]:
 
     A job a live process holds shows as `running`, with that process and an ETA.
     """
-    if not (state_dir / "ample-batch.sqlite").exists():
+    if not (state_dir / DB_NAME).exists():
         if job:
             raise InputError(f"no job {job!r}: the state dir {state_dir} holds no jobs")
         return []
