@@ -36,38 +36,39 @@ def default_state_dir() -> Path:
     return Path(platformdirs.user_data_dir("ample-batch", appauthor=False))
 
 
-def _fail(code: int, message: str) -> NoReturn:
-    click.echo(f"ample-batch: {message}", err=True)
-    sys.exit(code)
-
-
 def _outcome(exc: BaseException) -> tuple[int, str]:
-    """The exit code and one-line message for an error that ends a command."""
+    """The exit code and one-line message for whatever ends a command: the one mapping."""
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        return EXIT_OK, exc.format_message()  # the help, asked for by giving no arguments
+    if isinstance(exc, click.ClickException):
+        hint = ""
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            hint = f" (see {exc.ctx.command_path} --help)"
+        return exc.exit_code, exc.format_message() + hint
     if isinstance(exc, AmpleBatchError):
         return exc.exit_code, exc.one_line()
-    if isinstance(exc, KeyboardInterrupt):
+    if isinstance(exc, KeyboardInterrupt | click.Abort):
         return EXIT_TEMPFAIL, "interrupted; run the same command again to resume"
     # A defect or an environment problem we did not foresee: one line, not a traceback.
     # The job's state is consistent (every transition is one transaction).
     return EXIT_ERROR, f"unexpected error: {type(exc).__name__}: {exc} (please report it)"
 
 
-def _run(action: Callable[[], Any], *, quiet: bool = False) -> Any:
-    """Call the library; turn each error we can name into its exit code and one line.
+def exit_for(exc: BaseException, *, quiet: bool = False) -> NoReturn:
+    """Leave with `exc`'s exit code, saying why in one line on stderr.
 
     With `quiet`, a run that stopped as planned (deadline, interrupt, another run busy) exits
     75 silently: cron mails whatever a job prints, and "not done yet" is every night's news.
     """
-    try:
-        return action()
-    except (Exception, KeyboardInterrupt) as exc:
-        code, message = _outcome(exc)
-        planned = isinstance(exc, JobBusy | KeyboardInterrupt) or (
-            isinstance(exc, Stopped) and exc.planned
-        )
-        if quiet and planned:
-            sys.exit(code)
-        _fail(code, message)
+    code, message = _outcome(exc)
+    planned = isinstance(exc, JobBusy | KeyboardInterrupt | click.Abort) or (
+        isinstance(exc, Stopped) and exc.planned
+    )
+    if code == EXIT_OK:
+        click.echo(message)
+    elif not (quiet and planned):
+        click.echo(f"ample-batch: {message}", err=True)
+    sys.exit(code)
 
 
 def _mute_retry_logs() -> None:
@@ -226,21 +227,15 @@ class OneLineErrors(click.Group):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        """Click's main, with every error that ends a command leaving through `exit_for`."""
         run = functools.partial(super().main, args, prog_name, complete_var, **extra)
         if not standalone_mode:
             return run(standalone_mode=False)
         try:
             result: Any = run(standalone_mode=False)
-        except click.exceptions.NoArgsIsHelpError as exc:
-            click.echo(exc.format_message())
-            sys.exit(EXIT_OK)
-        except click.ClickException as exc:
-            hint = ""
-            if isinstance(exc, click.UsageError) and exc.ctx is not None:
-                hint = f" (see {exc.ctx.command_path} --help)"
-            _fail(exc.exit_code, exc.format_message() + hint)
-        except click.Abort:
-            _fail(EXIT_TEMPFAIL, "interrupted; run the same command again to resume")
+        except (Exception, KeyboardInterrupt) as exc:
+            exit_for(exc)
+        # --help and --version end in click's Exit, which non-standalone mode returns as a code.
         sys.exit(result if isinstance(result, int) else EXIT_OK)
 
 
@@ -288,7 +283,7 @@ def validate(**kw: Any) -> None:
     summary_json: Path | None = kw["summary_json"]
     if summary_json is not None:
         # Before anything is spent: a run must not pay and then fail to say how it went.
-        _run(lambda: check_summary_path(summary_json))
+        check_summary_path(summary_json)
     report = Report(quiet=kw["quiet"], verbose=kw["verbose"])
     if not kw["verbose"]:
         _mute_retry_logs()
@@ -304,21 +299,18 @@ def validate(**kw: Any) -> None:
         if problem is not None:
             click.echo(f"ample-batch: warning: {problem}", err=True)
 
-    def action() -> Any:
-        try:
-            summary = run_validate(options, reporter=report.live)
-        except (Exception, KeyboardInterrupt) as exc:
-            report.close()
-            partial = getattr(exc, "summary", None)
-            if partial is not None:
-                report.summary(partial)
-            record(partial, *_outcome(exc))
-            raise
+    try:
+        summary = run_validate(options, reporter=report.live)
+    except (Exception, KeyboardInterrupt) as exc:
         report.close()
-        report.summary(summary)
-        record(summary, EXIT_OK, None)
-
-    _run(action, quiet=kw["quiet"])
+        partial = getattr(exc, "summary", None)
+        if partial is not None:
+            report.summary(partial)
+        record(partial, *_outcome(exc))
+        exit_for(exc, quiet=kw["quiet"])
+    report.close()
+    report.summary(summary)
+    record(summary, EXIT_OK, None)
 
 
 def _api_options(kw: dict[str, Any]) -> Any:
@@ -357,7 +349,7 @@ def estimate(**kw: Any) -> None:
     from .report import print_estimate
 
     options = _validate_options(kw)
-    result = _run(lambda: run_estimate(options))
+    result = run_estimate(options)
     if kw["as_json"]:
         click.echo(json.dumps(result.as_dict(), indent=2))
     else:
@@ -379,7 +371,7 @@ def status(job: str | None, state_dir: Path, as_json: bool) -> None:
     from ..pipeline.jobs import status as run_status
     from .report import print_status
 
-    jobs = _run(lambda: run_status(state_dir, job))
+    jobs = run_status(state_dir, job)
     if as_json:
         click.echo(json.dumps([j.as_dict() for j in jobs], indent=2))
     else:
@@ -405,7 +397,7 @@ def cancel(job: str, state_dir: Path, **kw: Any) -> None:
     from ..pipeline.jobs import cancel as run_cancel
 
     _mute_retry_logs()
-    count = _run(lambda: run_cancel(state_dir, job, _api_options(kw)))
+    count = run_cancel(state_dir, job, _api_options(kw))
     click.echo(f"canceled {count} running validation(s); partial results kept")
 
 

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from helpers import KEY, cli, make_client
 
-from ample_batch.cli.main import _run
+from ample_batch.cli.main import exit_for
 from ample_batch.errors import JobBusy, OutputUnwritten, StateUnavailable, StateUnusable, Stopped
 from ample_batch.jobs.db import DB_NAME, BatchState
 from ample_batch.jobs.engine import Engine
@@ -102,11 +102,8 @@ def test_pruning_the_cache_never_changes_the_outcome(tmp_path: Path) -> None:
 def test_quiet_keeps_silent_only_about_planned_stops(
     error: Exception, heard: bool, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def action() -> None:
-        raise error
-
     with pytest.raises(SystemExit) as exited:
-        _run(action, quiet=True)
+        exit_for(error, quiet=True)
     assert exited.value.code == 75
     # A full disk or an unwritable output is not every night's news: cron must mail it.
     assert (str(error) in capsys.readouterr().err) is heard
