@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from helpers import KEY
+from helpers import StartFake, fake_config
 
 from ample_batch.api.client import new_session
-from ample_batch.fake.config import FakeConfig
 from ample_batch.fake.server import RunningFake, start_fake
 
 
 @pytest.fixture
-async def fake_api() -> AsyncIterator[Callable[..., Awaitable[RunningFake]]]:
+async def fake_api() -> AsyncIterator[StartFake]:
     """Start fakes with `await fake_api(credits=10, ...)`; all are closed afterwards."""
     running: list[RunningFake] = []
 
     async def start(**options: object) -> RunningFake:
-        options.setdefault("api_key", KEY)
-        fake = await start_fake(FakeConfig(**options))  # type: ignore[arg-type]
+        fake = await start_fake(fake_config(**options))
         running.append(fake)
         return fake
 

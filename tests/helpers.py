@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import aiohttp
 from ample_batch.api.client import ValidationClient
 from ample_batch.api.retries import RetryPolicy
 from ample_batch.fake.config import FakeConfig, verdict_for
-from ample_batch.fake.server import start_fake
+from ample_batch.fake.server import RunningFake, start_fake
 from ample_batch.fake.summary import FakeSummary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,16 +36,37 @@ FAST_RETRY = RetryPolicy(
 
 
 class ManualClock:
-    """A monotonic clock that moves only when a test says so."""
+    """Monotonic time a test controls: it stands still and moves by `advance` (or by setting
+    `now`); `running=True`, or `resume()`, lets it follow real time until `pause()`, to hold a
+    fake's progress still at the moment the test chooses."""
 
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
+    def __init__(self, start: float = 1000.0, *, running: bool = False) -> None:
+        self._base = start
+        self._since: float | None = time.monotonic() if running else None
+
+    @property
+    def now(self) -> float:
+        if self._since is None:
+            return self._base
+        return self._base + time.monotonic() - self._since
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self._base = value
+        if self._since is not None:
+            self._since = time.monotonic()
 
     def __call__(self) -> float:
         return self.now
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+    def pause(self) -> None:
+        self._base, self._since = self.now, None
+
+    def resume(self) -> None:
+        self._since = time.monotonic()
 
 
 def make_client(
@@ -54,13 +76,23 @@ def make_client(
     return ValidationClient(session, base_url=url, api_key=key, **kw)  # type: ignore[arg-type]
 
 
+StartFake = Callable[..., Awaitable[RunningFake]]
+"""The `fake_api` fixture: `await fake_api(credits=10, ...)` serves a fake on loopback."""
+
+
+def fake_config(**options: object) -> FakeConfig:
+    """The fake's configuration, with the tests' API key unless given: the one recipe for the
+    `fake_api` fixture (served on the test's loop) and `FakeInThread` (on a thread's loop)."""
+    options.setdefault("api_key", KEY)
+    return FakeConfig(**options)  # type: ignore[arg-type]
+
+
 class FakeInThread:
     """The fake API served from its own event loop in a background thread, so code under test
     that runs its own loop (the CLI, subprocesses) can talk to it over loopback."""
 
     def __init__(self, **options: object) -> None:
-        options.setdefault("api_key", KEY)
-        self.config = FakeConfig(**options)  # type: ignore[arg-type]
+        self.config = fake_config(**options)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
@@ -181,23 +213,3 @@ def batch_states(state: Path) -> list[tuple[str, str | None]]:
             db.close()
     except sqlite3.Error:
         return []
-
-
-class PausableClock:
-    """Monotonic time that a test can stop and restart, to hold a fake's progress still."""
-
-    def __init__(self) -> None:
-        self._base = 0.0
-        self._since: float | None = time.monotonic()
-
-    def __call__(self) -> float:
-        if self._since is None:
-            return self._base
-        return self._base + time.monotonic() - self._since
-
-    def pause(self) -> None:
-        self._base = self()
-        self._since = None
-
-    def resume(self) -> None:
-        self._since = time.monotonic()

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from helpers import (
     KEY,
     FakeInThread,
-    PausableClock,
+    ManualClock,
     batch_states,
     cli,
     lead_rows,
@@ -138,7 +138,7 @@ def test_cancel_keeps_partial_results_and_validate_finishes_the_rest(tmp_path: P
     state = tmp_path / "s"
     # Slow processing: when the run stops, the batch is still running on the server; then the
     # fake's clock stands still so nothing more is processed until the test says so.
-    clock = PausableClock()
+    clock = ManualClock(start=0.0, running=True)
     with FakeInThread(retry_after=0.2, emails_per_second=200, clock=clock) as fake:
         base = ["--base-url", fake.url, "--state-dir", str(state)]
         code, stderr = _stop_once_charged(fake, [str(src), *base], 100, then=clock.pause)

@@ -19,28 +19,15 @@ from typing import Any
 import aiohttp
 import pytest
 from click.testing import CliRunner
+from helpers import ManualClock, StartFake
 from multidict import CIMultiDictProxy
 
 from ample_batch.fake.app import FakeApi
 from ample_batch.fake.command import mock_server
 from ample_batch.fake.config import FakeConfig, canonical_email, verdict_for
-from ample_batch.fake.server import start_fake
 from ample_batch.limits import parse_limit
 
 AUTH = {"Authorization": "Bearer test-key"}
-
-
-class Clock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.t = start
-
-    def now(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
 
 
 @dataclass
@@ -89,17 +76,16 @@ OpenApi = Callable[..., Awaitable[Api]]
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
-async def open_api(clock: Clock) -> AsyncIterator[OpenApi]:
+async def open_api(fake_api: StartFake, clock: ManualClock) -> AsyncIterator[OpenApi]:
     async with contextlib.AsyncExitStack() as stack:
 
         async def open_(**overrides: Any) -> Api:
-            config = FakeConfig(clock=clock.now, **overrides)
-            fake = await stack.enter_async_context(await start_fake(config))
+            fake = await fake_api(api_key="test-key", clock=clock, **overrides)
             session = aiohttp.ClientSession(fake.url, headers=AUTH)
             await stack.enter_async_context(session)
             return Api(fake.api, session, fake.url)
@@ -116,7 +102,7 @@ def codes(reply: Reply) -> list[str]:
     return [error["code"] for error in reply.body["_errors"]]
 
 
-async def completed(api: Api, clock: Clock, submitted: list[str], **kwargs: Any) -> str:
+async def completed(api: Api, clock: ManualClock, submitted: list[str], **kwargs: Any) -> str:
     """POST `submitted`, move the clock past its processing, return its href."""
     reply = await api.post(submitted, **kwargs)
     assert reply.status == 202, reply.body
@@ -127,7 +113,7 @@ async def completed(api: Api, clock: Clock, submitted: list[str], **kwargs: Any)
 # -- the happy path --------------------------------------------------------------------------
 
 
-async def test_happy_path_2345_emails_in_24_pages(open_api: OpenApi, clock: Clock) -> None:
+async def test_happy_path_2345_emails_in_24_pages(open_api: OpenApi, clock: ManualClock) -> None:
     api = await open_api()
     submitted = emails(2345)
     started = await api.post(submitted)
@@ -185,7 +171,7 @@ async def test_vnd_amp_json_content_type_is_accepted(open_api: OpenApi) -> None:
 
 
 async def test_queued_then_processing_with_fractional_retry_after(
-    open_api: OpenApi, clock: Clock
+    open_api: OpenApi, clock: ManualClock
 ) -> None:
     api = await open_api(queue_seconds=5, retry_after=0.2, emails_per_second=10)
     href = (await api.post(emails(20))).headers["Location"]
@@ -203,7 +189,7 @@ async def test_queued_then_processing_with_fractional_retry_after(
 
 
 async def test_results_sorted_normalised_and_cursors_exclusive(
-    open_api: OpenApi, clock: Clock
+    open_api: OpenApi, clock: ManualClock
 ) -> None:
     api = await open_api()
     href = await completed(
@@ -236,7 +222,7 @@ async def test_results_sorted_normalised_and_cursors_exclusive(
     assert api.api.summary().credits_spent == 4  # inputs that collapse share one credit
 
 
-async def test_cursor_links_percent_encode_plus(open_api: OpenApi, clock: Clock) -> None:
+async def test_cursor_links_percent_encode_plus(open_api: OpenApi, clock: ManualClock) -> None:
     api = await open_api(normalise_results=False)
     submitted = ["a+1@x.com", "a+2@x.com", "a+3@x.com"]
     href = await completed(api, clock, submitted)
@@ -248,7 +234,9 @@ async def test_cursor_links_percent_encode_plus(open_api: OpenApi, clock: Clock)
 
 
 @pytest.mark.parametrize("size", ["0", "101", "abc", "-1", "", "1.5", "٣"])
-async def test_page_size_out_of_range_is_400(open_api: OpenApi, clock: Clock, size: str) -> None:
+async def test_page_size_out_of_range_is_400(
+    open_api: OpenApi, clock: ManualClock, size: str
+) -> None:
     api = await open_api()
     href = await completed(api, clock, emails(3))
     reply = await api.get(href, params={"page[size]": size})
@@ -353,7 +341,9 @@ async def test_bad_patch_bodies_are_400(open_api: OpenApi, body: Any) -> None:
 # -- cancel ------------------------------------------------------------------------------
 
 
-async def test_cancel_keeps_and_charges_only_processed(open_api: OpenApi, clock: Clock) -> None:
+async def test_cancel_keeps_and_charges_only_processed(
+    open_api: OpenApi, clock: ManualClock
+) -> None:
     api = await open_api(emails_per_second=100)
     submitted = emails(1000)
     href = (await api.post(submitted)).headers["Location"]
@@ -372,7 +362,7 @@ async def test_cancel_keeps_and_charges_only_processed(open_api: OpenApi, clock:
     assert again.body["results"] == pages[0]
 
 
-async def test_cancel_queued_and_completed(open_api: OpenApi, clock: Clock) -> None:
+async def test_cancel_queued_and_completed(open_api: OpenApi, clock: ManualClock) -> None:
     api = await open_api(queue_seconds=10)
     queued = (await api.post(emails(5))).headers["Location"]
     assert (await api.cancel(queued)).body | {"id": 0, "_links": 0} == {
@@ -392,7 +382,7 @@ async def test_cancel_queued_and_completed(open_api: OpenApi, clock: Clock) -> N
 # -- limits ------------------------------------------------------------------------------
 
 
-async def test_usage_limit_429_with_retry_after(open_api: OpenApi, clock: Clock) -> None:
+async def test_usage_limit_429_with_retry_after(open_api: OpenApi, clock: ManualClock) -> None:
     api = await open_api(usage_limit=parse_limit("1000/3s"))
     assert (await api.post(emails(600))).status == 202
     clock.advance(1)
@@ -410,7 +400,7 @@ async def test_usage_limit_429_with_retry_after(open_api: OpenApi, clock: Clock)
     assert summary.emails_submitted == 1600
 
 
-async def test_rate_limit_429_with_retry_after(open_api: OpenApi, clock: Clock) -> None:
+async def test_rate_limit_429_with_retry_after(open_api: OpenApi, clock: ManualClock) -> None:
     api = await open_api(rate_limit=parse_limit("3/2s"))
     assert (await api.get("/email-validations/a")).status == 404
     clock.advance(0.5)
@@ -428,7 +418,7 @@ async def test_rate_limit_429_with_retry_after(open_api: OpenApi, clock: Clock) 
 
 
 async def test_summary_peaks_early_polls_and_twice_counters(
-    open_api: OpenApi, clock: Clock
+    open_api: OpenApi, clock: ManualClock
 ) -> None:
     api = await open_api(emails_per_second=1, retry_after=1)
     first = await api.post(["a@x.com", "b@x.com", "A@x.com "])
@@ -454,7 +444,7 @@ async def test_summary_peaks_early_polls_and_twice_counters(
 
 
 async def test_early_poll_counts_even_if_the_batch_finished_meanwhile(
-    open_api: OpenApi, clock: Clock
+    open_api: OpenApi, clock: ManualClock
 ) -> None:
     api = await open_api(emails_per_second=10, retry_after=5)
     href = (await api.post(emails(2))).headers["Location"]
@@ -474,7 +464,7 @@ async def test_early_poll_counts_even_if_the_batch_finished_meanwhile(
 # -- credits -----------------------------------------------------------------------------
 
 
-async def test_credits_reject_mode(open_api: OpenApi, clock: Clock) -> None:
+async def test_credits_reject_mode(open_api: OpenApi, clock: ManualClock) -> None:
     api = await open_api(credits=100, emails_per_second=10)
     refused = await api.post(emails(101))
     assert (refused.status, codes(refused)) == (402, ["insufficient_credits"])
@@ -489,7 +479,7 @@ async def test_credits_reject_mode(open_api: OpenApi, clock: Clock) -> None:
 
 
 async def test_credits_async_mode_errors_when_balance_runs_out(
-    open_api: OpenApi, clock: Clock
+    open_api: OpenApi, clock: ManualClock
 ) -> None:
     api = await open_api(credits=150, credits_mode="async", emails_per_second=100)
     first = (await api.post(emails(100))).headers["Location"]
@@ -538,7 +528,7 @@ async def test_fail_5xx_creates_nothing(open_api: OpenApi) -> None:
 
 
 async def test_fail_5xx_after_accept_creates_and_charges_then_answers_500(
-    open_api: OpenApi, clock: Clock
+    open_api: OpenApi, clock: ManualClock
 ) -> None:
     api = await open_api(fail_5xx_after_accept=1.0, credits=10)
     reply = await api.post(["a@x.com", "b@x.com"])
@@ -568,7 +558,7 @@ async def test_lower_case_headers_and_a_verbatim_retry_after(open_api: OpenApi) 
     assert raw["retry-after"] == "1e999"
 
 
-async def test_drop_creates_the_batch_then_hangs_up(open_api: OpenApi, clock: Clock) -> None:
+async def test_drop_creates_the_batch_then_hangs_up(open_api: OpenApi, clock: ManualClock) -> None:
     api = await open_api(drop=1.0)
     with pytest.raises(aiohttp.ClientConnectionError):
         await api.post(["a@x.com"])
@@ -598,7 +588,7 @@ async def test_spurious_429_is_not_counted_as_rate_limited(open_api: OpenApi) ->
     assert summary.requests_by_flag == {"spurious_429": 1}
 
 
-async def test_batch_error_keeps_the_processed_half(open_api: OpenApi, clock: Clock) -> None:
+async def test_batch_error_keeps_the_processed_half(open_api: OpenApi, clock: ManualClock) -> None:
     api = await open_api(batch_error=1.0)
     href = await completed(api, clock, emails(10))
     reply = await api.get(href)
@@ -608,7 +598,7 @@ async def test_batch_error_keeps_the_processed_half(open_api: OpenApi, clock: Cl
     assert api.api.summary().credits_spent == 5
 
 
-async def test_upper_case_and_unnormalised_results(open_api: OpenApi, clock: Clock) -> None:
+async def test_upper_case_and_unnormalised_results(open_api: OpenApi, clock: ManualClock) -> None:
     api = await open_api(upper_case_results=True)
     href = await completed(api, clock, ["b+x@x.com", "a@x.com"])
     results = (await api.get(href)).body["results"]

@@ -2,6 +2,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from helpers import ManualClock
 
 from ample_batch.errors import JobBusy
 from ample_batch.jobs.db import BATCH_ATTEMPTS, MIGRATIONS, BatchState
@@ -9,17 +10,9 @@ from ample_batch.jobs.locks import job_lock
 from ample_batch.jobs.store import Store
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def store(tmp_path: Path):
-    with Store(tmp_path, clock=Clock()) as s:
+    with Store(tmp_path, clock=ManualClock(start=1_000_000.0)) as s:
         yield s
 
 
@@ -89,7 +82,7 @@ def test_cache_hits_become_a_done_batch(store: Store) -> None:
 
 
 def test_fresh_verdicts_respect_the_cutoff(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = ManualClock(start=1_000_000.0)
     with Store(tmp_path, clock=clock) as store:
         job = open_job(store)
         store.plan(job.id, cached=[], new=["a@x.co"], chunk_size=5)
@@ -189,7 +182,7 @@ def test_the_cache_check_time_is_indexed(store: Store) -> None:
     assert any("verdicts_checked_at" in str(tuple(row)) for row in plan)
 
 
-def _cache(store: Store, clock: Clock, email: str, age_days: float) -> None:
+def _cache(store: Store, clock: ManualClock, email: str, age_days: float) -> None:
     now = clock.now
     clock.now = now - age_days * 86400
     job = store.open_job(
@@ -203,7 +196,7 @@ def _cache(store: Store, clock: Clock, email: str, age_days: float) -> None:
 
 
 def test_the_cache_is_pruned_of_verdicts_no_ttl_in_use_can_reach(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = ManualClock(start=1_000_000.0)
     with Store(tmp_path / "a", clock=clock) as store:
         for email, age in (("old@x.co", 100), ("month@x.co", 40), ("new@x.co", 1)):
             _cache(store, clock, email, age)
