@@ -132,14 +132,16 @@ def scrubbed(text: str, url: str) -> str:
     return " ".join(text.split())
 
 
-def content_job_id(fingerprint: str, email_column: str) -> str:
+def content_job_id(fingerprint: str, email_column: str, *, sheet: str | None = None) -> str:
     """A job's id from what it is, not where the file lies: the same content and email column
     give the same job on any host and under any path (the shared state's job identity).
 
-    `fingerprint` is `files.inspect.fingerprint`, a hash of the file's bytes alone. The prefix
-    keeps these ids apart from the SQLite store's path-based `jobs.db.job_id_for` ones.
+    `fingerprint` is `files.inspect.fingerprint`, a hash of the file's bytes alone. `sheet`
+    (`InputSpec.sheet`) keeps two sheets of one workbook apart. The prefix keeps these ids
+    apart from the SQLite store's path-based `jobs.db.job_id_for` ones.
     """
-    digest = hashlib.sha256("\0".join(("content", fingerprint, email_column)).encode())
+    parts = ("content", fingerprint, email_column, *(() if sheet is None else ("sheet", sheet)))
+    digest = hashlib.sha256("\0".join(parts).encode())
     return digest.hexdigest()[:12]
 
 

@@ -190,8 +190,7 @@ def postgres_server() -> Iterator[PostgresServer]:
 def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
     """A URL (with password) to a new, empty database of this test's own, dropped after it."""
     name = "test_" + secrets.token_hex(6)
-    # FILE_COPY: for a tiny template, copying files is quicker than WAL-logging every block.
-    postgres_server.admin(f"CREATE DATABASE {name} STRATEGY FILE_COPY")
+    postgres_server.admin(f"CREATE DATABASE {name}")
     try:
         yield postgres_server.url(name)
     finally:

@@ -148,6 +148,19 @@ def test_other_errors_are_left_alone_or_reported(pg_url: str) -> None:
         assert isinstance(caught.value.__cause__, psycopg.errors.UndefinedColumn)
 
 
+def test_libpq_reads_the_pg_variables_and_url_parameters(
+    pg_url: str, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dbname = pg_url.rsplit("/", 1)[1]
+    monkeypatch.setenv("PGHOST", "127.0.0.1")
+    monkeypatch.setenv("PGPORT", str(postgres_server.port))
+    monkeypatch.setenv("PGUSER", "ample")
+    monkeypatch.setenv("PGPASSWORD", pg_url.split(":")[2].split("@")[0])
+    for url in (f"postgres:///{dbname}", f"postgresql:///{dbname}?sslmode=disable"):
+        with pg.connect(url) as conn:
+            assert conn.info.dbname == dbname and conn.info.port == postgres_server.port
+
+
 def test_the_connection_is_autocommit_on_our_schema(pg_url: str) -> None:
     with pg.connect(pg_url) as conn:
         assert conn.autocommit

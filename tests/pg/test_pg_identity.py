@@ -35,3 +35,8 @@ def test_a_changed_byte_or_another_column_is_another_job(tmp_path: Path) -> None
     changed.write_bytes(LEADS.read_bytes() + b"Late,Row,,,,late@example.com,,,,,,\n")
     assert _id(changed) != _id(LEADS)
     assert content_job_id("f" * 40, "email") != content_job_id("f" * 40, "work_email")
+
+
+def test_two_sheets_of_one_workbook_are_two_jobs() -> None:
+    ids = {content_job_id("f" * 40, "email", sheet=s) for s in (None, "Leads", "Leads 2")}
+    assert len(ids) == 3
