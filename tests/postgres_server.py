@@ -4,8 +4,9 @@ port, one database per test, stopped at the end of the session.
 The binaries come from PATH or Debian's /usr/lib/postgresql/<version>/bin (`.ci/run` installs
 the `postgresql` package when neither has them). PostgreSQL refuses to run as root, so under
 root the server runs as `nobody` (Python's `subprocess` `user=`/`group=`, no sudo needed) in a
-temp dir that user owns. Each xdist worker starts its own server. Nothing here skips: a server
-that cannot be found or started fails every test that asks for one, saying why.
+temp dir that user owns. Each xdist worker starts its own server; it stops with the session,
+or with the test process if that is killed. Nothing here skips: a server that cannot be found
+or started fails every test that asks for one, saying why.
 
 Register the fixtures in a conftest with `from postgres_server import pg_url, postgres_server`.
 """
@@ -13,6 +14,7 @@ Register the fixtures in a conftest with `from postgres_server import pg_url, po
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pwd
 import secrets
@@ -34,6 +36,11 @@ USER = "ample"
 PASSWORD = "pg-test-" + secrets.token_hex(8)
 
 STARTUP_TIMEOUT = 30.0
+
+PREFIX = "ample-batch-pg-"
+"""The temp dirs' name prefix, in the system temp dir."""
+
+STALE_AFTER = 600.0
 
 # Durability off: a test server loses nothing that matters in a crash, and fsyncs are slow.
 _FAST = ("fsync=off", "synchronous_commit=off", "full_page_writes=off", "max_connections=200")
@@ -99,6 +106,25 @@ def _as_unprivileged() -> dict[str, object]:
     return {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
 
 
+def _stop_with_us() -> None:
+    """In the server's child process: a SIGINT (fast shutdown) when this test process dies,
+    even by SIGKILL, so a killed test run leaves no server behind (Linux's PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG; cleared by a uid change, so set after
+
+
+def _remove_stale() -> None:
+    """Delete the dirs of servers gone with a killed test run: no postmaster.pid (a running
+    server keeps one) and old enough that no other session is still in its initdb."""
+    for old in Path(tempfile.gettempdir()).glob(PREFIX + "*"):
+        with contextlib.suppress(OSError):
+            if not (old / "data" / "postmaster.pid").exists() and (
+                time.time() - old.stat().st_mtime > STALE_AFTER
+            ):
+                shutil.rmtree(old)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -109,7 +135,8 @@ def start() -> PostgresServer:
     """initdb a cluster in a new temp dir and start a server on it; ServerUnavailable if not."""
     bins = bin_dir()
     drop = _as_unprivileged()
-    base = Path(tempfile.mkdtemp(prefix="ample-batch-pg-"))
+    _remove_stale()
+    base = Path(tempfile.mkdtemp(prefix=PREFIX))
     try:
         (base / "pw").write_text(PASSWORD + "\n")
         if drop:
@@ -147,7 +174,7 @@ def _launch(
         process = subprocess.Popen(
             [bins / "postgres", "-D", base / "data", "-p", str(port), "-k", base,
              "-c", "listen_addresses=127.0.0.1", *settings],
-            env=env, stdout=log, stderr=subprocess.STDOUT, **drop,
+            env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_stop_with_us, **drop,
         )  # fmt: skip
     server = PostgresServer(base=base, port=port, process=process)
     deadline = time.monotonic() + STARTUP_TIMEOUT
