@@ -1,12 +1,12 @@
 """A real PostgreSQL server for the tests: initdb on a temp dir, `postgres` on a free loopback
 port, one database per test, stopped at the end of the session.
 
-The binaries come from PATH or Debian's /usr/lib/postgresql/<version>/bin (`.ci/run` installs
-the `postgresql` package when neither has them). PostgreSQL refuses to run as root, so under
-root the server runs as `nobody` (Python's `subprocess` `user=`/`group=`, no sudo needed) in a
-temp dir that user owns. Each xdist worker starts its own server; it stops with the session,
-or with the test process if that is killed. Nothing here skips: a server that cannot be found
-or started fails every test that asks for one, saying why.
+The binaries come from $AMPLE_BATCH_PG_BIN, PATH or Debian's /usr/lib/postgresql/<version>/bin
+(`.ci/run` installs the `postgresql` package when neither has them). PostgreSQL refuses to run
+as root, so under root the server runs as `nobody` (Python's `subprocess` `user=`/`group=`, no
+sudo needed) in a temp dir that user owns. Each xdist worker starts its own server; it stops
+with the session, or with the test process if that is killed. Nothing here skips: a server
+that cannot be found or started fails every test that asks for one, saying why.
 
 Register the fixtures in a conftest with `from postgres_server import pg_url, postgres_server`.
 """
@@ -82,7 +82,12 @@ class PostgresServer:
 
 
 def bin_dir() -> Path:
-    """Where initdb and postgres are: PATH first, then the newest Debian install."""
+    """Where initdb and postgres are: $AMPLE_BATCH_PG_BIN if set, else PATH, else the newest
+    Debian install."""
+    if chosen := os.environ.get("AMPLE_BATCH_PG_BIN"):
+        if not (Path(chosen) / "initdb").is_file():
+            raise ServerUnavailable(f"AMPLE_BATCH_PG_BIN={chosen} holds no initdb")
+        return Path(chosen)
     found = shutil.which("initdb")
     if found and shutil.which("postgres"):
         return Path(found).resolve().parent
