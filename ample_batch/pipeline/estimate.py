@@ -9,8 +9,9 @@ from typing import Any
 from ..files.inspect import fingerprint as fingerprint_of
 from ..files.inspect import inspect_input
 from ..files.scan import scan as scan_file
-from ..jobs.db import DB_NAME, job_id_for
+from ..jobs.db import DB_NAME
 from ..jobs.plan import chunk_size_for, plan_emails, schedule_for
+from ..jobs.records import job_id_for
 from ..jobs.store import Store
 from ..options import ValidateOptions, cache_cutoff, state_dir_for
 
