@@ -3,8 +3,9 @@
 Today always the SQLite store in the state dir; a second backend is chosen here, so the
 pipeline that opens stores does not change.
 
-    with open_store(state_dir) as store:
-        store.jobs()
+    if has_store(state_dir):
+        with open_store(state_dir) as store:
+            store.jobs()
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .db import DB_NAME
 from .protocol import JobStore
 from .store import Store
 
@@ -27,3 +29,9 @@ def open_store(
     """
     # Returned as the protocol, so mypy checks here that the SQLite store conforms to it.
     return Store(state_dir, clock=clock, timeout=timeout)
+
+
+def has_store(state_dir: Path) -> bool:
+    """Whether the state dir holds a job store yet: a look (`status`, `estimate`) must not
+    create one."""
+    return (state_dir / DB_NAME).exists()

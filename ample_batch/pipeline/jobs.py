@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, JobBusy, Stopped
-from ..jobs.backend import open_store
-from ..jobs.db import DB_NAME
+from ..jobs.backend import has_store, open_store
 from ..jobs.locks import following, holder, job_lock, request_cancel
 from ..jobs.protocol import JobStore
 from ..jobs.records import BatchState, Job, Progress
@@ -53,7 +52,7 @@ def status(state_dir: Path, job: str | None = None) -> list[JobStatus]:
 
     A job a live process holds shows as `running`, with that process and an ETA.
     """
-    if not (state_dir / DB_NAME).exists():
+    if not has_store(state_dir):
         if job:
             raise InputError(f"no job {job!r}: the state dir {state_dir} holds no jobs")
         return []
