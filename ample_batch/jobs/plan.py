@@ -3,7 +3,7 @@ the last one could go out.
 
 Pure functions over plain values: no I/O, so the planner is property-tested.
 
-    >>> split_batches(["a@x.co", "b@x.co", "c@x.co"], 2)
+    >>> list(split_batches(["a@x.co", "b@x.co", "c@x.co"], 2))
     [['a@x.co', 'b@x.co'], ['c@x.co']]
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..errors import InputError
 from ..limits import Limit
@@ -33,9 +34,17 @@ def chunk_size_for(requested: int | None, usage: Limit) -> int:
     return min(requested or MAX_BATCH, MAX_BATCH, usage.count)
 
 
-def split_batches(emails: Sequence[str], size: int) -> list[list[str]]:
-    """Consecutive slices of at most `size` emails; every email lands in exactly one."""
-    return [list(emails[i : i + size]) for i in range(0, len(emails), size)]
+T = TypeVar("T")
+
+
+def split_batches(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    """Consecutive slices of at most `size` items; every item lands in exactly one.
+
+    The one way batches are cut (planning, re-cutting a batch, planning's transactions);
+    lazy, so a job of millions is never held twice.
+    """
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from typing import Any
 from ..files.inspect import fingerprint as fingerprint_of
 from ..files.inspect import inspect_input
 from ..files.scan import scan as scan_file
-from ..jobs.db import DB_NAME, job_id_for
+from ..jobs.backend import has_store, open_store
 from ..jobs.plan import chunk_size_for, plan_emails, schedule_for
-from ..jobs.store import Store
+from ..jobs.records import job_id_for
 from ..options import ValidateOptions, cache_cutoff, state_dir_for
 
 
@@ -54,8 +54,8 @@ def estimate(options: ValidateOptions) -> Estimate:
     already: list[str] = []
     cutoff = cache_cutoff(time.time(), options.cache_ttl)
     state_dir = state_dir_for(options.api, options.state_dir)
-    if (state_dir / DB_NAME).exists():
-        with Store(state_dir) as store:
+    if has_store(state_dir):
+        with open_store(state_dir) as store:
             job = store.get_job(
                 job_id_for(str(spec.path.resolve()), fingerprint_of(spec), spec.email_column)
             )

@@ -30,12 +30,14 @@ from ..files.inspect import inspect_input
 from ..files.output import check_output, default_output_path, partial_path, remove_temp_files
 from ..files.scan import scan as scan_file
 from ..files.spec import InputSpec
-from ..jobs.db import BatchState, Job, job_id_for, translated
+from ..jobs.backend import open_store
+from ..jobs.db import translated
 from ..jobs.engine import Engine
 from ..jobs.locks import cancel_requested, job_lock
 from ..jobs.plan import chunk_size_for
+from ..jobs.protocol import JobStore
+from ..jobs.records import BatchState, Job, job_id_for
 from ..jobs.state_dir import make_state_dir, refuse_reset_state
-from ..jobs.store import Store
 from ..options import ValidateOptions, state_dir_for
 from ..quota.scheduler import Scheduler, key_id
 from . import steps as job_steps
@@ -110,7 +112,7 @@ async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
                     )
                     live.stage = "scanning"
                     reporter(live)
-                    with Store(state_dir) as store:
+                    with open_store(state_dir) as store:
                         job = store.open_job(
                             input_path=input_path,
                             fingerprint=fingerprint,
@@ -149,7 +151,7 @@ class _JobRun:
     spec: InputSpec
     output: Path
     chunk: int
-    store: Store
+    store: JobStore
     job: Job
     client: ValidationClient
     scheduler: Scheduler
