@@ -9,7 +9,7 @@ from pathlib import Path
 from helpers import ROOT
 
 from ample_batch.files.inspect import fingerprint, inspect_input
-from ample_batch.jobs.db import job_id_for
+from ample_batch.jobs.records import job_id_for
 from ample_batch.pg import content_job_id
 
 LEADS = ROOT / "sample_data" / "leads.csv"
