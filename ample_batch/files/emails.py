@@ -21,6 +21,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .spec import is_text
+
 __all__ = [
     "EmailClass",
     "classify_emails",
@@ -111,7 +113,7 @@ def normalise_arrow(values: pa.Array | pa.ChunkedArray, name: str = "email") -> 
 
 def _all_ascii(values: pa.Array | pa.ChunkedArray) -> bool:
     """Plain Arrow text whose character data holds no byte over 0x7F."""
-    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+    if not is_text(values.type, views=False):  # a view array has no offsets buffer
         return False
     return all(not len(text) or text.max() <= 0x7F for text in _character_data(values))
 
@@ -169,12 +171,7 @@ def email_class_expr(normalised: pl.Expr) -> pl.Expr:
 def _series(values: pa.Array | pa.ChunkedArray) -> pl.Series:
     if pa.types.is_dictionary(values.type):
         values = values.cast(values.type.value_type)
-    if not (
-        pa.types.is_string(values.type)
-        or pa.types.is_large_string(values.type)
-        or pa.types.is_string_view(values.type)
-        or pa.types.is_null(values.type)
-    ):
+    if not (is_text(values.type) or pa.types.is_null(values.type)):
         values = values.cast(pa.string())
     series = pl.Series("email", values)
     return series.cast(pl.String) if series.dtype != pl.String else series
