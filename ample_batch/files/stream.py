@@ -166,7 +166,7 @@ def iter_batches(
     """Every row of the input in order, original columns only; CSV cells as exact text.
 
     `batch_rows` bounds Parquet and XLSX batches; CSV batches are cut every 2 MiB of text
-    (`formats.CSV_BLOCK`), which bounds memory whatever the row width.
+    (`spec.CSV_BLOCK`), which bounds memory whatever the row width.
     """
     use_jemalloc()
     return record_batches(spec, batch_rows=batch_rows)
