@@ -17,8 +17,8 @@ written: an unknown result string becomes `unknown`, so no cell we add can start
 The lookup is built once per file: the sorted 64-bit hashes of the normalised emails, searched
 per batch, each hit confirmed by comparing the strings, so memory follows the number of
 verdicts, not rows. The input is parsed by pyarrow only, the same parser `scan`
-used, so both passes see the same rows and cells. (polars' own CSV reader was measured as an
-alternative: no faster here, more memory, and it splits malformed quoting differently.)
+used, so both passes see the same rows and cells. The figures behind this module's choices
+are in docs/design-measurements.md.
 """
 
 from __future__ import annotations
@@ -73,8 +73,8 @@ _CA_NULL = 2
 
 
 JOIN_BATCH_ROWS = 131_072
-"""Rows per batch through the lookup and the writer. Measured at 5M rows: 65,536 paid a
-fixed per-batch cost (Parquet enrich 5.0 s -> 4.3 s), 262,144 only added memory."""
+"""Rows per batch through the lookup and the writer: smaller batches paid a fixed cost per
+batch that showed in the time, larger ones only added memory."""
 
 
 _CHUNK = 1 << 18
@@ -125,8 +125,7 @@ class Verdicts:
             results.clear()
             catch.clear()
 
-        # Arrow arrays chunk by chunk: millions of Python strings never pile up (three lists
-        # of 4M rows measured 1.1 GB).
+        # Arrow arrays chunk by chunk: millions of Python strings never pile up.
         for email, result, catch_all in rows:
             emails.append(email)
             results.append(result)
@@ -148,8 +147,7 @@ class _Lookup:
     leading bits starts (about one hash per run, so a probe reads one or two), each hash's two
     codes, and its row in the email text, which confirms every hit (equal hashes must also be
     equal strings). The text is the caller's own array when normalising changed nothing, as
-    for the pipeline's verdicts. For 4.2M verdicts: about 80 MB beside the caller's, built in
-    about 0.6 s.
+    for the pipeline's verdicts.
     """
 
     def __init__(self, verdicts: Verdicts) -> None:
@@ -158,8 +156,7 @@ class _Lookup:
         given = pl.Series("key", verdicts.email, dtype=pl.String)
         key = given if verdicts.normalised else normalise_series(given)
         # The caller's own array where normalising changed nothing (the pipeline's verdicts).
-        # (Holding polars' views instead confirms in half the time, 0.2 s for 5M rows, but
-        # costs 16 bytes a verdict for the whole join: 65 MB of a 1.2 GB budget.)
+        # Not polars' views: faster to confirm, but 16 bytes a verdict for the whole join.
         self.keys: pa.Array | pa.ChunkedArray = (
             verdicts.email if key is given or given.equals(key) else key.to_arrow()
         )
@@ -177,8 +174,8 @@ class _Lookup:
             frame = frame.filter(email_class_expr(pl.col("key")) == EmailClass.VALID)
         deduplicated = False
         for seed in range(1, 100):
-            # One parallel polars sort carries the codes along: a third faster than numpy's
-            # argsort and three gathers.
+            # One parallel polars sort carries the codes along: faster than numpy's argsort
+            # and three gathers.
             table = frame.select(
                 pl.col("key").hash(seed=seed).alias("hash"), "row", "code", "ca"
             ).sort("hash")
@@ -264,7 +261,7 @@ def enrich_batches(
 ) -> Iterator[pa.RecordBatch]:
     """Every input row, in order, with `email_result` and `email_catch_all` appended.
 
-    `dictionaries` (Parquet input, see `read_parquet.dictionary_encoded`) are read as Arrow
+    `dictionaries` (Parquet input, see `parquet.dictionary_encoded`) are read as Arrow
     dictionaries, for a Parquet writer that takes them as they are.
 
     >>> from ample_batch.files.inspect import inspect_input
@@ -289,9 +286,9 @@ def enrich_batches(
             building.result()
 
     # Three stages on their own threads: pyarrow parses, the lookup runs, the caller writes.
-    # For Parquet the lookup is built on a fourth while the first batches are parsed (5M rows:
-    # 0.3 s sooner). Not for CSV: its parser's blocks and the build's temporaries together
-    # raised the 5M-row peak from 1.10-1.13 GB to 1.15-1.26 GB, for about as much time.
+    # For Parquet the lookup is built on a fourth while the first batches are parsed. Not for
+    # CSV: its parser's blocks and the build's temporaries together raised the peak, for no
+    # time saved.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ample-batch-lookup") as pool:
         building = pool.submit(_Lookup, verdicts)
         if spec.format != "parquet":

@@ -54,8 +54,7 @@ def parquet_file(spec_path: Path, *, dictionaries: Sequence[str] = ()) -> pq.Par
 def dictionary_encoded(spec: InputSpec) -> tuple[str, ...]:
     """The flat text columns, other than the email column, that the file holds as nothing but
     dictionary indices: read as Arrow dictionaries, a Parquet writer takes them back as they
-    are instead of hashing every value again (5M rows, 8 such columns: a quarter of the read
-    and write CPU, 4.4 -> 3.3 s).
+    are instead of hashing every value again, a good part of the read and write CPU.
 
     Judged from the first row group's sizes: an index is at most 2 bytes a row on average
     beside a dictionary page of at most 1 MiB (a column that outgrew its dictionary is
@@ -112,8 +111,8 @@ def parquet_batches(
     (500, 1)
 
     A row group of modest size is decoded whole, each column on its own thread, and then cut
-    into batches: a quarter less CPU than decoding batch by batch (measured at 5M rows, 500,000
-    a group). A larger one streams batch by batch, so memory stays bounded by the batch size.
+    into batches: less CPU than decoding batch by batch. A larger one streams batch by batch,
+    so memory stays bounded by the batch size.
     """
     pf = parquet_file(spec.path, dictionaries=dictionaries)
     try:
@@ -201,8 +200,8 @@ def _dictionary_columns(batch: pa.RecordBatch, nested_leaves: tuple[str, ...]) -
     leaves.
 
     A dictionary on a column of mostly distinct values (emails, phones, timestamps) is built,
-    outgrows its page and is dropped for plain encoding: measured at 5M rows, trying it on
-    every column cost a quarter of the Parquet writer's time and wrote a larger file.
+    outgrows its page and is dropped for plain encoding: trying it on every column slowed the
+    Parquet writer and wrote a larger file.
     """
     sample = batch.slice(0, DICTIONARY_SAMPLE_ROWS)
     chosen = list(nested_leaves)
@@ -224,7 +223,7 @@ def _mostly_repeats(column: pa.Array) -> bool:
 def _as_read(schema: pa.Schema, read: pa.Schema) -> tuple[pa.Schema, list[int]]:
     """The schema to write the batches with, and the columns to decode before writing.
 
-    A text column read as an Arrow dictionary (see `read_parquet.dictionary_encoded`) is written
+    A text column read as an Arrow dictionary (see `dictionary_encoded`) is written
     as one: the writer keeps its indices instead of hashing every value again. The file must
     still say the column's own type: its stored Arrow schema is then written by hand, and only
     when the Parquet schema comes out the same as for the plain column (else it is decoded).
