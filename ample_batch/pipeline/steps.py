@@ -1,4 +1,4 @@
-"""The store-side steps of a run, kept apart from the orchestration in run.py.
+"""The store-side steps of a run, kept apart from the orchestration in validate.py.
 
 Bulk database work (planning, reading the verdicts back, pruning the cache) runs in a worker
 thread on a store of its own (a store's connection stays in the thread that opened it), so
@@ -8,21 +8,14 @@ the event loop keeps polling and answering signals meanwhile.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..api.client import ValidationClient
 from ..errors import AmpleBatchError
-from ..files.join import Verdicts, dictionaries_for, enrich_batches
-from ..files.output import write_output
-from ..files.spec import InputSpec
+from ..files.join import Verdicts
 from ..jobs.backend import open_store
 from ..jobs.engine import Engine
 from ..jobs.plan import plan_emails
@@ -102,22 +95,3 @@ def remove_stale_temp_files(target: Path) -> None:
     for stale in target.parent.glob(f".{target.name}.*.tmp"):
         with contextlib.suppress(OSError):
             stale.unlink()
-
-
-def write_enriched(
-    spec: InputSpec, verdicts: Verdicts, target: Path, missing: str
-) -> dict[str, int]:
-    counts: collections.Counter[str] = collections.Counter()
-
-    def counted(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            column = batch.column(batch.schema.get_field_index("email_result"))
-            for item in pc.value_counts(column).to_pylist():
-                counts[str(item["values"])] += int(item["counts"])
-            yield batch
-
-    batches = enrich_batches(
-        spec, verdicts, missing=missing, dictionaries=dictionaries_for(spec, target)
-    )
-    write_output(spec, counted(batches), target)
-    return dict(sorted(counts.items()))

@@ -27,6 +27,7 @@ from ..api.client import ValidationClient
 from ..errors import EXIT_TEMPFAIL, InsufficientCredits, Stopped
 from ..files.inspect import fingerprint as fingerprint_of
 from ..files.inspect import inspect_input
+from ..files.join import enrich_file
 from ..files.output import check_output, default_output_path, partial_path, remove_temp_files
 from ..files.scan import scan as scan_file
 from ..files.spec import InputSpec
@@ -206,8 +207,9 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     target = output if complete else partial_path(output)
     verdicts = await asyncio.to_thread(job_steps.job_verdicts, run.state_dir, job.id)
     job_steps.remove_stale_temp_files(target)
-    verdict_counts = await asyncio.to_thread(
-        job_steps.write_enriched, spec, verdicts, target, "failed" if complete else "pending"
+    missing = "failed" if complete else "pending"
+    written = await asyncio.to_thread(
+        enrich_file, spec, verdicts, target, missing=missing, check=False
     )
     if complete:
         with contextlib.suppress(FileNotFoundError):
@@ -228,7 +230,7 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
         possible_double_charges=job_steps.job_double_charges(store, job.id),
         remaining=unique_emails - progress.emails + progress.pending,
         failed=progress.failed,
-        verdicts=verdict_counts,
+        verdicts=written.results,
         elapsed_seconds=round(time.monotonic() - started, 3),
         stop_reason=counters.stop_reason,
         warnings=list(spec.warnings) + counters.notes + _output_warnings(options, output, complete),
