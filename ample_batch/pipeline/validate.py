@@ -26,35 +26,20 @@ from pathlib import Path
 from ..api.client import ValidationClient
 from ..errors import EXIT_TEMPFAIL, InsufficientCredits, Stopped
 from ..files.inspect import fingerprint as fingerprint_of
-from ..files.inspect import inspect_input
-from ..files.output import check_output, default_output_path, partial_path, remove_temp_files
+from ..files.output import check_output, partial_path, remove_temp_files
 from ..files.scan import scan as scan_file
 from ..files.spec import InputSpec
 from ..jobs.db import BatchState, Job, job_id_for, translated
 from ..jobs.engine import Engine
 from ..jobs.locks import cancel_requested, job_lock
-from ..jobs.plan import chunk_size_for
 from ..jobs.state_dir import make_state_dir, refuse_reset_state
 from ..jobs.store import Store
-from ..options import ValidateOptions, state_dir_for
+from ..options import ValidateOptions
 from ..quota.scheduler import Scheduler, key_id
 from . import steps as job_steps
+from .prepare import prepare
 from .session import T, api_session, resolve_api, scheduler_for
 from .summary import LiveStatus, Reporter, Summary
-
-
-def _prepare(options: ValidateOptions) -> tuple[InputSpec, Path, int]:
-    """Checks that need no network: the input, the output path, the chunk size."""
-    spec = inspect_input(
-        options.input,
-        email_column=options.email_column,
-        encoding=options.encoding,
-        sheet=options.sheet,
-    )
-    output = options.output or default_output_path(options.input)
-    check_output(spec, output)
-    chunk = chunk_size_for(options.chunk_size, options.api.resolved_usage_limit)
-    return spec, output, chunk
 
 
 def validate(options: ValidateOptions, *, reporter: Reporter | None = None) -> Summary:
@@ -69,9 +54,8 @@ def validate(options: ValidateOptions, *, reporter: Reporter | None = None) -> S
 
 async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
     started = time.monotonic()
-    spec, output, chunk = _prepare(options)
+    spec, output, chunk, state_dir = prepare(options)
     _base_url, key = resolve_api(options.api)
-    state_dir = state_dir_for(options.api, options.state_dir)
     make_state_dir(state_dir)
     refuse_reset_state(state_dir, key_id(key))
     live = LiveStatus(stage="reading the input", usage_limit=options.api.resolved_usage_limit)
