@@ -125,7 +125,8 @@ async def _frame(frame: F, email_column: str | None, call: Call, stop: asyncio.E
     output = default_output_path(path)
     options = replace(call.options, input=path, output=output, email_column=email_column)
     with _named(path):
-        await avalidate(options, reporter=call.reporter, stop=stop)
+        summary = await avalidate(options, reporter=call.reporter, stop=stop)
+    call.done(summary)
     read = await asyncio.to_thread(
         pq.read_table, output, columns=["email_result", "email_catch_all"]
     )
