@@ -101,7 +101,8 @@ async def _validate(
     refuse_reset_state(state_dir, key_id(key))
     live = LiveStatus(stage="reading the input", usage_limit=options.api.resolved_usage_limit)
     reporter(live)
-    stop = stop or asyncio.Event()
+    if stop is None:
+        stop = asyncio.Event()
     with _signals(stop):
         # The job is known before the lock, the key check and the scan: a busy job is refused
         # at once, and its stored output path left alone. Hashing is off the loop, so
