@@ -47,11 +47,16 @@ _LAZY = {
     "Summary": "pipeline.summary",
     "ValidateOptions": "options",
     "ValidationClient": "api.client",
+    "avalidate": "pipeline.validate",
+    "avalidate_emails": "pipeline.frames",
+    "avalidate_frame": "pipeline.frames",
     "cancel": "pipeline.jobs",
     "estimate": "pipeline.estimate",
     "new_session": "api.client",
     "status": "pipeline.jobs",
     "validate": "pipeline.validate",
+    "validate_emails": "pipeline.frames",
+    "validate_frame": "pipeline.frames",
 }
 
 
@@ -85,6 +90,9 @@ __all__ = [
     "Unauthorized",
     "ValidateOptions",
     "ValidationClient",
+    "avalidate",
+    "avalidate_emails",
+    "avalidate_frame",
     "cancel",
     "estimate",
     "new_session",
@@ -92,4 +100,6 @@ __all__ = [
     "parse_limit",
     "status",
     "validate",
+    "validate_emails",
+    "validate_frame",
 ]

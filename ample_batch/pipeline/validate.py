@@ -22,64 +22,89 @@ import time
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, Unpack
 
 from ..api.client import ValidationClient
 from ..errors import EXIT_TEMPFAIL, InsufficientCredits, Stopped
 from ..files.inspect import fingerprint as fingerprint_of
-from ..files.inspect import inspect_input
 from ..files.join import enrich_file
-from ..files.output import check_output, default_output_path, partial_path, remove_temp_files
+from ..files.output import check_output, partial_path, remove_temp_files
 from ..files.scan import scan as scan_file
 from ..files.spec import InputSpec
 from ..jobs.backend import open_store
 from ..jobs.db import translated
 from ..jobs.engine import Engine
 from ..jobs.locks import cancel_requested, job_lock
-from ..jobs.plan import chunk_size_for
 from ..jobs.protocol import JobStore
 from ..jobs.records import BatchState, Job, job_id_for
 from ..jobs.state_dir import make_state_dir, refuse_reset_state
-from ..options import ValidateOptions, state_dir_for
+from ..options import ValidateOptions
 from ..quota.scheduler import Scheduler, key_id
 from . import steps as job_steps
+from .keywords import FileKeywords, PathLike, resolve
+from .prepare import prepare
 from .session import T, api_session, resolve_api, scheduler_for
 from .summary import LiveStatus, Reporter, Summary
+from .sync import run_sync
 
 
-def _prepare(options: ValidateOptions) -> tuple[InputSpec, Path, int]:
-    """Checks that need no network: the input, the output path, the chunk size."""
-    spec = inspect_input(
-        options.input,
-        email_column=options.email_column,
-        encoding=options.encoding,
-        sheet=options.sheet,
-    )
-    output = options.output or default_output_path(options.input)
-    check_output(spec, output)
-    chunk = chunk_size_for(options.chunk_size, options.api.resolved_usage_limit)
-    return spec, output, chunk
+def validate(
+    input: PathLike | ValidateOptions,
+    /,
+    *,
+    reporter: Reporter | None = None,
+    **options: Unpack[FileKeywords],
+) -> Summary:
+    """Run (or resume) the job for the `input` file until it is done or must stop.
 
+    Takes the file and keyword options named like the CLI's (`output`, `email_column`,
+    `api_key`, `base_url`, `state_dir`, `simulate`, `usage_limit="15000/hour"`, `rate_limit`,
+    `chunk_size`, `cache_ttl="30d"`, `max_runtime`, `progress=True`, ...), with its defaults,
+    or one ValidateOptions. Works inside a running event loop too (a notebook).
 
-def validate(options: ValidateOptions, *, reporter: Reporter | None = None) -> Summary:
-    """Run (or resume) the job for `options.input` until it is done or must stop.
+        validate("leads.csv", simulate=True).output    # 'leads.validated.csv'
 
     Returns the summary of a complete run. Raises Stopped (partial output written) when the
     run ends early, InsufficientCredits when the account ran dry (partial output written),
-    InputError, Unauthorized, JobBusy as they arise.
+    InputError, Unauthorized, JobBusy as they arise; TypeError for an unknown keyword.
     """
-    return asyncio.run(_validate(options, reporter or (lambda status: None)))
+    call = resolve("validate", input, options, reporter)
+    summary = run_sync(lambda stop: _validate(call.options, call.reporter, stop))
+    call.done(summary)
+    return summary
 
 
-async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
+async def avalidate(
+    input: PathLike | ValidateOptions,
+    /,
+    *,
+    reporter: Reporter | None = None,
+    stop: asyncio.Event | None = None,
+    **options: Unpack[FileKeywords],
+) -> Summary:
+    """`validate` on the caller's event loop; setting `stop` ends the run as a first Ctrl-C
+    does (it wraps up, writes the partial output and raises Stopped).
+
+        summary = await avalidate("leads.csv", simulate=True)
+    """
+    call = resolve("avalidate", input, options, reporter)
+    summary = await _validate(call.options, call.reporter, stop)
+    call.done(summary)
+    return summary
+
+
+async def _validate(
+    options: ValidateOptions, reporter: Reporter, stop: asyncio.Event | None = None
+) -> Summary:
     started = time.monotonic()
-    spec, output, chunk = _prepare(options)
+    spec, output, chunk, state_dir = prepare(options)
     _base_url, key = resolve_api(options.api)
-    state_dir = state_dir_for(options.api, options.state_dir)
     make_state_dir(state_dir)
     refuse_reset_state(state_dir, key_id(key))
     live = LiveStatus(stage="reading the input", usage_limit=options.api.resolved_usage_limit)
     reporter(live)
-    stop = asyncio.Event()
+    if stop is None:
+        stop = asyncio.Event()
     with _signals(stop):
         # The job is known before the lock, the key check and the scan: a busy job is refused
         # at once, and its stored output path left alone. Hashing is off the loop, so
@@ -324,7 +349,11 @@ async def _tick(live: LiveStatus, reporter: Reporter) -> None:
 @contextlib.contextmanager
 def _signals(stop: asyncio.Event) -> Iterator[None]:
     """First SIGINT/SIGTERM: stop submitting and wrap up. Second: leave at once (state is safe:
-    every transition is a committed transaction)."""
+    every transition is a committed transaction).
+
+    Only the main thread can take signals: elsewhere (a notebook's run on a thread of its
+    own, a loop that cannot take them) the run goes without, and the caller's handlers are put
+    back afterwards."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -338,10 +367,18 @@ def _signals(stop: asyncio.Event) -> Iterator[None]:
             os._exit(EXIT_TEMPFAIL)
         stop.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+    installed: dict[signal.Signals, Any] = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(sig)
+            loop.add_signal_handler(sig, on_signal)
+            installed[sig] = previous
+    except (NotImplementedError, RuntimeError, ValueError):
+        pass  # a loop without signal support (Windows' Proactor, some embedders): go without
     try:
         yield
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig, previous in installed.items():
             loop.remove_signal_handler(sig)
+            if previous is not None:
+                signal.signal(sig, previous)
