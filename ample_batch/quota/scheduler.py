@@ -25,64 +25,14 @@ schedule pass in milliseconds.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 
-from ..limits import Limit
+from .backends import open_ledgers
 from .clock import Clock, SystemClock
-from .ledger import Ledger, connect
+from .config import ScheduleConfig, key_id
 
-_KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def key_id(api_key: str) -> str:
-    """A stable, non-secret name for an API key: its ledgers and state are filed under it.
-
-    >>> key_id("secret-key")
-    '3b9a1f953d75b2d6'
-    """
-    return hashlib.sha256(f"ample-batch:{api_key}".encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True, kw_only=True)
-class ScheduleConfig:
-    """The limits to keep and where their ledgers live."""
-
-    usage_limit: Limit = Limit(15000, 3600.0)
-    """Emails submitted per rolling window."""
-    rate_limit: Limit = Limit(500, 60.0)
-    """Requests per rolling window, all endpoints together."""
-    ledger_dir: Path | None = None
-    """Where the shared ledgers live; None keeps them in memory (one process only)."""
-    key_id: str = "default"
-    """Ledgers are per API key: `key_id(api_key)`, never the key itself."""
-    margin: float | None = None
-    """Seconds added to each window for network latency; None = 0.5% of the period, at most 2 s."""
-
-    def __post_init__(self) -> None:
-        for name, limit in (("usage_limit", self.usage_limit), ("rate_limit", self.rate_limit)):
-            if limit.count < 1 or not limit.period > 0:
-                raise ValueError(f"{name} must allow at least 1 per positive period, not {limit}")
-        if self.margin is not None and not self.margin >= 0:
-            raise ValueError(f"margin must be zero or more seconds, not {self.margin}")
-        if not _KEY_ID.match(self.key_id):
-            raise ValueError("key_id must be letters, digits, '-' or '_': use key_id(api_key)")
-
-    def margin_for(self, limit: Limit) -> float:
-        """The margin added to `limit`'s window, in seconds."""
-        if self.margin is not None:
-            return self.margin
-        return min(0.005 * limit.period, 2.0)
-
-    @property
-    def ledger_path(self) -> Path | None:
-        """The SQLite file holding this key's ledgers, if they are shared."""
-        if self.ledger_dir is None:
-            return None
-        return self.ledger_dir / f"ledger-{self.key_id}.sqlite"
+__all__ = ["Admission", "ScheduleConfig", "Scheduler", "key_id"]
 
 
 @dataclass(frozen=True)
@@ -109,29 +59,9 @@ class Scheduler:
     def __init__(self, config: ScheduleConfig, clock: Clock | None = None) -> None:
         self.config = config
         self.clock: Clock = clock if clock is not None else SystemClock()
-        path = config.ledger_path
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = None if path is None else connect(path)
-        try:
-            self._usage = Ledger(
-                "usage",
-                config.usage_limit,
-                config.margin_for(config.usage_limit),
-                self.clock,
-                self._conn,
-            )
-            self._requests = Ledger(
-                "requests",
-                config.rate_limit,
-                config.margin_for(config.rate_limit),
-                self.clock,
-                self._conn,
-            )
-        except BaseException:
-            if self._conn is not None:
-                self._conn.close()
-            raise
+        self._ledgers = open_ledgers(config, self.clock)
+        self._usage = self._ledgers.usage
+        self._requests = self._ledgers.requests
         self._closed = False
 
     async def admit(self, emails: int) -> Admission:
@@ -218,10 +148,7 @@ class Scheduler:
         if self._closed:
             return
         self._closed = True
-        self._usage.close()
-        self._requests.close()
-        if self._conn is not None:
-            self._conn.close()
+        self._ledgers.close()
 
     def _check_batch(self, emails: int) -> None:
         limit = self.config.usage_limit
