@@ -5,9 +5,10 @@ Two ledgers, both sliding-window logs (pyrate-limiter's `SlidingWindowLog`, exac
 - the usage ledger counts emails submitted, one entry per email (weight = batch size);
 - the request ledger counts HTTP requests, every endpoint, polls and page fetches included.
 
-With a `ledger_dir` both live in one SQLite file per API key, so every process and every cron
-run on that key shares them and a restart remembers the last window. Each window is widened by
-a small margin so that network latency cannot squeeze two windows' worth into one on the server.
+With a `ledger_dir` both are shared by every process and every cron run on that key, and a
+restart remembers the last window (`backends.open_ledgers` picks where they live). Each window
+is widened by a small margin so that network latency cannot squeeze two windows' worth into
+one on the server.
 
     async with Scheduler(ScheduleConfig(ledger_dir=state_dir, key_id=key_id(api_key))) as s:
         admission = await s.admit(len(batch))  # quota and the POST's slot, stamped together
