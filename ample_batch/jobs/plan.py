@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from ..errors import InputError
 from ..limits import Limit
+from ..quota.ideal import ideal_last_submission
 
 MAX_BATCH = 100_000
 """The API's per-request maximum."""
@@ -91,9 +92,6 @@ def schedule_for(
     requests = batches * (1 + polls_per_batch) + math.ceil(emails / 100)
     if batches == 0:
         return Schedule(0, 0, 0.0)
-    # Each window admits floor(count / chunk) full batches; the last batch goes out at the
-    # start of the window that holds it.
-    per_window = max(1, usage.count // chunk)
-    quota_bound = ((batches - 1) // per_window) * usage.period
+    quota_bound = ideal_last_submission(emails, usage, chunk)
     rate_bound = (requests / rate.count) * rate.period
     return Schedule(batches, requests, max(quota_bound, rate_bound - rate.period))
