@@ -24,8 +24,9 @@ postgres:
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq postgresql >/dev/null; \
 	fi
 
+# Three workers on two cores: most end-to-end tests spend their time waiting out quota windows.
 test: install postgres
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 3
 
 # The wheel in a brand-new venv without extras, as `pip install ample-batch` gives it.
 check-dist: install
