@@ -39,6 +39,7 @@ from ..jobs.store import Store
 from ..options import ValidateOptions, state_dir_for
 from ..quota.scheduler import Scheduler, key_id
 from . import steps as job_steps
+from .html_report import check_report_path, write_run_report
 from .session import T, api_session, resolve_api, scheduler_for
 from .summary import LiveStatus, Reporter, Summary
 
@@ -53,6 +54,8 @@ def _prepare(options: ValidateOptions) -> tuple[InputSpec, Path, int]:
     )
     output = options.output or default_output_path(options.input)
     check_output(spec, output)
+    if options.report is not None:
+        check_report_path(options.report)
     chunk = chunk_size_for(options.chunk_size, options.api.resolved_usage_limit)
     return spec, output, chunk
 
@@ -231,8 +234,18 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
         stop_reason=counters.stop_reason,
         warnings=list(spec.warnings) + counters.notes + _output_warnings(options, output, complete),
         simulated=options.api.simulate,
+        usage_limit=str(options.api.resolved_usage_limit),
     )
     state = "done" if complete else "canceled" if canceled else "partial"
+    if options.report is not None:
+        # On every outcome with a summary, so a stopped run shows how far it got.
+        problem = await asyncio.to_thread(
+            write_run_report, run.state_dir, job.id, options.report, summary.as_dict(), state
+        )
+        if problem:
+            summary.warnings.append(problem)
+        else:
+            summary.report = str(options.report.absolute())
     store.update_job(job.id, state=state, stats=summary.as_dict())
     await asyncio.to_thread(job_steps.prune_cache, run.state_dir, options.cache_ttl)
     if complete:
