@@ -89,7 +89,7 @@ svg.chart .muted { fill: var(--muted); }
 svg .axis { stroke: #9aa5af; }
 svg .hour { fill: #1565c0; }
 svg .limit { stroke: #c62828; stroke-width: 1.5; stroke-dasharray: 6 4; }
-svg .limit-text { fill: #c62828; }
+svg.chart .limit-text { fill: #c62828; }
 svg.rowbar { width: 160px; height: 12px; display: block; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; margin: 0; }
 dt { color: var(--muted); } dd { margin: 0; overflow-wrap: anywhere; }
@@ -283,6 +283,7 @@ def _credits(data: ReportData) -> str:
 def _domain_table(title: str, kind: str, items: list[DomainCount]) -> str:
     if not items:
         return f'<div><h3>{e(title)}</h3><p class="muted">None.</p></div>'
+    # The second count is all the domain's addresses in the job, to read the first against.
     rows = "".join(
         f'<tr data-{kind}="{e(d.domain)}"><td class="domain">{e(d.domain)}</td>'
         f'<td class="num">{number(d.count)}</td><td class="num">{number(d.addresses)}</td></tr>'
@@ -290,7 +291,7 @@ def _domain_table(title: str, kind: str, items: list[DomainCount]) -> str:
     )
     return (
         f"<div><h3>{e(title)}</h3><table><thead><tr><th>domain</th>"
-        f'<th class="num">addresses</th><th class="num">of</th></tr></thead>'
+        f'<th class="num">{e(kind)}</th><th class="num">of all</th></tr></thead>'
         f"<tbody>{rows}</tbody></table></div>"
     )
 
@@ -322,7 +323,7 @@ def _timeline(data: ReportData) -> str:
         for h in data.hours
     )
     limit_note = (
-        f"The dashed line is the usage limit ({e(limit)})."
+        f"The usage limit is {e(limit)}."
         if limit
         else "The usage limit the job ran under is not recorded."
     )

@@ -76,7 +76,10 @@ def timeline_chart(hours: Sequence[HourCount], limit_per_hour: int | None, limit
     height = 260
     plot_w, plot_h = WIDTH - left - right, height - top_pad - bottom
     peak = max((h.emails for h in hours), default=0)
-    scale_top = max(peak, limit_per_hour or 0, 1) * 1.1
+    # A limit far above what was sent (a simulation's) would flatten every bar to nothing:
+    # then the axis follows the bars and the limit is named above them instead.
+    on_chart = limit_per_hour is not None and limit_per_hour <= 3 * max(peak, 1)
+    scale_top = max(peak, limit_per_hour if on_chart and limit_per_hour else 0, 1) * 1.1
     slot = plot_w / max(1, len(hours))
     gap = min(2.0, slot * 0.2)
     base = top_pad + plot_h
@@ -87,40 +90,49 @@ def timeline_chart(hours: Sequence[HourCount], limit_per_hour: int | None, limit
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" '
         f'aria-label="emails submitted per hour">',
+        f'<line x1="{left}" y1="{top_pad}" x2="{left}" y2="{base}" class="axis"/>',
         f'<line x1="{left}" y1="{base}" x2="{WIDTH - right}" y2="{base}" class="axis"/>',
         f'<text x="{left - 8}" y="{base + 4}" text-anchor="end" class="muted">0</text>',
         f'<text x="{left - 8}" y="{y_of(peak) + 4:.1f}" text-anchor="end" class="muted">'
         f"{number(peak)}</text>",
     ]
     for i, hour in enumerate(hours):
-        x = left + i * slot + gap / 2
+        # A short job's few bars stay bars, not slabs.
+        width = min(max(slot - gap, 0.5), 48.0)
+        x = left + (i + 0.5) * slot - width / 2
         y = y_of(hour.emails)
         label = hour_label(hour.start)
         parts.append(
-            f'<rect class="hour" x="{x:.1f}" y="{y:.1f}" width="{max(slot - gap, 0.5):.1f}" '
+            f'<rect class="hour" x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" '
             f'height="{base - y:.1f}" data-hour="{hour.start:.0f}" data-emails="{hour.emails}">'
             f"<title>{e(label)}: {number(hour.emails)} emails</title></rect>"
         )
     # At most a dozen hour labels, evenly spread, so long multi-night jobs stay legible.
     every = max(1, -(-len(hours) // 12))
+    last_day = ""
     for i in range(0, len(hours), every):
         x = left + (i + 0.5) * slot
         start = hours[i].start
-        first_of_day = i == 0 or hour_label(start, with_date=False) == "00:00"
         text = hour_label(start, with_date=False)
-        day = datetime.fromtimestamp(start).strftime("%b %d") if first_of_day else ""
+        # The date under the first label of each day only.
+        day = datetime.fromtimestamp(start).strftime("%b %d")
+        day, last_day = ("" if day == last_day else day), day
         parts.append(
             f'<text x="{x:.1f}" y="{base + 16}" text-anchor="middle" class="muted">{e(text)}'
             f'</text><text x="{x:.1f}" y="{base + 32}" text-anchor="middle" class="muted">'
             f"{e(day)}</text>"
         )
     if limit_per_hour:
-        y = y_of(limit_per_hour)
+        y = y_of(limit_per_hour) if on_chart else top_pad - 4.0
+        if on_chart:
+            parts.append(
+                f'<line x1="{left}" y1="{y:.1f}" x2="{WIDTH - right}" y2="{y:.1f}" class="limit"/>'
+            )
         parts.append(
-            f'<line x1="{left}" y1="{y:.1f}" x2="{WIDTH - right}" y2="{y:.1f}" class="limit"/>'
-            f'<text x="{WIDTH - right}" y="{y - 5:.1f}" text-anchor="end" class="limit-text">'
-            f'usage limit {e(limit)} · <tspan data-figure="limit_per_hour">'
-            f"{number(limit_per_hour)}</tspan> per hour</text>"
+            f'<text x="{WIDTH - right}" y="{y - 5 if on_chart else y:.1f}" text-anchor="end" '
+            f'class="limit-text">usage limit {e(limit)} · <tspan data-figure="limit_per_hour">'
+            f"{number(limit_per_hour)}</tspan> per hour{'' if on_chart else ' (far above)'}"
+            "</text>"
         )
     parts.append("</svg>")
     return "".join(parts)
