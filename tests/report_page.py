@@ -47,7 +47,7 @@ class ReportPage(HTMLParser):
         """Timeline bars: hour start (epoch) -> emails, from the SVG."""
         self.hour_rows: dict[int, int] = {}
         """The hour-by-hour table: hour start -> emails, from the text shown."""
-        self.states: list[str] = []
+        self.banners: list[str] = []
         self.tags: list[str] = []
         self.attribute_values: list[str] = []
         self.attribute_names: set[str] = set()
@@ -67,8 +67,8 @@ class ReportPage(HTMLParser):
         for name in ("data-figure", "data-card", "data-verdict", "data-hour-start"):
             if values.get(name) is not None:
                 self._open.append((name, str(values[name])))
-        if "data-state" in values:
-            self.states.append(str(values["data-state"]))
+        if "data-banner" in values:
+            self.banners.append(str(values["data-banner"]))
         if tag == "rect" and "data-hour" in values:
             self.hour_bars[int(str(values["data-hour"]))] = int(str(values["data-emails"]))
         if tag == "tr":

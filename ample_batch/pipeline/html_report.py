@@ -195,13 +195,13 @@ def render(data: ReportData) -> str:
 
 
 def _header(data: ReportData, name: str) -> str:
-    banners = [STATE_NOTES.get(data.state, "")]
+    banners = [(data.state, STATE_NOTES.get(data.state, ""))]
     if data.simulated:
         banners.append(
-            "Simulated run (--simulate): the verdicts are made up and no credit was spent."
+            ("simulated", "Simulated run (--simulate): the verdicts are made up, no credit spent.")
         )
     notes = "".join(
-        f'<p class="banner" data-state="{e(data.state)}">{e(text)}</p>' for text in banners if text
+        f'<p class="banner" data-banner="{e(kind)}">{e(text)}</p>' for kind, text in banners if text
     )
     return (
         f"<header><h1>Email validation report</h1>"

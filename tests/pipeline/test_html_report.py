@@ -61,7 +61,7 @@ def test_a_complete_run_reports_the_summarys_figures(tmp_path: Path) -> None:
     page = read_report(path)
     assert_self_contained(page)
     assert_matches_summary(page, summary.as_dict())
-    assert page.states == []  # no partial or simulated banner
+    assert page.banners == []  # no partial or simulated banner
     # One clean run: the timeline holds exactly what was bought, under the limit's line.
     assert page.figures["submitted"] == summary.credits_spent == charged == 2400
     assert page.figures["limit_per_hour"] == per_hour(LIMIT) == 1_200_000
@@ -82,7 +82,7 @@ def test_a_stopped_run_reports_its_progress_and_says_partial(tmp_path: Path) -> 
     assert summary.report == str(path.absolute())
     page = read_report(path)
     assert_self_contained(page)
-    assert page.states == ["partial"]
+    assert page.banners == ["partial"]
     assert "Partial" in page.text
     assert_matches_summary(page, summary.as_dict())
     assert page.verdicts.get("pending", 0) > 0
