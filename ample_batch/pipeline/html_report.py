@@ -124,17 +124,22 @@ def report(state_dir: Path, output: Path, job: str | None = None, *, simulate: b
     `output`; returns the job's id. `simulate`: a job of a --simulate run (they keep a store
     of their own). InputError for an unknown job or a bad path."""
     check_report_path(output)
-    state_dir = state_dir / SIMULATED_DIR if simulate else state_dir
-    if job is None and not (state_dir / DB_NAME).exists():
-        raise InputError(f"no jobs in the state dir {state_dir}: run `ample-batch validate` first")
-    found = status(state_dir, job)
+    where = state_dir / SIMULATED_DIR if simulate else state_dir
+    found = status(where, job)
     if not found:
-        raise InputError(f"no jobs in the state dir {state_dir}: run `ample-batch validate` first")
+        hint = (
+            " (or add --simulate for a --simulate run's job)"
+            if not simulate and (state_dir / SIMULATED_DIR / DB_NAME).exists()
+            else ""
+        )
+        raise InputError(
+            f"no jobs in the state dir {where}: run `ample-batch validate` first{hint}"
+        )
     chosen = found[0]  # `status` lists the most recently updated job first
     state = chosen.job.state
     if state != "running" and summary_of(chosen.job.stats) is None:
         state = "new"  # a job whose every run was killed before it could record an outcome
-    data = load_report_data(state_dir, chosen.job.id, state=state)
+    data = load_report_data(where, chosen.job.id, state=state)
     write_html(output, render(data))
     return chosen.job.id
 
@@ -195,7 +200,11 @@ def render(data: ReportData) -> str:
 
 
 def _header(data: ReportData, name: str) -> str:
-    banners = [(data.state, STATE_NOTES.get(data.state, ""))]
+    note = STATE_NOTES.get(data.state, "")
+    if data.state == "running" and data.summary is None:
+        note = "In progress: a run of this job is going on now, and none has finished yet: "
+        note += "the figures come from the state database."
+    banners = [(data.state, note)]
     if data.simulated:
         banners.append(
             ("simulated", "Simulated run (--simulate): the verdicts are made up, no credit spent.")

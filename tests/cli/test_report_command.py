@@ -80,7 +80,7 @@ def test_a_simulated_job_is_found_with_simulate(tmp_path: Path) -> None:
     assert cli("validate", str(src), "--simulate", "--state-dir", str(state), "-q").returncode == 0
     page = tmp_path / "r.html"
     real = cli("report", "-o", str(page), "--state-dir", str(state))
-    assert real.returncode == 2 and "no jobs" in real.stderr
+    assert real.returncode == 2 and "no jobs" in real.stderr and "add --simulate" in real.stderr
     made = cli("report", "-o", str(page), "--state-dir", str(state), "--simulate")
     assert made.returncode == 0, made.stderr
     assert read_report(page).banners == ["simulated"]

@@ -16,7 +16,7 @@ import ample_batch
 from ample_batch import ApiOptions, InputError, Stopped, ValidateOptions
 from ample_batch.jobs.db import Batch, BatchState, Job, Progress
 from ample_batch.limits import Limit
-from ample_batch.pipeline.html_report import render
+from ample_batch.pipeline.html_report import render, write_run_report
 from ample_batch.pipeline.report_data import TOP_DOMAINS, per_hour, report_data
 
 LIMIT = Limit(1000, 3.0)
@@ -68,6 +68,10 @@ def test_a_complete_run_reports_the_summarys_figures(tmp_path: Path) -> None:
     assert (page.undeliverable, page.catch_all) == _expected_domains(Path(summary.output))
     assert len(page.undeliverable) == TOP_DOMAINS
     assert KEY not in page.text
+    # A report that cannot be written at the end is a sentence for the warnings, not a failure.
+    gone = tmp_path / "gone" / "r.html"
+    problem = write_run_report(tmp_path / "s", summary.job, gone, summary.as_dict(), "done")
+    assert problem is not None and problem.startswith(f"could not write the report to {gone}: ")
 
 
 def test_a_stopped_run_reports_its_progress_and_says_partial(tmp_path: Path) -> None:
