@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test check-dist lint bench clean
+.PHONY: install postgres demo test check-dist lint bench clean
 
 install: $(STAMP)
 
@@ -15,8 +15,18 @@ $(STAMP): pyproject.toml
 demo: install
 	$(VENV)/bin/ample-batch validate sample_data/leads.csv --simulate --state-dir .demo-state -o sample_data/leads.validated.csv
 
-test: install
-	$(PY) -m pytest -q -n 2
+# The suite starts its own PostgreSQL server (tests/postgres_server.py) from these binaries;
+# a clean machine gets them from Debian's archive.
+postgres:
+	@if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+		$$sudo apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+# Three workers on two cores: most end-to-end tests spend their time waiting out quota windows.
+test: install postgres
+	$(PY) -m pytest -q -n 3
 
 # The wheel in a brand-new venv without extras, as `pip install ample-batch` gives it.
 check-dist: install

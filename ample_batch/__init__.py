@@ -16,11 +16,9 @@ import os
 from typing import Any
 
 # polars' allocator (its own jemalloc, configured once, when polars loads) keeps freed pages
-# for ten seconds by default. Every stage here frees what the one before built, so retained
-# pages stacked up: a 5M-row CSV enrich peaked ~0.2 GB higher with no live data behind it.
-# Measured on the 5M-row CSV enrich, three runs each: dirty pages kept 1 s peaked at
-# 1.23-1.36 GB, 100 ms at 1.07-1.12 GB for ~0.2 s more, 0 ms at 1.04-1.08 GB for ~0.6 s more.
-# Muzzy pages go back at once. A value already in the environment wins, and once polars is
+# for a while; every stage frees what the one before built, so kept pages raised the peak with
+# no live data behind them. A short decay trades a little time for that memory (figures:
+# docs/design-measurements.md). A value already in the environment wins, and once polars is
 # loaded this changes nothing.
 os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:100,muzzy_decay_ms:0")
 
@@ -49,11 +47,16 @@ _LAZY = {
     "Summary": "pipeline.summary",
     "ValidateOptions": "options",
     "ValidationClient": "api.client",
+    "avalidate": "pipeline.validate",
+    "avalidate_emails": "pipeline.frames",
+    "avalidate_frame": "pipeline.frames",
     "cancel": "pipeline.jobs",
     "estimate": "pipeline.estimate",
     "new_session": "api.client",
     "status": "pipeline.jobs",
     "validate": "pipeline.validate",
+    "validate_emails": "pipeline.frames",
+    "validate_frame": "pipeline.frames",
 }
 
 
@@ -87,6 +90,9 @@ __all__ = [
     "Unauthorized",
     "ValidateOptions",
     "ValidationClient",
+    "avalidate",
+    "avalidate_emails",
+    "avalidate_frame",
     "cancel",
     "estimate",
     "new_session",
@@ -94,4 +100,6 @@ __all__ = [
     "parse_limit",
     "status",
     "validate",
+    "validate_emails",
+    "validate_frame",
 ]

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import platformdirs
+
 from .api import DEFAULT_BASE_URL
 from .api.retries import RetryPolicy
 from .limits import Limit
@@ -106,3 +108,8 @@ def state_dir_for(api: ApiOptions, state_dir: Path) -> Path:
     so its made-up verdicts never reach a real job or the real verdict cache, and it never
     touches a real job's rows, ledgers or locks."""
     return state_dir / SIMULATED_DIR if api.simulate else state_dir
+
+
+def default_state_dir() -> Path:
+    """`--state-dir`'s default when AMPLE_BATCH_HOME is not set: the platform's data dir."""
+    return Path(platformdirs.user_data_dir("ample-batch", appauthor=False))

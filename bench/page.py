@@ -13,6 +13,12 @@ from .common import ROOT, Section, Table
 
 LIBRARIES = ("ample-batch", "pyarrow", "polars", "duckdb", "pandas")
 
+DESIGN_NOTE = (
+    "The measurements behind the code's design choices, and the alternatives rejected, are in"
+    " [design-measurements.md](design-measurements.md), written by hand; `make bench` leaves"
+    " it alone."
+)
+
 
 def machine() -> Table:
     """Where the figures were measured: they only mean something beside this."""
@@ -44,6 +50,8 @@ def render(sections: list[Section], command: str, started: datetime, seconds: fl
         " `bench/data/` (git-ignored) by `bench/leads.py`: a messy 12-column CRM export, ~15%"
         " duplicate emails in case/space variants, 2% blanks, 1% bad addresses, quoted commas"
         " and newlines.",
+        "",
+        DESIGN_NOTE,
         "",
         machine().render(),
     ]

@@ -95,5 +95,5 @@ def test_no_import_cycles() -> None:
 
 def test_the_graph_sees_imports() -> None:
     # Guards the two tests above against a parser that finds nothing.
-    assert "ample_batch.jobs.store" in GRAPH["ample_batch.jobs.engine"]
+    assert "ample_batch.jobs.protocol" in GRAPH["ample_batch.jobs.engine"]
     assert _stage("ample_batch.files.join") == "files"

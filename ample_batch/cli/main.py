@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
-import platformdirs
 
 from ..errors import (
     EXIT_ERROR,
@@ -33,7 +32,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def default_state_dir() -> Path:
-    return Path(platformdirs.user_data_dir("ample-batch", appauthor=False))
+    from ..options import default_state_dir as platform_default  # the library's, one place
+
+    return platform_default()
 
 
 def _outcome(exc: BaseException) -> tuple[int, str]:

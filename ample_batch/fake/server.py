@@ -44,7 +44,8 @@ async def start_fake(
         ...  # point the client at fake.url; assert on fake.api.summary()
     """
     api = FakeApi(config)
-    runner = web.AppRunner(api.app, access_log=None, handle_signals=False)
+    # Closing does not wait out a request held by an injected latency (aiohttp's default: 60 s).
+    runner = web.AppRunner(api.app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:

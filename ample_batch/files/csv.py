@@ -16,7 +16,7 @@ import pyarrow.csv as pacsv
 
 from ..errors import InputError
 from .csv_errors import csv_error
-from .spec import CSV_BLOCK, InputSpec
+from .spec import CSV_BLOCK, OUTPUT_COLUMNS, InputSpec, is_text
 
 
 def open_binary(spec_path: Path, compression: str | None) -> IO[bytes]:
@@ -101,7 +101,7 @@ def _render(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     t = column.type
     if pa.types.is_dictionary(t):
         return _render(column.cast(t.value_type))
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+    if is_text(t):
         return column
     if pa.types.is_boolean(t):
         return pc.if_else(column, "true", "false")
@@ -162,6 +162,6 @@ def write_csv(
                 )
             rows += batch.num_rows
         if not header_done:
-            names = [*spec.columns, "email_result", "email_catch_all"]
+            names = [*spec.columns, *OUTPUT_COLUMNS]
             sink.write(csv_header(names, delimiter, newline).encode())
     return rows

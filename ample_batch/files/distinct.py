@@ -9,8 +9,8 @@ __all__ = ["PARTITIONS", "DistinctEmails"]
 
 
 PARTITIONS = 8
-"""The valid emails are split by hash into this many parts, each deduplicated alone: the same
-time as one pass, and an eighth of its transient memory (5M rows: peak 1.12 GB -> 0.75 GB)."""
+"""The valid emails are split by hash into this many parts, each deduplicated alone: about the
+same time as one pass, for a fraction of its transient memory."""
 
 
 _PARTITION_SEED = 0x5EED
@@ -56,8 +56,8 @@ class DistinctEmails:
 
 
 def _unique(part: list[pl.Series]) -> pl.Series:
-    # The lazy engine, measured on 4.9M valid emails of 5M rows: 0.9 s, where Series.unique
-    # took 1.3 to 2.5 s and pyarrow's unique 4 s and +1 GB.
+    # The lazy engine: faster than Series.unique, and than pyarrow's unique, which also
+    # needed much more memory (docs/design-measurements.md).
     if not part:
         return pl.Series("k", [], pl.String)
     frames = [series.to_frame("k") for series in part]

@@ -25,13 +25,10 @@ from .detect import (
 )
 from .emails import find_email_column
 from .parquet import parquet_file
-from .spec import SUFFIXES, InputSpec
+from .spec import OUTPUT_COLUMNS, SUFFIXES, InputSpec, is_text
 from .xlsx import cell_text, xlsx_rows
 
 SAMPLE_ROWS = 2000
-
-
-OUTPUT_COLUMNS = ("email_result", "email_catch_all")
 
 
 def inspect_input(
@@ -198,7 +195,7 @@ def _inspect_xlsx(path: Path, email_column: str | None, sheet: str | None) -> In
 def _is_text(t: pa.DataType) -> bool:
     if pa.types.is_dictionary(t):
         t = t.value_type
-    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
+    return is_text(t)
 
 
 def _finish(

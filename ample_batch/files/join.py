@@ -1,7 +1,12 @@
 """The join stage: stream the input again and append each row's verdict.
 
-    >>> verdicts = Verdicts.from_rows([("ana@acme.com", "deliverable", False)])
-    >>> rows = enrich_file(spec, verdicts, Path("leads.validated.csv"))  # doctest: +SKIP
+    >>> from tempfile import TemporaryDirectory
+    >>> from ample_batch.files.inspect import inspect_input
+    >>> spec = inspect_input(Path("sample_data/leads.csv"))
+    >>> verdicts = Verdicts.from_rows([("anakowalski0@icloud.com", "risky", True)])
+    >>> with TemporaryDirectory() as tmp:
+    ...     enrich_file(spec, verdicts, Path(tmp) / "leads.validated.csv").results
+    {'invalid_syntax': 18, 'no_email': 43, 'pending': 1935, 'risky': 4}
 
 Two columns are appended to every row, in order: `email_result` (`no_email` for a blank cell,
 `invalid_syntax`, the API's verdict, or `missing` for a valid email without one) and
@@ -12,12 +17,13 @@ written: an unknown result string becomes `unknown`, so no cell we add can start
 The lookup is built once per file: the sorted 64-bit hashes of the normalised emails, searched
 per batch, each hit confirmed by comparing the strings, so memory follows the number of
 verdicts, not rows. The input is parsed by pyarrow only, the same parser `scan`
-used, so both passes see the same rows and cells. (polars' own CSV reader was measured as an
-alternative: no faster here, more memory, and it splits malformed quoting differently.)
+used, so both passes see the same rows and cells. The figures behind this module's choices
+are in docs/design-measurements.md.
 """
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,10 +37,18 @@ import pyarrow.compute as pc
 from .emails import EmailClass, email_class_expr, normalise_arrow, normalise_series
 from .output import check_output, output_kind, write_output
 from .parquet import dictionary_encoded
-from .spec import InputSpec
+from .spec import CATCH_ALL_COLUMN, RESULT_COLUMN, InputSpec, is_text
 from .stream import prefetch, record_batches, regroup, use_jemalloc
 
-__all__ = ["MISSING", "RESULTS", "Verdicts", "dictionaries_for", "enrich_batches", "enrich_file"]
+__all__ = [
+    "MISSING",
+    "RESULTS",
+    "Enriched",
+    "Verdicts",
+    "dictionaries_for",
+    "enrich_batches",
+    "enrich_file",
+]
 
 
 RESULTS = ("deliverable", "risky", "unknown", "undeliverable", "failed", "invalid_syntax")
@@ -59,8 +73,8 @@ _CA_NULL = 2
 
 
 JOIN_BATCH_ROWS = 131_072
-"""Rows per batch through the lookup and the writer. Measured at 5M rows: 65,536 paid a
-fixed per-batch cost (Parquet enrich 5.0 s -> 4.3 s), 262,144 only added memory."""
+"""Rows per batch through the lookup and the writer: smaller batches paid a fixed cost per
+batch that showed in the time, larger ones only added memory."""
 
 
 _CHUNK = 1 << 18
@@ -111,8 +125,7 @@ class Verdicts:
             results.clear()
             catch.clear()
 
-        # Arrow arrays chunk by chunk: millions of Python strings never pile up (three lists
-        # of 4M rows measured 1.1 GB).
+        # Arrow arrays chunk by chunk: millions of Python strings never pile up.
         for email, result, catch_all in rows:
             emails.append(email)
             results.append(result)
@@ -134,8 +147,7 @@ class _Lookup:
     leading bits starts (about one hash per run, so a probe reads one or two), each hash's two
     codes, and its row in the email text, which confirms every hit (equal hashes must also be
     equal strings). The text is the caller's own array when normalising changed nothing, as
-    for the pipeline's verdicts. For 4.2M verdicts: about 80 MB beside the caller's, built in
-    about 0.6 s.
+    for the pipeline's verdicts.
     """
 
     def __init__(self, verdicts: Verdicts) -> None:
@@ -144,13 +156,12 @@ class _Lookup:
         given = pl.Series("key", verdicts.email, dtype=pl.String)
         key = given if verdicts.normalised else normalise_series(given)
         # The caller's own array where normalising changed nothing (the pipeline's verdicts).
-        # (Holding polars' views instead confirms in half the time, 0.2 s for 5M rows, but
-        # costs 16 bytes a verdict for the whole join: 65 MB of a 1.2 GB budget.)
+        # Not polars' views: faster to confirm, but 16 bytes a verdict for the whole join.
         self.keys: pa.Array | pa.ChunkedArray = (
             verdicts.email if key is given or given.equals(key) else key.to_arrow()
         )
         result = verdicts.result
-        if not (pa.types.is_string(result.type) or pa.types.is_large_string(result.type)):
+        if not is_text(result.type, views=False):
             result = result.cast(pa.string())  # index_in has no kernel for string views
         known = pc.index_in(result, value_set=pa.array(RESULTS, pa.string()))
         code = pl.Series("code", pc.fill_null(known, _UNKNOWN).cast(pa.int8()))
@@ -163,8 +174,8 @@ class _Lookup:
             frame = frame.filter(email_class_expr(pl.col("key")) == EmailClass.VALID)
         deduplicated = False
         for seed in range(1, 100):
-            # One parallel polars sort carries the codes along: a third faster than numpy's
-            # argsort and three gathers.
+            # One parallel polars sort carries the codes along: faster than numpy's argsort
+            # and three gathers.
             table = frame.select(
                 pl.col("key").hash(seed=seed).alias("hash"), "row", "code", "ca"
             ).sort("hash")
@@ -250,11 +261,14 @@ def enrich_batches(
 ) -> Iterator[pa.RecordBatch]:
     """Every input row, in order, with `email_result` and `email_catch_all` appended.
 
-    `dictionaries` (Parquet input, see `read_parquet.dictionary_encoded`) are read as Arrow
+    `dictionaries` (Parquet input, see `parquet.dictionary_encoded`) are read as Arrow
     dictionaries, for a Parquet writer that takes them as they are.
 
-    >>> next(enrich_batches(spec, verdicts)).schema.names[-2:]  # doctest: +SKIP
-    ['email_result', 'email_catch_all']
+    >>> from ample_batch.files.inspect import inspect_input
+    >>> spec = inspect_input(Path("sample_data/leads.parquet"))
+    >>> batch = next(enrich_batches(spec, Verdicts.from_rows([])))
+    >>> batch.num_rows, batch.schema.names[-2:]
+    (2000, ['email_result', 'email_catch_all'])
     """
     _check_missing(missing)
     use_jemalloc()
@@ -267,16 +281,14 @@ def enrich_batches(
             if lookup is None:
                 lookup = building.result()
             result, catch = lookup.columns(batch.column(spec.email_index), missing, text=text)
-            yield batch.append_column("email_result", result).append_column(
-                "email_catch_all", catch
-            )
+            yield batch.append_column(RESULT_COLUMN, result).append_column(CATCH_ALL_COLUMN, catch)
         if lookup is None:  # no rows at all: bad verdicts are still an error
             building.result()
 
     # Three stages on their own threads: pyarrow parses, the lookup runs, the caller writes.
-    # For Parquet the lookup is built on a fourth while the first batches are parsed (5M rows:
-    # 0.3 s sooner). Not for CSV: its parser's blocks and the build's temporaries together
-    # raised the 5M-row peak from 1.10-1.13 GB to 1.15-1.26 GB, for about as much time.
+    # For Parquet the lookup is built on a fourth while the first batches are parsed. Not for
+    # CSV: its parser's blocks and the build's temporaries together raised the peak, for no
+    # time saved.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ample-batch-lookup") as pool:
         building = pool.submit(_Lookup, verdicts)
         if spec.format != "parquet":
@@ -291,6 +303,16 @@ def dictionaries_for(spec: InputSpec, output: Path) -> tuple[str, ...]:
     return dictionary_encoded(spec) if output_kind(output) == "parquet" else ()
 
 
+@dataclass(frozen=True, kw_only=True)
+class Enriched:
+    """What `enrich_file` wrote."""
+
+    rows: int
+    """Rows written: every input row."""
+    results: dict[str, int]
+    """Rows by their `email_result`, sorted by result (the run summary's `verdicts`)."""
+
+
 def enrich_file(
     spec: InputSpec,
     verdicts: Verdicts,
@@ -298,16 +320,34 @@ def enrich_file(
     *,
     missing: str = "pending",
     rows: int | None = None,
-) -> int:
-    """Check `output`, then write every enriched row to it atomically; returns the rows written.
+    check: bool = True,
+) -> Enriched:
+    """Check `output`, then write every enriched row to it atomically, counting the results.
 
     `rows` (from `scan`) lets `check_output` refuse an XLSX that could not hold them.
+    `check=False` is for a caller that checked before its paid work (the pipeline): a failure
+    now must be `OutputUnwritten`, which says the verdicts are kept, not an `InputError`.
 
-    >>> enrich_file(spec, verdicts, Path("leads.validated.csv"))  # doctest: +SKIP
-    2000
+    >>> from tempfile import TemporaryDirectory
+    >>> from ample_batch.files.inspect import inspect_input
+    >>> spec = inspect_input(Path("sample_data/leads.parquet"))
+    >>> with TemporaryDirectory() as tmp:
+    ...     enrich_file(spec, Verdicts.from_rows([]), Path(tmp) / "out.parquet", missing="failed")
+    Enriched(rows=2000, results={'failed': 1939, 'invalid_syntax': 18, 'no_email': 43})
     """
     _check_missing(missing)
-    check_output(spec, output, rows=rows)
+    if check:
+        check_output(spec, output, rows=rows)
+    counts: collections.Counter[str] = collections.Counter()
+
+    def counted(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            column = batch.column(batch.schema.get_field_index(RESULT_COLUMN))
+            for item in pc.value_counts(column).to_pylist():
+                counts[str(item["values"])] += int(item["counts"])
+            yield batch
+
     dictionaries = dictionaries_for(spec, output)
     batches = enrich_batches(spec, verdicts, missing=missing, dictionaries=dictionaries)
-    return write_output(spec, batches, output)
+    written = write_output(spec, counted(batches), output)
+    return Enriched(rows=written, results=dict(sorted(counts.items())))

@@ -84,9 +84,11 @@ def output_delimiter(spec: InputSpec, output: Path) -> str:
 def check_output(spec: InputSpec, output: Path, *, rows: int | None = None) -> None:
     """Refuse, before any work, an output that cannot be written or would destroy the input.
 
-    >>> check_output(spec, Path("leads.csv"))  # doctest: +SKIP
+    >>> from ample_batch.files.inspect import inspect_input
+    >>> spec = inspect_input(Path("sample_data/leads.csv"))
+    >>> check_output(spec, Path("sample_data/leads.csv"))
     Traceback (most recent call last):
-    ample_batch.errors.InputError: leads.csv: is the input file; choose another -o
+    ample_batch.errors.InputError: sample_data/leads.csv: is the input file; choose another -o
     """
     if output.is_dir():
         raise InputError(f"{output}: is a directory; give a file name for -o")
@@ -151,7 +153,12 @@ def _umask() -> int:
 def write_output(spec: InputSpec, batches: Iterator[pa.RecordBatch], output: Path) -> int:
     """Write enriched batches to `output` atomically, format from its extension; rows written.
 
-    >>> write_output(spec, enrich_batches(spec, verdicts), Path("out.parquet"))  # doctest: +SKIP
+    >>> from tempfile import TemporaryDirectory
+    >>> from ample_batch.files.inspect import inspect_input
+    >>> from ample_batch.files.join import Verdicts, enrich_batches
+    >>> spec = inspect_input(Path("sample_data/leads.csv"))
+    >>> with TemporaryDirectory() as tmp:
+    ...     write_output(spec, enrich_batches(spec, Verdicts.from_rows([])), Path(tmp) / "o.tsv")
     2000
     """
     kind = output_kind(output)

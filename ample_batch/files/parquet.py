@@ -1,10 +1,13 @@
 """Parquet input: opening a file, choosing how to read its text columns, and its rows as
-record batches in order (`formats.record_batches` streams every format through here or its
+record batches in order (`stream.record_batches` streams every format through here or its
 CSV and XLSX readers).
 
-    >>> batches = parquet_batches(spec, batch_rows=131_072)  # doctest: +SKIP
+    >>> from ample_batch.files.inspect import inspect_input
+    >>> spec = inspect_input(Path("sample_data/leads.parquet"))
+    >>> [batch.num_rows for batch in parquet_batches(spec, batch_rows=800)]
+    [1000, 1000]
 
-Like `formats`, this module turns pyarrow's exceptions into `InputError`.
+Like `csv`, this module turns pyarrow's exceptions into `InputError`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import InputError
-from .spec import InputSpec
+from .spec import CATCH_ALL_COLUMN, RESULT_COLUMN, InputSpec
 
 WHOLE_ROW_GROUP_BYTES = 128 << 20
 """A row group is decoded whole when its uncompressed size (the file's metadata) is at most
@@ -35,8 +38,9 @@ def parquet_file(spec_path: Path, *, dictionaries: Sequence[str] = ()) -> pq.Par
     """Open a Parquet file, or say plainly that it is not one; `dictionaries` are read as
     Arrow dictionaries.
 
-    >>> parquet_file(Path("leads.parquet")).metadata.num_rows  # doctest: +SKIP
-    5000000
+    >>> with parquet_file(Path("sample_data/leads.parquet")) as pf:
+    ...     pf.metadata.num_rows
+    2000
     """
     try:
         return pq.ParquetFile(str(spec_path), read_dictionary=list(dictionaries) or None)
@@ -50,16 +54,16 @@ def parquet_file(spec_path: Path, *, dictionaries: Sequence[str] = ()) -> pq.Par
 def dictionary_encoded(spec: InputSpec) -> tuple[str, ...]:
     """The flat text columns, other than the email column, that the file holds as nothing but
     dictionary indices: read as Arrow dictionaries, a Parquet writer takes them back as they
-    are instead of hashing every value again (5M rows, 8 such columns: a quarter of the read
-    and write CPU, 4.4 -> 3.3 s).
+    are instead of hashing every value again, a good part of the read and write CPU.
 
     Judged from the first row group's sizes: an index is at most 2 bytes a row on average
     beside a dictionary page of at most 1 MiB (a column that outgrew its dictionary is
     mostly plain values, which are larger). A name with a dot is left out: pyarrow would
     take it for a path into a nested column.
 
-    >>> dictionary_encoded(inspect_input(Path("leads.parquet")))  # doctest: +SKIP
-    ('First Name', 'Last Name', 'Company', 'Title', 'City', 'Country', 'Notes', 'Zip')
+    >>> from ample_batch.files.inspect import inspect_input
+    >>> dictionary_encoded(inspect_input(Path("sample_data/leads.parquet")))[:4]
+    ('First Name', 'Last Name', 'Company', 'Title')
     """
     if spec.format != "parquet":
         return ()
@@ -75,6 +79,8 @@ def dictionary_encoded(spec: InputSpec) -> tuple[str, ...]:
             name = field.name
             if name == spec.email_column or "." in name or schema.names.count(name) != 1:
                 continue
+            # Not is_text: large_string and string_view columns come back from a dictionary
+            # page as dictionary<string>, another type; binary ones come back as they were.
             if not (pa.types.is_string(field.type) or pa.types.is_binary(field.type)):
                 continue
             leaf = next((c for c in leaves if c.path_in_schema == name), None)
@@ -99,12 +105,14 @@ def parquet_batches(
     """Stream a Parquet file's batches with its own schema (`dictionaries`: these columns as
     Arrow dictionaries).
 
-    >>> next(parquet_batches(spec, batch_rows=131_072)).num_rows  # doctest: +SKIP
-    166667
+    >>> from ample_batch.files.inspect import inspect_input
+    >>> spec = inspect_input(Path("sample_data/leads.parquet"))
+    >>> next(parquet_batches(spec, batch_rows=500, columns=["Email"])).shape
+    (500, 1)
 
     A row group of modest size is decoded whole, each column on its own thread, and then cut
-    into batches: a quarter less CPU than decoding batch by batch (measured at 5M rows, 500,000
-    a group). A larger one streams batch by batch, so memory stays bounded by the batch size.
+    into batches: less CPU than decoding batch by batch. A larger one streams batch by batch,
+    so memory stays bounded by the batch size.
     """
     pf = parquet_file(spec.path, dictionaries=dictionaries)
     try:
@@ -192,8 +200,8 @@ def _dictionary_columns(batch: pa.RecordBatch, nested_leaves: tuple[str, ...]) -
     leaves.
 
     A dictionary on a column of mostly distinct values (emails, phones, timestamps) is built,
-    outgrows its page and is dropped for plain encoding: measured at 5M rows, trying it on
-    every column cost a quarter of the Parquet writer's time and wrote a larger file.
+    outgrows its page and is dropped for plain encoding: trying it on every column slowed the
+    Parquet writer and wrote a larger file.
     """
     sample = batch.slice(0, DICTIONARY_SAMPLE_ROWS)
     chosen = list(nested_leaves)
@@ -215,7 +223,7 @@ def _mostly_repeats(column: pa.Array) -> bool:
 def _as_read(schema: pa.Schema, read: pa.Schema) -> tuple[pa.Schema, list[int]]:
     """The schema to write the batches with, and the columns to decode before writing.
 
-    A text column read as an Arrow dictionary (see `read_parquet.dictionary_encoded`) is written
+    A text column read as an Arrow dictionary (see `dictionary_encoded`) is written
     as one: the writer keeps its indices instead of hashing every value again. The file must
     still say the column's own type: its stored Arrow schema is then written by hand, and only
     when the Parquet schema comes out the same as for the plain column (else it is decoded).
@@ -272,9 +280,7 @@ def write_parquet(spec: InputSpec, batches: Iterator[pa.RecordBatch], tmp: Path)
                     if original is not None
                     else batch.schema.remove(batch.num_columns - 1).remove(batch.num_columns - 2)
                 )
-                schema = base.append(pa.field("email_result", pa.string())).append(
-                    pa.field("email_catch_all", pa.bool_())
-                )
+                schema = _with_outputs(base)
                 taken, decode = _as_read(schema, batch.schema)
                 writer = pq.ParquetWriter(
                     str(tmp),
@@ -309,6 +315,13 @@ def write_parquet(spec: InputSpec, batches: Iterator[pa.RecordBatch], tmp: Path)
     return rows
 
 
+def _with_outputs(base: pa.Schema) -> pa.Schema:
+    """The output schema: the input's columns, then the result text and a nullable boolean."""
+    return base.append(pa.field(RESULT_COLUMN, pa.string())).append(
+        pa.field(CATCH_ALL_COLUMN, pa.bool_())
+    )
+
+
 def _write_group(writer: pq.ParquetWriter, table: pa.Table) -> None:
     """Write `table` as one row group, each dictionary column with one dictionary: where the
     dictionary changes within a group, Arrow's writer writes the rest of it as plain values."""
@@ -319,8 +332,5 @@ def _write_group(writer: pq.ParquetWriter, table: pa.Table) -> None:
 
 def _empty_parquet(spec: InputSpec, tmp: Path, original: pa.Schema | None) -> int:
     base = original or pa.schema([pa.field(c, pa.string()) for c in spec.columns])
-    schema = base.append(pa.field("email_result", pa.string())).append(
-        pa.field("email_catch_all", pa.bool_())
-    )
-    pq.write_table(schema.empty_table(), str(tmp))
+    pq.write_table(_with_outputs(base).empty_table(), str(tmp))
     return 0

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 Format = Literal["csv", "parquet", "xlsx"]
 
@@ -27,6 +30,37 @@ EMAIL_BATCH_ROWS = 1 << 18
 
 CSV_BLOCK = 2 << 20
 """CSV is parsed in blocks of this many bytes: about 11,000 rows of a 190-byte lead list."""
+
+
+RESULT_COLUMN = "email_result"
+"""The first column appended to every output row: the email's verdict."""
+
+
+CATCH_ALL_COLUMN = "email_catch_all"
+"""The second appended column: whether the email's domain accepts every address."""
+
+
+OUTPUT_COLUMNS = (RESULT_COLUMN, CATCH_ALL_COLUMN)
+"""The appended columns, in order; an input that already has one is refused."""
+
+
+def is_text(t: pa.DataType, *, views: bool = True) -> bool:
+    """Whether `t` is Arrow text: string, large_string or (unless `views=False`) string_view.
+
+    `views=False` is for code that reads the offsets buffer or calls a kernel that has none
+    for string views.
+
+    >>> import pyarrow as pa
+    >>> is_text(pa.large_string()), is_text(pa.string_view(), views=False), is_text(pa.binary())
+    (True, False, False)
+    """
+    import pyarrow as pa  # not at the top: the CLI may import spec's names without pyarrow
+
+    return bool(
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or (views and pa.types.is_string_view(t))
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

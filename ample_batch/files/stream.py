@@ -21,7 +21,7 @@ T = TypeVar("T")
 
 
 def use_jemalloc() -> None:
-    """Make jemalloc Arrow's default pool: mimalloc costs 2-4x in kernel time on these VMs."""
+    """Make jemalloc Arrow's default pool: mimalloc spent several times its kernel time."""
     with contextlib.suppress(NotImplementedError, pa.ArrowException):  # built without it
         pa.set_memory_pool(pa.jemalloc_memory_pool())
 
@@ -78,11 +78,11 @@ def record_batches(
 ) -> Iterator[pa.RecordBatch]:
     """Every row of the input, in order, as record batches of about `batch_rows` rows.
 
-    `dictionaries` (Parquet only, see `read_parquet.dictionary_encoded`) come as Arrow
+    `dictionaries` (Parquet only, see `parquet.dictionary_encoded`) come as Arrow
     dictionaries of their values' type; every other column has the file's own type.
     """
     if spec.format == "csv":
-        # Cut by bytes: pyarrow's peak memory grows ~50x its block size (16 MiB: 800 MB).
+        # Cut by bytes: pyarrow's peak memory while parsing is many times its block size.
         yield from csv_batches(spec, block_size=CSV_BLOCK)
     elif spec.format == "parquet":
         yield from parquet_batches(spec, batch_rows=batch_rows, dictionaries=dictionaries)
@@ -94,8 +94,8 @@ def regroup(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordB
     """Batches joined up to at least `rows` rows each.
 
     pyarrow cuts CSV into ~11,000-row blocks, and every later step (polars, Arrow and numpy
-    calls) pays a fixed cost per batch: measured at a third of the join's time, and half the
-    scan's normalisation.
+    calls) pays a fixed cost per batch, at that size a large share of the join and of the scan's
+    normalisation.
     """
     held: list[pa.RecordBatch] = []
     count = 0
@@ -166,7 +166,7 @@ def iter_batches(
     """Every row of the input in order, original columns only; CSV cells as exact text.
 
     `batch_rows` bounds Parquet and XLSX batches; CSV batches are cut every 2 MiB of text
-    (`formats.CSV_BLOCK`), which bounds memory whatever the row width.
+    (`spec.CSV_BLOCK`), which bounds memory whatever the row width.
     """
     use_jemalloc()
     return record_batches(spec, batch_rows=batch_rows)

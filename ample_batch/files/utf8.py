@@ -30,10 +30,9 @@ def check_utf8(spec: InputSpec) -> None:
     """Reject undecodable bytes anywhere in a UTF-8 CSV, not only in the email column.
 
     One buffer is read into and validated in place, block after block, each cut where a UTF-8
-    sequence ends: a fresh 16 MiB per block cost more in page faults than the validation
-    itself. (Validating the file memory-mapped took half the CPU, but every page it touched
-    counted in the process's resident memory: a 950 MB file's scan peaked at 1.24 GB, not
-    0.72 GB.)
+    sequence ends: a fresh buffer per block cost more in page faults than the validation
+    itself. (Not memory-mapped: cheaper in CPU, but every page it touches counts in the
+    process's resident memory.)
     """
     buffer = bytearray(_BLOCK + 4)
     view = memoryview(buffer)

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..errors import InputError
-from .spec import InputSpec
+from .spec import OUTPUT_COLUMNS, InputSpec
 
 
 def xlsx_rows(
@@ -162,7 +162,7 @@ def write_xlsx(spec: InputSpec, batches: Iterator[pa.RecordBatch], tmp: Path) ->
                 sheet.append([text(v) if isinstance(v, str) else _xlsx_value(v) for v in values])
                 rows += 1
         if not header_done:
-            sheet.append([text(n) for n in [*spec.columns, "email_result", "email_catch_all"]])
+            sheet.append([text(n) for n in [*spec.columns, *OUTPUT_COLUMNS]])
         book.save(str(tmp))
     except BaseException as exc:
         _discard(sheet)

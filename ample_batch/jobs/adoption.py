@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
-from .db import OPEN_STATES, BatchState
+from .records import OPEN_STATES, BatchState, Claim
 
 _OPEN = ",".join(f"'{state}'" for state in OPEN_STATES)
 
@@ -67,16 +66,6 @@ def adopt(db: sqlite3.Connection, job_id: str, candidates: Iterable[str], now: f
     return adopted
 
 
-@dataclass(frozen=True)
-class Claim:
-    """What `claim_or_adopt` changed in a batch about to be POSTed."""
-
-    waiting: list[int] = field(default_factory=list)
-    """New waiting batches, adopting emails another job has in flight."""
-    changed: bool = False
-    """Emails left the batch or gained a verdict: it must be read again, not POSTed as is."""
-
-
 def claim_or_adopt(db: sqlite3.Connection, batch_id: int, now: float) -> Claim:
     """Before a POST: take what another job settled or has in flight since this one planned.
 
@@ -128,7 +117,7 @@ def settle_adopted(
 ) -> int:
     """The adopted batch is over: take the verdicts the cache gained since it was adopted;
     whatever has none is planned again in this job (a batch from `new_batch`). Returns how
-    many were planned again."""
+    many were planned again: the caller moves the batch to done, that much smaller."""
     since = db.execute("SELECT updated_at FROM batches WHERE id = ?", (batch_id,)).fetchone()
     _take_cached(db, batch_id, since["updated_at"])
     left = _unresolved(db, batch_id)
@@ -139,8 +128,4 @@ def settle_adopted(
             "UPDATE batch_emails SET batch_id = ? WHERE batch_id = ? AND result IS NULL",
             (new_id, batch_id),
         )
-    db.execute(
-        "UPDATE batches SET state = ?, size = size - ?, updated_at = ? WHERE id = ?",
-        (BatchState.DONE, len(left), now, batch_id),
-    )
     return len(left)

@@ -1,5 +1,6 @@
-"""The state database: its schema and migrations, how it is opened and written (one
-`BEGIN IMMEDIATE` transaction per change), and the records read from it.
+"""The SQLite job store's database: its schema and migrations, how it is opened and written
+(one `BEGIN IMMEDIATE` transaction per change), and sqlite3's errors translated into ours.
+The records read from it are backend-neutral: see records.py.
 
 Each entry of MIGRATIONS moves the schema one version forward (`PRAGMA user_version`); an
 entry that has shipped is never edited, so an older database always opens.
@@ -8,36 +9,15 @@ entry that has shipped is never edited, so an older database always opens.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from ..errors import StateFailed, StateUnavailable, StateUnusable
 
 DB_NAME = "ample-batch.sqlite"
-
-
-BATCH_ATTEMPTS = 3
-
-
-class BatchState(StrEnum):
-    PLANNED = "planned"
-    SUBMITTING = "submitting"
-    RUNNING = "running"
-    FETCHING = "fetching"
-    DONE = "done"
-    FAILED = "failed"
-    WAITING = "waiting"
-    """An adopted batch: its emails are in flight in another job's batch (`adopts`), and
-    their verdicts are taken from there once it settles."""
-
-
-OPEN_STATES = (BatchState.SUBMITTING, BatchState.RUNNING, BatchState.FETCHING)
 
 
 # Each entry moves the schema one version forward; never edit one that has shipped.
@@ -113,70 +93,6 @@ MIGRATIONS: list[str] = [
     CREATE INDEX verdicts_checked_at ON verdicts(checked_at);
     """,
 ]
-
-
-@dataclass(frozen=True)
-class Job:
-    """One input file being validated, across as many runs as it takes."""
-
-    id: str
-    input_path: str
-    fingerprint: str
-    email_column: str
-    output_path: str | None
-    created_at: float
-    updated_at: float
-    cache_cutoff: float
-    state: str
-    stats: dict[str, Any]
-    possible_double_charges: int
-    """Emails that may have been paid twice, over every run of the job."""
-    key_id: str | None = None
-    """The API key's id (`schedule.key_id`) the job buys through; None before schema 4."""
-    base_url: str | None = None
-    """The API root the job buys through."""
-
-
-@dataclass(frozen=True)
-class Batch:
-    """One POST's worth of emails and where it stands."""
-
-    id: int
-    job_id: str
-    source: str
-    state: BatchState
-    attempt: int
-    size: int
-    remote_id: str | None
-    remote_href: str | None
-    next_href: str | None
-    remote_status: str | None
-    poll_after: float | None
-    submitted_at: float | None
-    error: str | None
-    adopts: int | None = None
-    """For a `waiting` batch: the other job's batch whose verdicts it takes."""
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Counts of a job's emails and batches, for status lines and summaries."""
-
-    emails: int
-    resolved: int
-    cached: int
-    failed: int
-    batches: dict[str, int]
-
-    @property
-    def pending(self) -> int:
-        return self.emails - self.resolved - self.failed
-
-
-def job_id_for(input_path: str, fingerprint: str, email_column: str) -> str:
-    """A short stable id: the same file, content and column always give the same job."""
-    digest = hashlib.sha256("\0".join((input_path, fingerprint, email_column)).encode())
-    return digest.hexdigest()[:12]
 
 
 def connect(path: Path, *, timeout: float = 30.0) -> sqlite3.Connection:

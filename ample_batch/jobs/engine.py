@@ -41,10 +41,10 @@ from ..errors import (
     UsageLimited,
 )
 from ..quota.scheduler import Admission, Scheduler
-from .db import Batch, BatchState
 from .follow import Counters, Follower, FollowPolicy, note_double_charges, record_if_stopped
 from .inflight import await_adopted
-from .store import Store
+from .protocol import JobStore
+from .records import Batch, BatchState
 
 _ITEM_POINTER = re.compile(r"^/emails/(\d+)(?:/email)?$")
 
@@ -71,7 +71,7 @@ class Engine:
 
     def __init__(
         self,
-        store: Store,
+        store: JobStore,
         job_id: str,
         client: ValidationClient,
         scheduler: Scheduler,

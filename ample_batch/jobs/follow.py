@@ -29,8 +29,8 @@ from ..errors import (
     TerminalError,
     Unauthorized,
 )
-from .db import Batch, BatchState
-from .store import Store
+from .protocol import JobStore
+from .records import Batch, BatchState
 
 KNOWN_STATUSES = frozenset({"queued", "processing", *TERMINAL_STATUSES})
 
@@ -72,7 +72,7 @@ class Follower:
 
     def __init__(
         self,
-        store: Store,
+        store: JobStore,
         job_id: str,
         client: ValidationClient,
         counters: Counters,
@@ -264,7 +264,7 @@ class StoredEmails:
     """A batch's submitted emails as its matcher sees them: looked up in the store page by
     page, so that many batches can be paged at once without holding their emails."""
 
-    def __init__(self, store: Store, batch_id: int) -> None:
+    def __init__(self, store: JobStore, batch_id: int) -> None:
         self.store = store
         self.batch_id = batch_id
 
@@ -278,7 +278,7 @@ class StoredEmails:
         """Nothing to keep: the page's verdicts are recorded before the next page is matched."""
 
 
-def note_double_charges(store: Store, job_id: str, counters: Counters, emails: int) -> None:
+def note_double_charges(store: JobStore, job_id: str, counters: Counters, emails: int) -> None:
     """Count emails that a resent batch may have paid for twice, in the run and the job."""
     if emails > 0:
         counters.possible_double_charges += emails

@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from .db import OPEN_STATES, Batch, BatchState
 from .locks import try_job_lock
-from .store import Store
+from .protocol import JobStore
+from .records import OPEN_STATES, Batch, BatchState
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -47,7 +47,7 @@ async def await_adopted(engine: Engine, batch: Batch, *, poll: float = POLL_SECO
     store.settle_adopted(batch.id)
 
 
-async def _take_over(engine: Engine, store: Store, owner_id: int, batch: Batch) -> None:
+async def _take_over(engine: Engine, store: JobStore, owner_id: int, batch: Batch) -> None:
     """Holding the owner job's lock: do for its open batch what its resumed run would."""
     owner = store.find_batch(owner_id)  # read again, under the lock
     if owner is None:

@@ -3,7 +3,7 @@ the last one could go out.
 
 Pure functions over plain values: no I/O, so the planner is property-tested.
 
-    >>> split_batches(["a@x.co", "b@x.co", "c@x.co"], 2)
+    >>> list(split_batches(["a@x.co", "b@x.co", "c@x.co"], 2))
     [['a@x.co', 'b@x.co'], ['c@x.co']]
 """
 
@@ -12,9 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..errors import InputError
 from ..limits import Limit
+from ..quota.ideal import ideal_last_submission
 
 MAX_BATCH = 100_000
 """The API's per-request maximum."""
@@ -33,9 +35,17 @@ def chunk_size_for(requested: int | None, usage: Limit) -> int:
     return min(requested or MAX_BATCH, MAX_BATCH, usage.count)
 
 
-def split_batches(emails: Sequence[str], size: int) -> list[list[str]]:
-    """Consecutive slices of at most `size` emails; every email lands in exactly one."""
-    return [list(emails[i : i + size]) for i in range(0, len(emails), size)]
+T = TypeVar("T")
+
+
+def split_batches(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    """Consecutive slices of at most `size` items; every item lands in exactly one.
+
+    The one way batches are cut (planning, re-cutting a batch, planning's transactions);
+    lazy, so a job of millions is never held twice.
+    """
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 @dataclass(frozen=True)
@@ -82,9 +92,6 @@ def schedule_for(
     requests = batches * (1 + polls_per_batch) + math.ceil(emails / 100)
     if batches == 0:
         return Schedule(0, 0, 0.0)
-    # Each window admits floor(count / chunk) full batches; the last batch goes out at the
-    # start of the window that holds it.
-    per_window = max(1, usage.count // chunk)
-    quota_bound = ((batches - 1) // per_window) * usage.period
+    quota_bound = ideal_last_submission(emails, usage, chunk)
     rate_bound = (requests / rate.count) * rate.period
     return Schedule(batches, requests, max(quota_bound, rate_bound - rate.period))

@@ -5,7 +5,6 @@ database that was lost while the key's ledger remembers spend refused before it 
 from __future__ import annotations
 
 import errno
-import sqlite3
 from pathlib import Path
 
 from ..errors import StateUnavailable, StateUnusable
@@ -50,29 +49,15 @@ def refuse_reset_state(state_dir: Path, key_id: str | None = None) -> None:
             return
     except FileNotFoundError:
         return
+    # Here, not at the top: the ledger module loads pyrate-limiter, which `status` never needs.
+    from ..quota.sqlite_ledger import SQLiteLedgerFile
+
     pattern = "ledger-*.sqlite" if key_id is None else f"ledger-{key_id}.sqlite"
     for ledger in sorted(state_dir.glob(pattern)):
-        if not _ledger_shows_spend(ledger):
+        if not SQLiteLedgerFile(ledger).shows_spend():
             continue
         raise StateUnusable(
             f"{db_path}: the state database is empty, but {ledger.name} shows emails "
             "submitted with this key: the job state was lost, and starting afresh would pay "
             "again for them. Restore the database, or move it aside to start afresh knowingly"
         )
-
-
-def _ledger_shows_spend(ledger: Path) -> bool:
-    try:
-        db = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=5.0)
-    except sqlite3.Error:
-        return True
-    try:
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        if "usage" not in tables:
-            return False
-        count: int = db.execute('SELECT COUNT(*) FROM "usage"').fetchone()[0]
-        return count > 0
-    except sqlite3.Error:
-        return True  # an unreadable ledger cannot prove that nothing was spent
-    finally:
-        db.close()

@@ -1,8 +1,9 @@
 """Durable job state in SQLite: jobs, their batches, every verdict, and the result cache.
 
-One database per state dir (`ample-batch.sqlite`, WAL mode) holds every job. A job is its
-input's absolute path, content fingerprint and email column, so running the same command again
-resumes it. Each batch is a small state machine, one transaction per transition:
+The SQLite implementation of `protocol.JobStore`. One database per state dir
+(`ample-batch.sqlite`, WAL mode) holds every job. A job is its input's absolute path, content
+fingerprint and email column, so running the same command again resumes it. Each batch is a
+small state machine (`records.MOVES`), one transaction per transition, all through `_move`:
 
     planned -> submitting -> running -> fetching -> done | failed
     waiting -> done          (adopted: emails another job on the key has in flight)
@@ -19,152 +20,29 @@ The transitions around a paid POST commit with synchronous=FULL, and `running` i
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import sqlite3
-import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..options import DEFAULT_CACHE_TTL
-from .adoption import Claim, adopt, claim_or_adopt, settle_adopted
-from .db import BATCH_ATTEMPTS, Batch, BatchState, retried
-from .store_outcomes import OutcomeRecords
-
-PLAN_CHUNK = 50_000
-"""Emails per planning transaction: other processes on the state dir wait at most one."""
-
+from ..errors import StateFailed
+from .adoption import adopt, claim_or_adopt, settle_adopted
+from .db import retried
+from .plan import split_batches
+from .records import BATCH_ATTEMPTS, MOVES, Batch, BatchState, Claim, Verdict
+from .store_plan import PlanRecords, catch_all_column
 
 _BATCH_FIELDS = tuple(f.name for f in dataclasses.fields(Batch))
 
 
-@contextlib.contextmanager
-def _then_yield_the_lock() -> Iterator[None]:
-    """After a long transaction, pause a quarter of its time: SQLite's waiters poll with
-    sleeps of up to 100 ms, so back-to-back transactions would starve other processes."""
-    started = time.monotonic()
-    yield
-    time.sleep(min(0.1, max(0.005, (time.monotonic() - started) / 4)))
-
-
-def _catch_all(value: bool | None) -> int | None:
-    return None if value is None else int(value)
-
-
-class Store(OutcomeRecords):
+class Store(PlanRecords):
     """The state dir's database. Use as a context manager, or call close().
 
     Built in layers: the connection and jobs (`store_jobs.JobRecords`), what a run reads back
-    and the engine's outcomes (`store_outcomes.OutcomeRecords`), and here planning and the
-    batch state machine.
+    and the engine's outcomes (`store_outcomes.OutcomeRecords`), planning and the cache
+    (`store_plan.PlanRecords`), and here the batch state machine.
     """
-
-    # -- planning ------------------------------------------------------------------------
-
-    def batched_emails(self, job_id: str) -> list[str]:
-        """Every email in one of the job's batches, except first-attempt planned ones.
-
-        Those are dissolved and re-cut by `plan()`; everything else is settled or in flight.
-        """
-        rows = self._bulk(
-            "SELECT e.email FROM batch_emails e JOIN batches b ON b.id = e.batch_id"
-            " WHERE b.job_id = ? AND NOT (b.state = 'planned' AND b.attempt = 1)",
-            (job_id,),
-        )
-        return [email for (email,) in rows]
-
-    def fresh_verdicts(self, cutoff: float) -> Iterator[tuple[str, str, bool | None]]:
-        """Cached verdicts checked at or after `cutoff`."""
-        rows = self._bulk(
-            "SELECT email, result, catch_all FROM verdicts WHERE checked_at >= ?", (cutoff,)
-        )
-        for email, result, catch_all in rows:
-            yield email, result, None if catch_all is None else bool(catch_all)
-
-    def prune_verdicts(self, run_ttl: float) -> int:
-        """Drop cached verdicts no job can use any more; returns how many went.
-
-        Kept: everything younger than the longest TTL in use (this run's, the default, or
-        any stored job's), and everything a job not done yet may reuse under its cutoff.
-        """
-        now = self._clock()
-        # The default TTL is kept whatever this run's: one `--cache-ttl 0` run must not empty
-        # the cache that every later default run would use.
-        ttls = [run_ttl, DEFAULT_CACHE_TTL]
-        keep_from = now
-        for row in self._db.execute("SELECT created_at, cache_cutoff, state FROM jobs"):
-            if row["cache_cutoff"] != float("inf"):
-                ttls.append(row["created_at"] - row["cache_cutoff"])
-                if row["state"] != "done":
-                    keep_from = min(keep_from, row["cache_cutoff"])
-        threshold = min(now - max(ttls), keep_from)
-        with self._transaction() as db:
-            return db.execute("DELETE FROM verdicts WHERE checked_at < ?", (threshold,)).rowcount
-
-    def plan(
-        self,
-        job_id: str,
-        *,
-        cached: Sequence[tuple[str, str, bool | None]],
-        new: Sequence[str],
-        chunk_size: int,
-    ) -> None:
-        """Re-plan the job, in transactions of about PLAN_CHUNK emails each.
-
-        Unsubmitted batches are dissolved first (their emails come back in `new` from the
-        caller's set difference), so a changed --chunk-size applies on resume. Cache hits
-        become batches born done. Killed between two transactions, the job re-plans right:
-        batches born done count as batched next time, planned ones are dissolved and re-cut.
-        """
-        now = self._clock()
-        with self._transaction() as db:
-            self._drop_planned(db, job_id)
-        for start in range(0, len(cached), PLAN_CHUNK):
-            part = cached[start : start + PLAN_CHUNK]
-            with _then_yield_the_lock(), self._transaction() as db:
-                batch_id = self._new_batch(db, job_id, BatchState.DONE, len(part), "cache", now)
-                db.executemany(
-                    "INSERT INTO batch_emails VALUES (?,?,?,?)",
-                    ((batch_id, e, r, _catch_all(c)) for e, r, c in part),
-                )
-        per_transaction = max(1, PLAN_CHUNK // chunk_size) * chunk_size
-        for outer in range(0, len(new), per_transaction):
-            with _then_yield_the_lock(), self._transaction() as db:
-                for start in range(outer, min(len(new), outer + per_transaction), chunk_size):
-                    chunk = new[start : min(start + chunk_size, outer + per_transaction)]
-                    batch_id = self._new_batch(
-                        db, job_id, BatchState.PLANNED, len(chunk), "api", now
-                    )
-                    db.executemany(
-                        "INSERT INTO batch_emails (batch_id, email) VALUES (?,?)",
-                        ((batch_id, e) for e in chunk),
-                    )
-
-    def _drop_planned(self, db: sqlite3.Connection, job_id: str) -> None:
-        # Retry batches (attempt > 1) keep their attempt count, so they are not dissolved.
-        where = "job_id = ? AND state = 'planned' AND attempt = 1"
-        ids = f"SELECT id FROM batches WHERE {where}"
-        db.execute(f"DELETE FROM batch_emails WHERE batch_id IN ({ids})", (job_id,))
-        db.execute(f"DELETE FROM batches WHERE {where}", (job_id,))
-
-    def _new_batch(
-        self,
-        db: sqlite3.Connection,
-        job_id: str,
-        state: BatchState,
-        size: int,
-        source: str,
-        now: float,
-        attempt: int = 1,
-    ) -> int:
-        cursor = db.execute(
-            "INSERT INTO batches (job_id, source, state, attempt, size, updated_at)"
-            " VALUES (?,?,?,?,?,?)",
-            (job_id, source, state, attempt, size, now),
-        )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
 
     # -- batches -------------------------------------------------------------------------
 
@@ -174,7 +52,7 @@ class Store(OutcomeRecords):
         if states:
             query += f" AND state IN ({','.join('?' * len(states))})"
             params += list(states)
-        rows = self._db.execute(query + " ORDER BY id", params).fetchall()
+        rows = self._rows(query + " ORDER BY id", params)
         return [self._batch(row) for row in rows]
 
     def _batch(self, row: sqlite3.Row) -> Batch:
@@ -189,7 +67,7 @@ class Store(OutcomeRecords):
         return found
 
     def find_batch(self, batch_id: int) -> Batch | None:
-        row = self._db.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
+        row = self._row("SELECT * FROM batches WHERE id = ?", (batch_id,))
         return None if row is None else self._batch(row)
 
     def batch_emails(self, batch_id: int, *, unresolved: bool = False) -> list[str]:
@@ -199,15 +77,41 @@ class Store(OutcomeRecords):
         return [email for (email,) in self._bulk(query, (batch_id,))]
 
     def _move(
-        self, batch_id: int, state: BatchState, *, durable: bool = False, **fields: Any
+        self,
+        batch_id: int,
+        state: BatchState,
+        *,
+        db: sqlite3.Connection | None = None,
+        durable: bool = False,
+        shrink: int = 0,
+        **fields: Any,
     ) -> None:
-        fields["state"] = state
-        fields["updated_at"] = self._clock()
-        assignments = ", ".join(f"{name} = ?" for name in fields)
-        with self._transaction(durable=durable) as db:
-            db.execute(
-                f"UPDATE batches SET {assignments} WHERE id = ?", [*fields.values(), batch_id]
+        """The one transition: move a batch to `state`, setting `fields` and taking `shrink`
+        emails off its size. In the caller's transaction `db` when the move goes with other
+        writes, else in one of its own. A move that `MOVES` does not allow raises
+        StateFailed (a defect), and nothing of the transaction is written."""
+        if db is None:
+            with self._transaction(durable=durable) as own:
+                self._move(batch_id, state, db=own, shrink=shrink, **fields)
+            return
+        row = db.execute("SELECT state FROM batches WHERE id = ?", (batch_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no batch {batch_id}")
+        source = BatchState(row["state"])
+        if state not in MOVES[source]:
+            raise StateFailed(
+                f"{self.path}: batch {batch_id} cannot move from {source} to {state}; "
+                "please report it"
             )
+        fields["state"] = state
+        fields.setdefault("updated_at", self._clock())
+        assignments = [f"{name} = ?" for name in fields]
+        if shrink:
+            assignments.append(f"size = size - {int(shrink)}")
+        db.execute(
+            f"UPDATE batches SET {', '.join(assignments)} WHERE id = ?",
+            [*fields.values(), batch_id],
+        )
 
     def mark_submitting(self, batch_id: int) -> Claim:
         """About to POST: the batch becomes `submitting`, durably.
@@ -221,10 +125,7 @@ class Store(OutcomeRecords):
             adopted = claim_or_adopt(db, batch_id, self._clock())
             if not adopted.changed:
                 now = self._clock()
-                db.execute(
-                    "UPDATE batches SET state = ?, submitted_at = ?, updated_at = ? WHERE id = ?",
-                    (BatchState.SUBMITTING, now, now, batch_id),
-                )
+                self._move(batch_id, BatchState.SUBMITTING, db=db, submitted_at=now, updated_at=now)
         return adopted
 
     def adopt_in_flight(self, job_id: str, candidates: Iterable[str]) -> set[str]:
@@ -235,8 +136,11 @@ class Store(OutcomeRecords):
 
     def settle_adopted(self, batch_id: int) -> int:
         """The batch it adopts is over: see `adoption.settle_adopted`."""
+        now = self._clock()
         with self._transaction() as db:
-            return settle_adopted(db, batch_id, self._clock(), self._new_batch)
+            left = settle_adopted(db, batch_id, now, self._new_batch)
+            self._move(batch_id, BatchState.DONE, db=db, shrink=left, updated_at=now)
+            return left
 
     def adopt_overlap(self, batch_id: int) -> Claim:
         """Before waiting for quota: as `mark_submitting`'s check, without the move."""
@@ -296,8 +200,8 @@ class Store(OutcomeRecords):
         emails = self.batch_emails(batch_id, unresolved=True)
         now = self._clock()
         with self._transaction() as db:
-            for start in range(size, len(emails), size):
-                chunk = emails[start : start + size]
+            # The first `size` stay in the batch; the rest go into new ones.
+            for chunk in split_batches(emails[size:], size):
                 new_id = self._new_batch(
                     db, batch.job_id, BatchState.PLANNED, len(chunk), "api", now, batch.attempt
                 )
@@ -310,15 +214,6 @@ class Store(OutcomeRecords):
                 (max(0, len(emails) - size), batch_id),
             )
 
-    def reject_email(self, batch_id: int, email: str) -> None:
-        """The API refused one email of a batch as malformed: it is written `invalid_syntax`."""
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE batch_emails SET result = 'invalid_syntax'"
-                " WHERE batch_id = ? AND email = ?",
-                (batch_id, email),
-            )
-
     def fail(self, batch_id: int, *, error: str) -> None:
         """Give up on a batch: its emails without a verdict are written `failed`."""
         self._move(batch_id, BatchState.FAILED, next_href=None, error=error)
@@ -326,13 +221,13 @@ class Store(OutcomeRecords):
     def record_page(
         self,
         batch_id: int,
-        verdicts: Iterable[tuple[str, str, bool | None]],
+        verdicts: Iterable[Verdict],
         *,
         next_href: str | None,
     ) -> None:
         """Commit one page of verdicts and where paging continues, atomically."""
         now = self._clock()
-        rows = [(r, _catch_all(c), batch_id, e) for e, r, c in verdicts]
+        rows = [(r, catch_all_column(c), batch_id, e) for e, r, c in verdicts]
         with self._transaction() as db:
             db.executemany(
                 "UPDATE batch_emails SET result = ?, catch_all = ?"
@@ -375,20 +270,20 @@ class Store(OutcomeRecords):
         with self._transaction() as db:
             if not unresolved or batch.attempt >= BATCH_ATTEMPTS:
                 state = BatchState.FAILED if unresolved else BatchState.DONE
-                db.execute(
-                    "UPDATE batches SET state = ?, error = ?, next_href = NULL, updated_at = ?"
-                    " WHERE id = ?",
-                    (state, error, now, batch_id),
-                )
+                self._move(batch_id, state, db=db, error=error, next_href=None, updated_at=now)
                 return None
             new_id = self._new_batch(
                 db, batch.job_id, BatchState.PLANNED, len(unresolved), "api", now, batch.attempt + 1
             )
             self._move_unresolved(db, batch_id, new_id)
-            db.execute(
-                "UPDATE batches SET state = ?, error = ?, next_href = NULL, size = size - ?,"
-                " updated_at = ? WHERE id = ?",
-                (BatchState.DONE, error, len(unresolved), now, batch_id),
+            self._move(
+                batch_id,
+                BatchState.DONE,
+                db=db,
+                error=error,
+                next_href=None,
+                shrink=len(unresolved),
+                updated_at=now,
             )
             return new_id
 
@@ -400,13 +295,17 @@ class Store(OutcomeRecords):
         """
         now = self._clock()
         with self._transaction() as db:
-            released = db.execute(
+            released: int = db.execute(
                 "DELETE FROM batch_emails WHERE batch_id = ? AND result IS NULL", (batch_id,)
             ).rowcount
-            db.execute(
-                "UPDATE batches SET state = ?, error = ?, next_href = NULL, size = size - ?,"
-                " updated_at = ? WHERE id = ?",
-                (BatchState.DONE, error, released, now, batch_id),
+            self._move(
+                batch_id,
+                BatchState.DONE,
+                db=db,
+                error=error,
+                next_href=None,
+                shrink=released,
+                updated_at=now,
             )
         return released
 

@@ -1,8 +1,9 @@
-"""The state database's connection and its jobs: the base of `store.Store`.
+"""The SQLite job store's connection, its reads and its jobs: the base of `store.Store`.
 
-A job is one input (path, content fingerprint, email column) across every run it takes; it
-records this run's output path and the API identity it buys through (key id and base URL,
-never the key).
+Every read goes through `_rows`, `_row` or `_bulk` and every write through `_transaction`, so
+sqlite3's errors always reach callers as ours (errors.State*). A job is one input (path,
+content fingerprint, email column) across every run it takes; it records this run's output
+path and the API identity it buys through (key id and base URL, never the key).
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import dataclasses
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
 from ..options import cache_cutoff
-from .db import DB_NAME, Job, connect, job_id_for, schema_version, transaction
+from .db import DB_NAME, connect, schema_version, transaction, translated
+from .records import Job, job_id_for
 from .state_dir import make_state_dir, refuse_reset_state
 
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
@@ -47,19 +49,31 @@ class JobRecords:
 
     @property
     def schema_version(self) -> int:
-        return schema_version(self._db)
+        with translated(self.path):
+            return schema_version(self._db)
 
     def _transaction(
         self, *, durable: bool = False
     ) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         return transaction(self._db, self.path, durable=durable)
 
-    def _bulk(self, query: str, params: Sequence[Any]) -> sqlite3.Cursor:
-        """Rows as plain tuples, for reads of millions of rows: the `sqlite3.Row` that every
-        other read gets (columns by name) is one more object per row there."""
-        cursor = self._db.cursor()
-        cursor.row_factory = None
-        return cursor.execute(query, params)
+    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with translated(self.path):
+            return self._db.execute(query, params).fetchall()
+
+    def _row(self, query: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        with translated(self.path):
+            row: sqlite3.Row | None = self._db.execute(query, params).fetchone()
+            return row
+
+    def _bulk(self, query: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+        """Rows as plain tuples, streamed, for reads of millions of rows: the `sqlite3.Row`
+        that every other read gets (columns by name) is one more object per row there."""
+        with translated(self.path):
+            cursor = self._db.cursor()
+            cursor.row_factory = None
+            cursor.execute(query, params)
+        return _streamed(self.path, cursor)
 
     # -- jobs ----------------------------------------------------------------------------
 
@@ -99,13 +113,11 @@ class JobRecords:
 
     def get_job(self, job_id: str) -> Job | None:
         """A job by id or by a unique id prefix."""
-        rows = self._db.execute(
-            "SELECT * FROM jobs WHERE id LIKE ? || '%' ORDER BY id", (job_id,)
-        ).fetchall()
+        rows = self._rows("SELECT * FROM jobs WHERE id LIKE ? || '%' ORDER BY id", (job_id,))
         return self._job(rows[0]) if len(rows) == 1 else None
 
     def jobs(self) -> list[Job]:
-        rows = self._db.execute("SELECT * FROM jobs ORDER BY updated_at DESC").fetchall()
+        rows = self._rows("SELECT * FROM jobs ORDER BY updated_at DESC")
         return [self._job(row) for row in rows]
 
     def _job(self, row: sqlite3.Row) -> Job:
@@ -128,3 +140,8 @@ class JobRecords:
                 "UPDATE jobs SET state = ?, stats = ?, updated_at = ? WHERE id = ?",
                 (state, json.dumps(stats, sort_keys=True), self._clock(), job_id),
             )
+
+
+def _streamed(path: Path, cursor: sqlite3.Cursor) -> Iterator[tuple[Any, ...]]:
+    with translated(path):
+        yield from cursor

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
-from .db import Progress
+from .records import Progress, Verdict
 from .store_jobs import JobRecords
 
 
@@ -15,7 +15,7 @@ class OutcomeRecords(JobRecords):
 
     # -- reading results back ------------------------------------------------------------
 
-    def job_verdicts(self, job_id: str) -> Iterator[tuple[str, str, bool | None]]:
+    def job_verdicts(self, job_id: str) -> Iterator[Verdict]:
         """Every verdict of the job; unresolved emails of failed batches come back `failed`."""
         rows = self._bulk(
             "SELECT e.email, COALESCE(e.result, CASE b.state WHEN 'failed' THEN 'failed' END),"
@@ -27,19 +27,22 @@ class OutcomeRecords(JobRecords):
             yield email, result, None if catch_all is None else bool(catch_all)
 
     def progress(self, job_id: str) -> Progress:
-        emails, resolved, cached, failed = self._db.execute(
+        totals = self._row(
             "SELECT COUNT(*), COUNT(e.result), SUM(b.source = 'cache'),"
             " SUM(e.result IS NULL AND b.state = 'failed')"
             " FROM batch_emails e JOIN batches b ON b.id = e.batch_id WHERE b.job_id = ?",
             (job_id,),
-        ).fetchone()
-        counts = dict(
-            self._db.execute(
+        )
+        assert totals is not None  # an aggregate always gives one row
+        emails, resolved, cached, failed = totals
+        counts = {
+            state: count
+            for state, count in self._rows(
                 "SELECT state, COUNT(*) FROM batches WHERE job_id = ? AND source = 'api'"
                 " GROUP BY state",
                 (job_id,),
-            ).fetchall()
-        )
+            )
+        }
         return Progress(emails, resolved, cached or 0, failed or 0, counts)
 
     # -- engine outcomes: follow failures, recorded verdicts, emails the API refused ----
@@ -60,9 +63,7 @@ class OutcomeRecords(JobRecords):
 
     def follow_failures(self, batch_id: int) -> int:
         """Failed polls or pages in a row, over every run, of a batch (0 after a success)."""
-        row = self._db.execute(
-            "SELECT follow_failures FROM batches WHERE id = ?", (batch_id,)
-        ).fetchone()
+        row = self._row("SELECT follow_failures FROM batches WHERE id = ?", (batch_id,))
         return int(row[0]) if row else 0
 
     def clear_follow_failures(self, batch_id: int) -> None:
@@ -73,9 +74,9 @@ class OutcomeRecords(JobRecords):
                 (batch_id,),
             )
 
-    def batch_verdicts(self, batch_id: int) -> list[tuple[str, str, bool | None]]:
+    def batch_verdicts(self, batch_id: int) -> list[Verdict]:
         """The verdicts already recorded for a batch (by earlier pages, maybe earlier runs)."""
-        rows = self._db.execute(
+        rows = self._rows(
             "SELECT email, result, catch_all FROM batch_emails"
             " WHERE batch_id = ? AND result IS NOT NULL",
             (batch_id,),
@@ -115,7 +116,7 @@ class OutcomeRecords(JobRecords):
         for start in range(0, len(wanted), 500):  # under any SQLite's limit on parameters
             chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
+            rows = self._rows(
                 "SELECT email, result IS NOT NULL FROM batch_emails"
                 f" WHERE batch_id = ? AND email IN ({marks})",
                 (batch_id, *chunk),

@@ -7,12 +7,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..files.inspect import fingerprint as fingerprint_of
-from ..files.inspect import inspect_input
 from ..files.scan import scan as scan_file
-from ..jobs.db import DB_NAME, job_id_for
-from ..jobs.plan import chunk_size_for, plan_emails, schedule_for
-from ..jobs.store import Store
-from ..options import ValidateOptions, cache_cutoff, state_dir_for
+from ..jobs.backend import has_store, open_store
+from ..jobs.plan import plan_emails, schedule_for
+from ..jobs.records import job_id_for
+from ..options import ValidateOptions, cache_cutoff
+from .prepare import prepare
 
 
 @dataclass(frozen=True)
@@ -42,20 +42,14 @@ class Estimate:
 def estimate(options: ValidateOptions) -> Estimate:
     """What `validate` with these options would cost and take: scans the file and the cache,
     makes no API call and spends nothing."""
-    spec = inspect_input(
-        options.input,
-        email_column=options.email_column,
-        encoding=options.encoding,
-        sheet=options.sheet,
-    )
-    chunk = chunk_size_for(options.chunk_size, options.api.resolved_usage_limit)
+    # An estimate writes nothing: the output is checked when `validate` runs.
+    spec, _output, chunk, state_dir = prepare(options, writes=False)
     scan = scan_file(spec)
     spec = scan.spec
     already: list[str] = []
     cutoff = cache_cutoff(time.time(), options.cache_ttl)
-    state_dir = state_dir_for(options.api, options.state_dir)
-    if (state_dir / DB_NAME).exists():
-        with Store(state_dir) as store:
+    if has_store(state_dir):
+        with open_store(state_dir) as store:
             job = store.get_job(
                 job_id_for(str(spec.path.resolve()), fingerprint_of(spec), spec.email_column)
             )

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AmpleBatchError, InputError
-from ..jobs.db import DB_NAME
+from ..jobs.backend import has_store
 from ..options import SIMULATED_DIR
 from .jobs import status
 from .report_charts import (
@@ -129,7 +129,7 @@ def report(state_dir: Path, output: Path, job: str | None = None, *, simulate: b
     if not found:
         hint = (
             " (or add --simulate for a --simulate run's job)"
-            if not simulate and (state_dir / SIMULATED_DIR / DB_NAME).exists()
+            if not simulate and has_store(state_dir / SIMULATED_DIR)
             else ""
         )
         raise InputError(

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, JobBusy, Stopped
-from ..jobs.db import DB_NAME, BatchState, Job, Progress
+from ..jobs.backend import has_store, open_store
 from ..jobs.locks import following, holder, job_lock, request_cancel
-from ..jobs.store import Store
+from ..jobs.protocol import JobStore
+from ..jobs.records import BatchState, Job, Progress
 from ..options import ApiOptions, state_dir_for
 
 
@@ -51,11 +52,11 @@ def status(state_dir: Path, job: str | None = None) -> list[JobStatus]:
 
     A job a live process holds shows as `running`, with that process and an ETA.
     """
-    if not (state_dir / DB_NAME).exists():
+    if not has_store(state_dir):
         if job:
             raise InputError(f"no job {job!r}: the state dir {state_dir} holds no jobs")
         return []
-    with Store(state_dir) as store:
+    with open_store(state_dir) as store:
         jobs = store.jobs() if job is None else [_find(store, job)]
         return [_status(state_dir, j, store.progress(j.id)) for j in jobs]
 
@@ -70,7 +71,7 @@ def _status(state_dir: Path, job: Job, progress: Progress) -> JobStatus:
     return JobStatus(replace(job, state="running"), progress, state_dir, pid or None, eta)
 
 
-def _find(store: Store, job: str) -> Job:
+def _find(store: JobStore, job: str) -> Job:
     found = store.get_job(job)
     if found is None:
         raise InputError(f"no job {job!r} (or more than one starts so): see `ample-batch status`")
@@ -99,7 +100,7 @@ async def _cancel(state_dir: Path, job_ref: str, api: ApiOptions, wait: float) -
     from .steps import cancel_validations
 
     state_dir = state_dir_for(api, state_dir)
-    with Store(state_dir) as store:
+    with open_store(state_dir) as store:
         job = _find(store, job_ref)
         running = len(store.batches(job.id, BatchState.RUNNING))
     if following(state_dir, job.id):
@@ -110,7 +111,7 @@ async def _cancel(state_dir: Path, job_ref: str, api: ApiOptions, wait: float) -
         )
     if holder(state_dir, job.id) is not None and await _stop_live_run(state_dir, job.id, wait):
         return running
-    with Store(state_dir) as store, job_lock(state_dir, job.id):
+    with open_store(state_dir) as store, job_lock(state_dir, job.id):
         async with api_session(api) as (session, base_url, api_key):
             scheduler = scheduler_for(api, state_dir, api_key)
             try:

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..jobs.db import Batch, BatchState, Job, Progress
-from ..jobs.store import Store
+from ..jobs.backend import open_store
+from ..jobs.records import Batch, BatchState, Job, Progress
 from ..limits import Limit, parse_limit
 
 TOP_DOMAINS = 10
@@ -118,7 +118,7 @@ def hourly(batches: Iterable[Batch]) -> list[HourCount]:
     at its last submission with its current size: emails it gave back (canceled, out of
     credits, errored) count where they were submitted again.
 
-    >>> from ample_batch.jobs.db import Batch, BatchState
+    >>> from ample_batch.jobs.records import Batch, BatchState
     >>> b = lambda at, n: Batch(1, "j", "api", BatchState.DONE, 1, n, None, None, None, None,
     ...                         None, at, None)
     >>> [(h.start, h.emails) for h in hourly([b(7300.0, 5), b(7400.0, 2), b(14500.0, 1)])]
@@ -290,7 +290,7 @@ def load_report_data(
 ) -> ReportData:
     """Read the job's report figures from the store; `summary` overrides the recorded one
     (a run reports on itself before it records its outcome)."""
-    with Store(state_dir) as store:
+    with open_store(state_dir) as store:
         job = store.get_job(job_id)
         if job is None:
             raise InputError(

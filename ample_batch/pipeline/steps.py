@@ -1,38 +1,31 @@
-"""The store-side steps of a run, kept apart from the orchestration in run.py.
+"""The store-side steps of a run, kept apart from the orchestration in validate.py.
 
 Bulk database work (planning, reading the verdicts back, pruning the cache) runs in a worker
-thread on a connection of its own (sqlite3 connections stay in the thread that made them),
-so the event loop keeps polling and answering signals meanwhile.
+thread on a store of its own (a store's connection stays in the thread that opened it), so
+the event loop keeps polling and answering signals meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import os
-import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..api.client import ValidationClient
 from ..errors import AmpleBatchError
-from ..files.join import Verdicts, dictionaries_for, enrich_batches
-from ..files.output import write_output
-from ..files.spec import InputSpec
-from ..jobs.db import BatchState, Job, Progress
+from ..files.join import Verdicts
+from ..jobs.backend import open_store
 from ..jobs.engine import Engine
 from ..jobs.plan import plan_emails
-from ..jobs.store import Store
+from ..jobs.protocol import JobStore
+from ..jobs.records import BatchState, Job, Progress
 from ..limits import Limit
 from ..quota.scheduler import Scheduler
 
 
-def note_run(store: Store, job: Job, limit: Limit) -> None:
+def note_run(store: JobStore, job: Job, limit: Limit) -> None:
     """What `status` shows of a live run: its process, and the pace its quota allows."""
     run = {
         "pid": os.getpid(),
@@ -43,7 +36,7 @@ def note_run(store: Store, job: Job, limit: Limit) -> None:
 
 
 async def cancel_validations(
-    store: Store, job_id: str, client: ValidationClient, scheduler: Scheduler
+    store: JobStore, job_id: str, client: ValidationClient, scheduler: Scheduler
 ) -> int:
     """PATCH the job's running validations to canceled, then page in what they did (the
     partial results are kept; the rest goes back to the plan). Returns how many."""
@@ -63,7 +56,7 @@ def plan_job(state_dir: Path, job: Job, unique: list[str], chunk: int) -> int:
 
     Emails in flight in another job on the same key are adopted, not bought (inflight.py).
     """
-    with Store(state_dir) as store:
+    with open_store(state_dir) as store:
         plan = plan_emails(
             unique, store.batched_emails(job.id), store.fresh_verdicts(job.cache_cutoff)
         )
@@ -74,23 +67,24 @@ def plan_job(state_dir: Path, job: Job, unique: list[str], chunk: int) -> int:
 
 
 def progress(state_dir: Path, job_id: str) -> Progress:
-    with Store(state_dir) as store:
+    with open_store(state_dir) as store:
         return store.progress(job_id)
 
 
 def prune_cache(state_dir: Path, cache_ttl: float) -> None:
     """Housekeeping after the job's outcome is recorded: a locked or full database here must
-    not turn that outcome's exit code into another (the next run prunes instead)."""
-    with contextlib.suppress(AmpleBatchError, sqlite3.Error, OSError), Store(state_dir) as store:
+    not turn that outcome's exit code into another (the next run prunes instead). The store
+    raises only our errors (errors.State*), whatever its backend."""
+    with contextlib.suppress(AmpleBatchError, OSError), open_store(state_dir) as store:
         store.prune_verdicts(cache_ttl)
 
 
 def job_verdicts(state_dir: Path, job_id: str) -> Verdicts:
-    with Store(state_dir) as store:
+    with open_store(state_dir) as store:
         return Verdicts.from_rows(store.job_verdicts(job_id), normalised=True)
 
 
-def job_double_charges(store: Store, job_id: str) -> int:
+def job_double_charges(store: JobStore, job_id: str) -> int:
     job = store.get_job(job_id)
     return job.possible_double_charges if job else 0
 
@@ -101,22 +95,3 @@ def remove_stale_temp_files(target: Path) -> None:
     for stale in target.parent.glob(f".{target.name}.*.tmp"):
         with contextlib.suppress(OSError):
             stale.unlink()
-
-
-def write_enriched(
-    spec: InputSpec, verdicts: Verdicts, target: Path, missing: str
-) -> dict[str, int]:
-    counts: collections.Counter[str] = collections.Counter()
-
-    def counted(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            column = batch.column(batch.schema.get_field_index("email_result"))
-            for item in pc.value_counts(column).to_pylist():
-                counts[str(item["values"])] += int(item["counts"])
-            yield batch
-
-    batches = enrich_batches(
-        spec, verdicts, missing=missing, dictionaries=dictionaries_for(spec, target)
-    )
-    write_output(spec, counted(batches), target)
-    return dict(sorted(counts.items()))

@@ -22,64 +22,90 @@ import time
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, Unpack
 
 from ..api.client import ValidationClient
 from ..errors import EXIT_TEMPFAIL, InsufficientCredits, Stopped
 from ..files.inspect import fingerprint as fingerprint_of
-from ..files.inspect import inspect_input
-from ..files.output import check_output, default_output_path, partial_path, remove_temp_files
+from ..files.join import enrich_file
+from ..files.output import check_output, partial_path, remove_temp_files
 from ..files.scan import scan as scan_file
 from ..files.spec import InputSpec
-from ..jobs.db import BatchState, Job, job_id_for, translated
+from ..jobs.backend import open_store
+from ..jobs.db import translated
 from ..jobs.engine import Engine
 from ..jobs.locks import cancel_requested, job_lock
-from ..jobs.plan import chunk_size_for
+from ..jobs.protocol import JobStore
+from ..jobs.records import BatchState, Job, job_id_for
 from ..jobs.state_dir import make_state_dir, refuse_reset_state
-from ..jobs.store import Store
-from ..options import ValidateOptions, state_dir_for
+from ..options import ValidateOptions
 from ..quota.scheduler import Scheduler, key_id
 from . import steps as job_steps
-from .html_report import check_report_path, write_run_report
+from .html_report import write_run_report
+from .keywords import FileKeywords, PathLike, resolve
+from .prepare import prepare
 from .session import T, api_session, resolve_api, scheduler_for
 from .summary import LiveStatus, Reporter, Summary
+from .sync import run_sync
 
 
-def _prepare(options: ValidateOptions) -> tuple[InputSpec, Path, int]:
-    """Checks that need no network: the input, the output path, the chunk size."""
-    spec = inspect_input(
-        options.input,
-        email_column=options.email_column,
-        encoding=options.encoding,
-        sheet=options.sheet,
-    )
-    output = options.output or default_output_path(options.input)
-    check_output(spec, output)
-    if options.report is not None:
-        check_report_path(options.report)
-    chunk = chunk_size_for(options.chunk_size, options.api.resolved_usage_limit)
-    return spec, output, chunk
+def validate(
+    input: PathLike | ValidateOptions,
+    /,
+    *,
+    reporter: Reporter | None = None,
+    **options: Unpack[FileKeywords],
+) -> Summary:
+    """Run (or resume) the job for the `input` file until it is done or must stop.
 
+    Takes the file and keyword options named like the CLI's (`output`, `email_column`,
+    `api_key`, `base_url`, `state_dir`, `simulate`, `usage_limit="15000/hour"`, `rate_limit`,
+    `chunk_size`, `cache_ttl="30d"`, `max_runtime`, `progress=True`, ...), with its defaults,
+    or one ValidateOptions. Works inside a running event loop too (a notebook).
 
-def validate(options: ValidateOptions, *, reporter: Reporter | None = None) -> Summary:
-    """Run (or resume) the job for `options.input` until it is done or must stop.
+        validate("leads.csv", simulate=True).output    # 'leads.validated.csv'
 
     Returns the summary of a complete run. Raises Stopped (partial output written) when the
     run ends early, InsufficientCredits when the account ran dry (partial output written),
-    InputError, Unauthorized, JobBusy as they arise.
+    InputError, Unauthorized, JobBusy as they arise; TypeError for an unknown keyword.
     """
-    return asyncio.run(_validate(options, reporter or (lambda status: None)))
+    call = resolve("validate", input, options, reporter)
+    summary = run_sync(lambda stop: _validate(call.options, call.reporter, stop))
+    call.done(summary)
+    return summary
 
 
-async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
+async def avalidate(
+    input: PathLike | ValidateOptions,
+    /,
+    *,
+    reporter: Reporter | None = None,
+    stop: asyncio.Event | None = None,
+    **options: Unpack[FileKeywords],
+) -> Summary:
+    """`validate` on the caller's event loop; setting `stop` ends the run as a first Ctrl-C
+    does (it wraps up, writes the partial output and raises Stopped).
+
+        summary = await avalidate("leads.csv", simulate=True)
+    """
+    call = resolve("avalidate", input, options, reporter)
+    summary = await _validate(call.options, call.reporter, stop)
+    call.done(summary)
+    return summary
+
+
+async def _validate(
+    options: ValidateOptions, reporter: Reporter, stop: asyncio.Event | None = None
+) -> Summary:
     started = time.monotonic()
-    spec, output, chunk = _prepare(options)
+    spec, output, chunk, state_dir = prepare(options)
     _base_url, key = resolve_api(options.api)
-    state_dir = state_dir_for(options.api, options.state_dir)
     make_state_dir(state_dir)
     refuse_reset_state(state_dir, key_id(key))
     live = LiveStatus(stage="reading the input", usage_limit=options.api.resolved_usage_limit)
     reporter(live)
-    stop = asyncio.Event()
+    if stop is None:
+        stop = asyncio.Event()
     with _signals(stop):
         # The job is known before the lock, the key check and the scan: a busy job is refused
         # at once, and its stored output path left alone. Hashing is off the loop, so
@@ -113,7 +139,7 @@ async def _validate(options: ValidateOptions, reporter: Reporter) -> Summary:
                     )
                     live.stage = "scanning"
                     reporter(live)
-                    with Store(state_dir) as store:
+                    with open_store(state_dir) as store:
                         job = store.open_job(
                             input_path=input_path,
                             fingerprint=fingerprint,
@@ -152,7 +178,7 @@ class _JobRun:
     spec: InputSpec
     output: Path
     chunk: int
-    store: Store
+    store: JobStore
     job: Job
     client: ValidationClient
     scheduler: Scheduler
@@ -207,8 +233,9 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     target = output if complete else partial_path(output)
     verdicts = await asyncio.to_thread(job_steps.job_verdicts, run.state_dir, job.id)
     job_steps.remove_stale_temp_files(target)
-    verdict_counts = await asyncio.to_thread(
-        job_steps.write_enriched, spec, verdicts, target, "failed" if complete else "pending"
+    missing = "failed" if complete else "pending"
+    written = await asyncio.to_thread(
+        enrich_file, spec, verdicts, target, missing=missing, check=False
     )
     if complete:
         with contextlib.suppress(FileNotFoundError):
@@ -229,7 +256,7 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
         possible_double_charges=job_steps.job_double_charges(store, job.id),
         remaining=unique_emails - progress.emails + progress.pending,
         failed=progress.failed,
-        verdicts=verdict_counts,
+        verdicts=written.results,
         elapsed_seconds=round(time.monotonic() - started, 3),
         stop_reason=counters.stop_reason,
         warnings=list(spec.warnings) + counters.notes + _output_warnings(options, output, complete),
@@ -333,7 +360,11 @@ async def _tick(live: LiveStatus, reporter: Reporter) -> None:
 @contextlib.contextmanager
 def _signals(stop: asyncio.Event) -> Iterator[None]:
     """First SIGINT/SIGTERM: stop submitting and wrap up. Second: leave at once (state is safe:
-    every transition is a committed transaction)."""
+    every transition is a committed transaction).
+
+    Only the main thread can take signals: elsewhere (a notebook's run on a thread of its
+    own, a loop that cannot take them) the run goes without, and the caller's handlers are put
+    back afterwards."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -347,10 +378,18 @@ def _signals(stop: asyncio.Event) -> Iterator[None]:
             os._exit(EXIT_TEMPFAIL)
         stop.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+    installed: dict[signal.Signals, Any] = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(sig)
+            loop.add_signal_handler(sig, on_signal)
+            installed[sig] = previous
+    except (NotImplementedError, RuntimeError, ValueError):
+        pass  # a loop without signal support (Windows' Proactor, some embedders): go without
     try:
         yield
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig, previous in installed.items():
             loop.remove_signal_handler(sig)
+            if previous is not None:
+                signal.signal(sig, previous)

@@ -1,31 +1,10 @@
-"""The scheduler's ledgers: pyrate-limiter sliding-window logs, in memory or in SQLite.
+"""A ledger: one limit kept over a `Bucket`, whichever backend stores it.
 
-Part of the schedule stage; only `schedule.py` uses it. A `Ledger` is one limit: a
-pyrate-limiter `Limiter` over one bucket, plus a pause (the server's 429 `Retry-After`) and a
-clock-driven wait. Shared ledgers are tables in one SQLite file per API key:
-
-    usage     (name, item_timestamp)  one row per email submitted, epoch ms
-    requests  (name, item_timestamp)  one row per HTTP request
-    pauses    (ledger, until_ms)      no acquire on `ledger` before `until_ms`
-
-Each acquire's rows carry a ticket as their `name`: the ledger, a token drawn by this process
-and a sequence number. The limits count every row whatever its name; the ticket lets a process
-move (`restamp`) or delete (`refund`) exactly the rows of one of its own acquires, never
-another process's.
-
-Three things in pyrate-limiter 4.5.1 shape this module:
-
-- `SQLiteBucket.now()` reads `time_ns()` and ignores the bucket's `_clock`, so an injected clock
-  would be silently bypassed; the subclass below restores the base class's behaviour.
-- `Limiter`'s blocking acquire sleeps with `asyncio.sleep`/`time.sleep` against `monotonic()`
-  (plus a 50 ms buffer per wait), which no injected clock can drive. So `Ledger.acquire` makes
-  non-blocking attempts and sleeps on our clock for exactly what `bucket.waiting()` reports.
-- `init_from_file(use_file_lock=True)` needs the `filelock` package, which is not a dependency
-  (it is pyrate-limiter's `filelock` extra), and polls its lock every 50 ms with the event loop
-  blocked. SQLite already has the lock we need: `_WriteLock` makes each bucket operation one
-  `BEGIN IMMEDIATE` transaction, so a count-then-insert is atomic across processes.
-
-The background leaker thread is not used either; `Ledger` deletes old rows itself, on its clock.
+A `Ledger` is one limit: a sliding-window log (`bucket.Bucket`) plus a pause (the server's 429
+`Retry-After`) and a clock-driven wait. It holds the logic that is the same for every backend:
+tickets, waiting on our clock for what the bucket says, and deleting old entries on that clock
+rather than on pyrate-limiter's background leaker thread. `backends.open_ledgers` picks the
+bucket.
 """
 
 from __future__ import annotations
@@ -34,241 +13,30 @@ import asyncio
 import itertools
 import math
 import secrets
-import sqlite3
-import threading
-from bisect import bisect_left
-from operator import attrgetter
-from pathlib import Path
-from types import TracebackType
 
-from pyrate_limiter import (
-    AbstractClock,
-    InMemoryBucket,
-    Limiter,
-    Rate,
-    RateItem,
-    SingleBucketFactory,
-    SlidingWindowLog,
-    SQLiteBucket,
-    SQLiteQueries,
-)
-
-from ..limits import Limit
+from .bucket import Bucket
 from .clock import Clock
 
-# Rows stay at least this long, even when this process's window is shorter: another process on
-# the same key may run with a longer window and still be counting them.
+# Entries stay at least this long, even when this process's window is shorter: another process
+# on the same key may run with a longer window and still be counting them.
 _KEEP_MS = 3_600_000
 
 
 _LEAK_EVERY_MS = 60_000
 
 
-# How long a process waits for another one's transaction before giving up (they take ~1 ms).
-_BUSY_TIMEOUT = 60.0
+class Ledger:
+    """One limit: at most `bucket.capacity` units in any window of `bucket.window_ms`.
 
-
-_ALGORITHM = SlidingWindowLog()
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    """Open (creating if need be) the ledger file at `path`, shared by both ledgers."""
-    # Autocommit: the only transactions are the explicit ones `_WriteLock` opens.
-    conn = sqlite3.connect(
-        path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT
-    )
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        # A killed process loses nothing committed; only an OS crash may lose the last commits.
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS pauses (ledger TEXT PRIMARY KEY, until_ms INTEGER NOT NULL)"
-        )
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-class _MsClock(AbstractClock):
-    """pyrate-limiter's clock interface (integer epoch ms) over one of our clocks."""
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-
-    def now(self) -> int:
-        # Round to the microsecond first so virtual times like 3.0000000001 s do not lose a ms.
-        return round(self.clock.now() * 1_000_000) // 1000
-
-
-class _WriteLock:
-    """SQLite's write lock, used as a pyrate-limiter bucket lock: reentrant, thread-safe.
-
-    The outermost acquire opens `BEGIN IMMEDIATE`, which waits for any other process's write
-    transaction; the outermost release commits (rolls back on error). `SQLiteBucket.put()`
-    commits itself after its insert, which is its last statement, so that is harmless.
-    Never hold two ledger files' locks at once in one thread.
+    `clock` is what the ledger sleeps on; the bucket reads the same time.
     """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self._thread_lock = threading.RLock()
-        self._depth = 0
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if not self._thread_lock.acquire(blocking, timeout):
-            return False
-        if self._depth == 0:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-            except BaseException:
-                self._thread_lock.release()
-                raise
-        self._depth += 1
-        return True
-
-    def release(self, ok: bool = True) -> None:
-        self._depth -= 1
-        try:
-            if self._depth == 0 and self._conn.in_transaction:
-                if ok:
-                    self._conn.commit()
-                else:
-                    self._conn.rollback()
-        finally:
-            self._thread_lock.release()
-
-    def __enter__(self) -> _WriteLock:
-        self.acquire()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release(ok=exc_type is None)
-
-
-class _MemoryBucket(InMemoryBucket):
-    """A ledger private to this process."""
-
-    def __init__(self, rate: Rate, clock: _MsClock) -> None:
-        super().__init__([rate], algorithm=_ALGORITHM)
-        self._clock = self._ms_clock = clock
-        self._paused_until = 0
-
-    def now(self) -> int:
-        return self._ms_clock.now()
-
-    def in_window(self, since_ms: int) -> int:
-        with self._lock:
-            return len(self.items) - bisect_left(self.items, since_ms, key=attrgetter("timestamp"))
-
-    def paused_until(self) -> int:
-        return self._paused_until
-
-    def restamp_ticket(self, ticket: str, now_ms: int) -> None:
-        with self._lock:
-            mine = [i for i, item in enumerate(self.items) if item.name == ticket]
-            if not mine:
-                return
-            # Entries of one put() share a RateItem: replace them, do not mutate.
-            stamp = max(now_ms, self.items[mine[-1]].timestamp)
-            moved = RateItem(ticket, stamp, weight=len(mine))
-            rest = [item for item in self.items if item.name != ticket]
-            # The log stays sorted by timestamp: the moved entries go after every earlier one.
-            at = bisect_left(rest, stamp + 1, key=attrgetter("timestamp"))
-            self.items = [*rest[:at], *[moved] * len(mine), *rest[at:]]
-
-    def refund_ticket(self, ticket: str) -> None:
-        with self._lock:
-            self.items = [item for item in self.items if item.name != ticket]
-
-    def pause_until(self, until_ms: int) -> None:
-        self._paused_until = max(self._paused_until, until_ms)
-
-
-class _SharedBucket(SQLiteBucket):
-    """A ledger table in the key's SQLite file, shared by every process using the key."""
-
-    def __init__(self, rate: Rate, conn: sqlite3.Connection, table: str, clock: _MsClock) -> None:
-        super().__init__([rate], conn, table, lock=_WriteLock(conn), algorithm=_ALGORITHM)
-        self._clock = self._ms_clock = clock
-        with self.lock:
-            conn.execute(SQLiteQueries.CREATE_BUCKET_TABLE.format(table=table))
-            conn.execute(
-                SQLiteQueries.CREATE_INDEX_ON_TIMESTAMP.format(
-                    index_name=f"idx_{table}_rate_item_timestamp", table_name=table
-                )
-            )
-            conn.execute(f'CREATE INDEX IF NOT EXISTS "idx_{table}_name" ON "{table}" (name)')
-
-    def now(self) -> int:
-        # SQLiteBucket.now() returns time_ns() whatever `_clock` says; use the injected clock.
-        return self._ms_clock.now()
-
-    def in_window(self, since_ms: int) -> int:
-        row = self.conn.execute(
-            f'SELECT COUNT(*) FROM "{self.table}" WHERE item_timestamp >= ?', (since_ms,)
-        ).fetchone()
-        return int(row[0])
-
-    def restamp_ticket(self, ticket: str, now_ms: int) -> None:
-        with self.lock:
-            self.conn.execute(
-                f'UPDATE "{self.table}" SET item_timestamp = MAX(item_timestamp, ?) WHERE name = ?',
-                (now_ms, ticket),
-            )
-
-    def refund_ticket(self, ticket: str) -> None:
-        with self.lock:
-            self.conn.execute(f'DELETE FROM "{self.table}" WHERE name = ?', (ticket,))
-
-    def paused_until(self) -> int:
-        row = self.conn.execute(
-            "SELECT until_ms FROM pauses WHERE ledger = ?", (self.table,)
-        ).fetchone()
-        return 0 if row is None else int(row[0])
-
-    def pause_until(self, until_ms: int) -> None:
-        with self.lock:
-            self.conn.execute(
-                "INSERT INTO pauses (ledger, until_ms) VALUES (?, ?) ON CONFLICT (ledger) "
-                "DO UPDATE SET until_ms = MAX(until_ms, excluded.until_ms)",
-                (self.table, until_ms),
-            )
-
-    def close(self) -> None:
-        # The connection is shared by both ledgers; the Scheduler that opened it closes it.
-        pass
-
-
-class Ledger:
-    """One limit: at most `limit.count` units in any window of `limit.period` + `margin` s."""
-
-    def __init__(
-        self,
-        name: str,
-        limit: Limit,
-        margin: float,
-        clock: Clock,
-        conn: sqlite3.Connection | None,
-    ) -> None:
+    def __init__(self, name: str, bucket: Bucket, clock: Clock) -> None:
         self.name = name
-        self.limit = limit
+        self.bucket = bucket
         self.clock = clock
-        self.window_ms = math.ceil(round((limit.period + margin) * 1000, 6))
-        self.rate = Rate(limit.count, self.window_ms)
-        ms_clock = _MsClock(clock)
-        self.bucket: _MemoryBucket | _SharedBucket = (
-            _MemoryBucket(self.rate, ms_clock)
-            if conn is None
-            else _SharedBucket(self.rate, conn, name, ms_clock)
-        )
-        # No background leaker thread: see the module docstring.
-        self.limiter = Limiter(SingleBucketFactory(self.bucket, schedule_leak=False), buffer_ms=0)
+        self.capacity = bucket.capacity
+        self.window_ms = bucket.window_ms
         self._last_leak_ms = 0
         # Tickets name this process's acquires; the token keeps them apart from other processes'.
         self._token = secrets.token_hex(8)
@@ -297,31 +65,25 @@ class Ledger:
         paused = self.bucket.paused_until() - now
         if paused > 0:
             return paused
-        name = ticket or self.new_ticket()
-        admitted = self.limiter.try_acquire(name, weight, blocking=False)
-        assert isinstance(admitted, bool)  # a sync bucket never answers with an awaitable
-        if admitted:
-            if now - self._last_leak_ms >= _LEAK_EVERY_MS:
-                # leak() drops rows older than one window before the timestamp it is given.
-                self.bucket.leak(now - max(0, _KEEP_MS - self.window_ms))
-                self._last_leak_ms = now
-            return 0
-        # The failed put() recorded when this weight fits; waiting() reads it back.
-        wait = self.bucket.waiting(RateItem(self.name, self.bucket.now(), weight))
-        assert isinstance(wait, int) and wait >= 0, wait
-        return max(wait, 1)
+        if weight > 0:
+            wait = self.bucket.try_acquire(ticket or self.new_ticket(), weight)
+            if wait > 0:
+                return wait
+        if now - self._last_leak_ms >= _LEAK_EVERY_MS:
+            self.bucket.forget_before(now - max(_KEEP_MS, self.window_ms))
+            self._last_leak_ms = now
+        return 0
 
     def wait_for(self, weight: int) -> float:
         """Seconds until `weight` units would fit, without recording them."""
         now = self.bucket.now()
         wait = self.bucket.paused_until() - now
-        if self.in_window(now) + weight > self.limit.count:
-            # The entry whose expiry makes room, counted from the newest, as put() does.
-            offset = _ALGORITHM.blocking_offset(self.rate, weight)
-            blocking = None if offset is None else self.bucket.peek(offset)
+        if self.in_window(now) + weight > self.capacity:
+            # The entry whose expiry makes room, counted from the newest, as an acquire does.
+            blocking = self.bucket.stamp_from_newest(self.capacity - weight)
             if blocking is not None:
-                ready = _ALGORITHM.retry_after(self.rate, now, blocking.timestamp)
-                wait = max(wait, ready)
+                # +1: an entry stamped exactly `window_ms` ago still counts.
+                wait = max(wait, blocking + self.window_ms - now + 1)
         return max(0, wait) / 1000
 
     def pause_left(self) -> float:
@@ -331,7 +93,7 @@ class Ledger:
     def in_window(self, now: int | None = None) -> int:
         """Units recorded in the window ending now."""
         now = self.bucket.now() if now is None else now
-        return self.bucket.in_window(_ALGORITHM.window_start(self.rate, now))
+        return self.bucket.in_window(now - self.window_ms)
 
     def restamp(self, ticket: str) -> None:
         """Move the entries of `ticket` (this process's) to now, never earlier: stamps only
@@ -349,7 +111,7 @@ class Ledger:
         self.bucket.pause_until(self.bucket.now() + math.ceil(seconds * 1000))
 
     def close(self) -> None:
-        self.limiter.close()
+        self.bucket.close()
 
     def _async_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()

@@ -5,9 +5,10 @@ Two ledgers, both sliding-window logs (pyrate-limiter's `SlidingWindowLog`, exac
 - the usage ledger counts emails submitted, one entry per email (weight = batch size);
 - the request ledger counts HTTP requests, every endpoint, polls and page fetches included.
 
-With a `ledger_dir` both live in one SQLite file per API key, so every process and every cron
-run on that key shares them and a restart remembers the last window. Each window is widened by
-a small margin so that network latency cannot squeeze two windows' worth into one on the server.
+With a `ledger_dir` both are shared by every process and every cron run on that key, and a
+restart remembers the last window (`backends.open_ledgers` picks where they live). Each window
+is widened by a small margin so that network latency cannot squeeze two windows' worth into
+one on the server.
 
     async with Scheduler(ScheduleConfig(ledger_dir=state_dir, key_id=key_id(api_key))) as s:
         admission = await s.admit(len(batch))  # quota and the POST's slot, stamped together
@@ -25,65 +26,14 @@ schedule pass in milliseconds.
 
 from __future__ import annotations
 
-import hashlib
-import math
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 
-from ..limits import Limit
+from .backends import open_ledgers
 from .clock import Clock, SystemClock
-from .ledger import Ledger, connect
+from .config import ScheduleConfig, key_id
 
-_KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def key_id(api_key: str) -> str:
-    """A stable, non-secret name for an API key: its ledgers and state are filed under it.
-
-    >>> key_id("secret-key")
-    '3b9a1f953d75b2d6'
-    """
-    return hashlib.sha256(f"ample-batch:{api_key}".encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True, kw_only=True)
-class ScheduleConfig:
-    """The limits to keep and where their ledgers live."""
-
-    usage_limit: Limit = Limit(15000, 3600.0)
-    """Emails submitted per rolling window."""
-    rate_limit: Limit = Limit(500, 60.0)
-    """Requests per rolling window, all endpoints together."""
-    ledger_dir: Path | None = None
-    """Where the shared ledgers live; None keeps them in memory (one process only)."""
-    key_id: str = "default"
-    """Ledgers are per API key: `key_id(api_key)`, never the key itself."""
-    margin: float | None = None
-    """Seconds added to each window for network latency; None = 0.5% of the period, at most 2 s."""
-
-    def __post_init__(self) -> None:
-        for name, limit in (("usage_limit", self.usage_limit), ("rate_limit", self.rate_limit)):
-            if limit.count < 1 or not limit.period > 0:
-                raise ValueError(f"{name} must allow at least 1 per positive period, not {limit}")
-        if self.margin is not None and not self.margin >= 0:
-            raise ValueError(f"margin must be zero or more seconds, not {self.margin}")
-        if not _KEY_ID.match(self.key_id):
-            raise ValueError("key_id must be letters, digits, '-' or '_': use key_id(api_key)")
-
-    def margin_for(self, limit: Limit) -> float:
-        """The margin added to `limit`'s window, in seconds."""
-        if self.margin is not None:
-            return self.margin
-        return min(0.005 * limit.period, 2.0)
-
-    @property
-    def ledger_path(self) -> Path | None:
-        """The SQLite file holding this key's ledgers, if they are shared."""
-        if self.ledger_dir is None:
-            return None
-        return self.ledger_dir / f"ledger-{self.key_id}.sqlite"
+__all__ = ["Admission", "ScheduleConfig", "Scheduler", "key_id"]
 
 
 @dataclass(frozen=True)
@@ -110,29 +60,9 @@ class Scheduler:
     def __init__(self, config: ScheduleConfig, clock: Clock | None = None) -> None:
         self.config = config
         self.clock: Clock = clock if clock is not None else SystemClock()
-        path = config.ledger_path
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = None if path is None else connect(path)
-        try:
-            self._usage = Ledger(
-                "usage",
-                config.usage_limit,
-                config.margin_for(config.usage_limit),
-                self.clock,
-                self._conn,
-            )
-            self._requests = Ledger(
-                "requests",
-                config.rate_limit,
-                config.margin_for(config.rate_limit),
-                self.clock,
-                self._conn,
-            )
-        except BaseException:
-            if self._conn is not None:
-                self._conn.close()
-            raise
+        self._ledgers = open_ledgers(config, self.clock)
+        self._usage = self._ledgers.usage
+        self._requests = self._ledgers.requests
         self._closed = False
 
     async def admit(self, emails: int) -> Admission:
@@ -219,10 +149,7 @@ class Scheduler:
         if self._closed:
             return
         self._closed = True
-        self._usage.close()
-        self._requests.close()
-        if self._conn is not None:
-            self._conn.close()
+        self._ledgers.close()
 
     def _check_batch(self, emails: int) -> None:
         limit = self.config.usage_limit
@@ -255,29 +182,3 @@ class Scheduler:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def ideal_last_submission(unique_emails: int, usage: Limit, chunk: int) -> float:
-    """Seconds from the first submission to the last on an ideal quota-bound schedule.
-
-    Batches are `chunk` emails (the last one the remainder). A rolling window holds at most
-    `usage.count // chunk` full batches, so the greedy schedule, which no schedule beats, sends
-    them in groups one window apart; the remainder joins the last group if it still fits.
-
-    >>> ideal_last_submission(12_000, Limit(1000, 2.0), 1000)   # 11 windows
-    22.0
-    >>> ideal_last_submission(1_000, Limit(1000, 2.0), 300)     # 300+300+300+100 in one window
-    0.0
-    """
-    if not 1 <= chunk <= usage.count:
-        raise ValueError(f"chunk must be between 1 and {usage.count}, not {chunk}")
-    if unique_emails <= chunk:
-        return 0.0
-    batches = math.ceil(unique_emails / chunk)
-    last = unique_emails - (batches - 1) * chunk
-    per_window = usage.count // chunk
-    group = (batches - 2) // per_window  # the group of the last full batch
-    in_group = (batches - 1) - group * per_window
-    if in_group * chunk + last > usage.count:
-        group += 1
-    return group * usage.period

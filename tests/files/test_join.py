@@ -14,9 +14,10 @@ from helpers import DATA, ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ample_batch.errors import InputError, OutputUnwritten
 from ample_batch.files.emails import is_valid_email, normalise_email
 from ample_batch.files.inspect import inspect_input
-from ample_batch.files.join import Verdicts, enrich_batches, enrich_file
+from ample_batch.files.join import Enriched, Verdicts, enrich_batches, enrich_file
 
 
 def table(spec_path: Path, verdicts: Verdicts, **options: str) -> pa.Table:
@@ -143,7 +144,10 @@ def test_enrich_file_keeps_every_byte_of_a_minimally_quoted_file(tmp_path: Path)
         (e, results[i % 6], [True, False, None][i % 3]) for i, e in enumerate(emails[::2])
     )
     out = tmp_path / "out.csv"
-    assert enrich_file(spec, verdicts, out, rows=2000) == 2000
+    enriched = enrich_file(spec, verdicts, out, rows=2000)
+    assert enriched.rows == sum(enriched.results.values()) == 2000
+    assert list(enriched.results) == sorted(enriched.results)
+    assert {"no_email", "invalid_syntax", "pending", "unknown"} <= set(enriched.results)
     written = out.read_bytes()
     assert b"=1+1" not in written
     # The generator quotes only where needed, so only the two new cells differ on each record.
@@ -161,11 +165,21 @@ def test_a_stray_quote_is_read_as_text_and_quoted_on_output(tmp_path: Path) -> N
     odd.write_bytes(b'email,name\na@example.com,ab"c\n')
     spec = inspect_input(odd)
     out = tmp_path / "odd.validated.csv"
-    assert enrich_file(spec, Verdicts.from_rows([("a@example.com", "risky", False)]), out) == 1
+    enriched = enrich_file(spec, Verdicts.from_rows([("a@example.com", "risky", False)]), out)
+    assert enriched == Enriched(rows=1, results={"risky": 1})
     assert (
         out.read_bytes() == b"email,name,email_result,email_catch_all\n"
         b'a@example.com,"ab""c",risky,false\n'
     )
+
+
+def test_enrich_file_unchecked_says_the_verdicts_are_kept(tmp_path: Path) -> None:
+    spec = inspect_input(DATA / "quoted.csv")
+    gone = tmp_path / "gone" / "out.csv"  # the directory vanished after the run's check
+    with pytest.raises(InputError, match="does not exist"):
+        enrich_file(spec, Verdicts.from_rows([]), gone)
+    with pytest.raises(OutputUnwritten, match="the verdicts are kept"):
+        enrich_file(spec, Verdicts.from_rows([]), gone, check=False)
 
 
 POOL = [

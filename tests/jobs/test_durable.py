@@ -31,9 +31,11 @@ from helpers import (
 )
 
 from ample_batch.errors import StateUnusable
-from ample_batch.jobs.db import DB_NAME, MIGRATIONS, BatchState
+from ample_batch.jobs.db import DB_NAME, MIGRATIONS
 from ample_batch.jobs.engine import Engine
-from ample_batch.jobs.store import PLAN_CHUNK, Store
+from ample_batch.jobs.records import BatchState
+from ample_batch.jobs.store import Store
+from ample_batch.jobs.store_plan import PLAN_CHUNK
 from ample_batch.limits import Limit
 from ample_batch.quota.scheduler import ScheduleConfig, Scheduler, key_id
 

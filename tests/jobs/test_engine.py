@@ -17,9 +17,9 @@ from ample_batch.api.match import ResultMatcher
 from ample_batch.api.retries import RetryPolicy
 from ample_batch.fake.config import verdict_for
 from ample_batch.fake.server import RunningFake
-from ample_batch.jobs.db import BatchState
 from ample_batch.jobs.engine import Engine
 from ample_batch.jobs.follow import Counters, FollowPolicy
+from ample_batch.jobs.records import BatchState
 from ample_batch.jobs.store import Store
 from ample_batch.limits import Limit
 from ample_batch.quota.scheduler import ScheduleConfig, Scheduler

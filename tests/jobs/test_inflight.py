@@ -89,7 +89,7 @@ def _job(store, name: str, key: str = "k1"):
 
 
 def test_adoption_in_the_store(tmp_path: Path) -> None:
-    from ample_batch.jobs.db import BatchState
+    from ample_batch.jobs.records import BatchState
     from ample_batch.jobs.store import Store
 
     with Store(tmp_path) as store:

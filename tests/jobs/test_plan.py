@@ -11,7 +11,7 @@ emails = st.lists(st.from_regex(r"[a-z]{1,6}@[a-z]{1,5}\.(com|org)", fullmatch=T
 
 @given(emails, st.integers(min_value=1, max_value=25))
 def test_every_email_lands_in_exactly_one_batch(items: list[str], size: int) -> None:
-    batches = split_batches(items, size)
+    batches = list(split_batches(items, size))
     assert [e for batch in batches for e in batch] == items
     assert all(1 <= len(batch) <= size for batch in batches)
 

@@ -5,8 +5,9 @@ import pytest
 from helpers import ManualClock
 
 from ample_batch.errors import JobBusy
-from ample_batch.jobs.db import BATCH_ATTEMPTS, MIGRATIONS, BatchState
+from ample_batch.jobs.db import MIGRATIONS
 from ample_batch.jobs.locks import job_lock
+from ample_batch.jobs.records import BATCH_ATTEMPTS, BatchState
 from ample_batch.jobs.store import Store
 
 
@@ -24,6 +25,14 @@ def open_job(store: Store, ttl: float = 86400.0):
         output_path="/data/leads.validated.csv",
         cache_ttl=ttl,
     )
+
+
+def fetching(store: Store, batch_id: int, status: str = "error") -> int:
+    """Walk a planned batch through a submission to paging its results, as the engine does."""
+    store.mark_submitting(batch_id)
+    store.mark_running(batch_id, remote_id=f"r{batch_id}", remote_href=f"/v/r{batch_id}")
+    store.mark_fetching(batch_id, first_href=f"/v/r{batch_id}", remote_status=status)
+    return batch_id
 
 
 def test_same_input_same_job(store: Store) -> None:
@@ -101,13 +110,13 @@ def test_error_batches_retry_then_fail(store: Store) -> None:
     job = open_job(store)
     store.plan(job.id, cached=[], new=["a@x.co", "b@x.co"], chunk_size=5)
     batch_id = store.batches(job.id)[0].id
-    store.record_page(batch_id, [("a@x.co", "deliverable", False)], next_href=None)
+    store.record_page(fetching(store, batch_id), [("a@x.co", "deliverable", False)], next_href=None)
     for attempt in range(1, BATCH_ATTEMPTS):
         new_id = store.retry_unresolved(batch_id, error="boom")
         assert new_id is not None
         assert store.batch(new_id).attempt == attempt + 1
         assert store.batch_emails(new_id) == ["b@x.co"]
-        batch_id = new_id
+        batch_id = fetching(store, new_id)
     assert store.retry_unresolved(batch_id, error="boom") is None
     assert store.batch(batch_id).state is BatchState.FAILED
     assert ("b@x.co", "failed", None) in list(store.job_verdicts(job.id))
@@ -118,7 +127,7 @@ def test_released_emails_can_be_planned_again(store: Store) -> None:
     job = open_job(store)
     store.plan(job.id, cached=[], new=["a@x.co", "b@x.co"], chunk_size=5)
     batch_id = store.batches(job.id)[0].id
-    store.record_page(batch_id, [("a@x.co", "deliverable", False)], next_href=None)
+    store.record_page(fetching(store, batch_id), [("a@x.co", "deliverable", False)], next_href=None)
     assert store.release_unresolved(batch_id, error="canceled") == 1
     assert store.batched_emails(job.id) == ["a@x.co"]
 
@@ -155,7 +164,7 @@ def test_job_lock_is_exclusive(tmp_path: Path) -> None:
 def test_split_keeps_the_attempt_and_every_email(store: Store) -> None:
     job = open_job(store)
     store.plan(job.id, cached=[], new=[f"u{i}@x.co" for i in range(10)], chunk_size=10)
-    batch_id = store.batches(job.id)[0].id
+    batch_id = fetching(store, store.batches(job.id)[0].id)
     new_id = store.retry_unresolved(batch_id, error="boom")
     assert new_id is not None
     store.split(new_id, 4)
@@ -171,6 +180,8 @@ def test_a_validations_errors_survive_a_restart(store: Store) -> None:
     store.plan(job.id, cached=[], new=["a@x.co"], chunk_size=5)
     batch_id = store.batches(job.id)[0].id
     errors = [{"code": "insufficient_credits", "detail": "out"}]
+    store.mark_submitting(batch_id)
+    store.mark_running(batch_id, remote_id="r1", remote_href="/v/1")
     store.mark_fetching(batch_id, first_href="/v/1", remote_status="error", errors=errors)
     assert store.remote_errors(batch_id) == errors
 

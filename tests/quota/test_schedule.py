@@ -24,7 +24,8 @@ from ample_batch.api.client import ValidationClient
 from ample_batch.fake.server import RunningFake
 from ample_batch.limits import Limit
 from ample_batch.quota.clock import SystemClock, VirtualClock
-from ample_batch.quota.scheduler import ScheduleConfig, Scheduler, ideal_last_submission, key_id
+from ample_batch.quota.ideal import ideal_last_submission
+from ample_batch.quota.scheduler import ScheduleConfig, Scheduler, key_id
 
 Events = list[tuple[float, int]]
 
@@ -384,31 +385,6 @@ async def test_close_is_idempotent_and_async_with_works(tmp_path: Path) -> None:
         await scheduler.request()
     scheduler.close()
     assert (tmp_path / "new" / "dir" / "ledger-default.sqlite").exists()
-
-
-@pytest.mark.parametrize(
-    ("unique", "usage", "chunk", "expected"),
-    [
-        (12_000, Limit(1000, 2.0), 1000, 22.0),
-        (12_001, Limit(1000, 2.0), 1000, 24.0),
-        (1_000, Limit(1000, 2.0), 1000, 0.0),
-        (0, Limit(1000, 2.0), 1000, 0.0),
-        (1_000_000, Limit(15000, 3600.0), 15000, 66 * 3600.0),
-        (1_000, Limit(1000, 2.0), 300, 0.0),
-        (1_100, Limit(1000, 2.0), 300, 2.0),
-        (10_000, Limit(1000, 2.0), 300, 20.0),
-        (10, Limit(3, 1.0), 2, 4.0),
-    ],
-)
-def test_ideal_last_submission(unique: int, usage: Limit, chunk: int, expected: float) -> None:
-    assert ideal_last_submission(unique, usage, chunk) == expected
-
-
-def test_ideal_last_submission_refuses_impossible_chunks() -> None:
-    with pytest.raises(ValueError):
-        ideal_last_submission(10, Limit(5, 1.0), 6)
-    with pytest.raises(ValueError):
-        ideal_last_submission(10, Limit(5, 1.0), 0)
 
 
 # --- the virtual clock ------------------------------------------------------------------------

@@ -1,0 +1,138 @@
+"""Planning in the SQLite job store: a job's batches cut from its emails, cache hits as
+batches born done, and the cache's freshness lookups and pruning. A layer of `store.Store`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+
+from ..options import DEFAULT_CACHE_TTL
+from .plan import split_batches
+from .records import BatchState, Verdict
+from .store_outcomes import OutcomeRecords
+
+PLAN_CHUNK = 50_000
+"""Emails per planning transaction: other processes on the state dir wait at most one."""
+
+
+@contextlib.contextmanager
+def _then_yield_the_lock() -> Iterator[None]:
+    """After a long transaction, pause a quarter of its time (within bounds): SQLite's
+    waiters poll with growing sleeps, so back-to-back transactions would starve them."""
+    started = time.monotonic()
+    yield
+    time.sleep(min(0.1, max(0.005, (time.monotonic() - started) / 4)))
+
+
+def catch_all_column(value: bool | None) -> int | None:
+    return None if value is None else int(value)
+
+
+class PlanRecords(OutcomeRecords):
+    """Planning and the verdict cache, on top of the jobs and outcomes."""
+
+    def batched_emails(self, job_id: str) -> list[str]:
+        """Every email in one of the job's batches, except first-attempt planned ones.
+
+        Those are dissolved and re-cut by `plan()`; everything else is settled or in flight.
+        """
+        rows = self._bulk(
+            "SELECT e.email FROM batch_emails e JOIN batches b ON b.id = e.batch_id"
+            " WHERE b.job_id = ? AND NOT (b.state = 'planned' AND b.attempt = 1)",
+            (job_id,),
+        )
+        return [email for (email,) in rows]
+
+    def fresh_verdicts(self, cutoff: float) -> Iterator[Verdict]:
+        """Cached verdicts checked at or after `cutoff`."""
+        rows = self._bulk(
+            "SELECT email, result, catch_all FROM verdicts WHERE checked_at >= ?", (cutoff,)
+        )
+        for email, result, catch_all in rows:
+            yield email, result, None if catch_all is None else bool(catch_all)
+
+    def prune_verdicts(self, run_ttl: float) -> int:
+        """Drop cached verdicts no job can use any more; returns how many went.
+
+        Kept: everything younger than the longest TTL in use (this run's, the default, or
+        any stored job's), and everything a job not done yet may reuse under its cutoff.
+        """
+        now = self._clock()
+        # The default TTL is kept whatever this run's: one `--cache-ttl 0` run must not empty
+        # the cache that every later default run would use.
+        ttls = [run_ttl, DEFAULT_CACHE_TTL]
+        keep_from = now
+        for row in self._rows("SELECT created_at, cache_cutoff, state FROM jobs"):
+            if row["cache_cutoff"] != float("inf"):
+                ttls.append(row["created_at"] - row["cache_cutoff"])
+                if row["state"] != "done":
+                    keep_from = min(keep_from, row["cache_cutoff"])
+        threshold = min(now - max(ttls), keep_from)
+        with self._transaction() as db:
+            return db.execute("DELETE FROM verdicts WHERE checked_at < ?", (threshold,)).rowcount
+
+    def plan(
+        self,
+        job_id: str,
+        *,
+        cached: Sequence[Verdict],
+        new: Sequence[str],
+        chunk_size: int,
+    ) -> None:
+        """Re-plan the job, in transactions of about PLAN_CHUNK emails each.
+
+        Unsubmitted batches are dissolved first (their emails come back in `new` from the
+        caller's set difference), so a changed --chunk-size applies on resume. Cache hits
+        become batches born done. Killed between two transactions, the job re-plans right:
+        batches born done count as batched next time, planned ones are dissolved and re-cut.
+        """
+        now = self._clock()
+        with self._transaction() as db:
+            self._drop_planned(db, job_id)
+        for part in split_batches(cached, PLAN_CHUNK):
+            with _then_yield_the_lock(), self._transaction() as db:
+                batch_id = self._new_batch(db, job_id, BatchState.DONE, len(part), "cache", now)
+                db.executemany(
+                    "INSERT INTO batch_emails VALUES (?,?,?,?)",
+                    ((batch_id, e, r, catch_all_column(c)) for e, r, c in part),
+                )
+        # Whole batches per transaction: a batch is never cut across two of them.
+        per_transaction = max(1, PLAN_CHUNK // chunk_size) * chunk_size
+        for emails in split_batches(new, per_transaction):
+            with _then_yield_the_lock(), self._transaction() as db:
+                for chunk in split_batches(emails, chunk_size):
+                    batch_id = self._new_batch(
+                        db, job_id, BatchState.PLANNED, len(chunk), "api", now
+                    )
+                    db.executemany(
+                        "INSERT INTO batch_emails (batch_id, email) VALUES (?,?)",
+                        ((batch_id, e) for e in chunk),
+                    )
+
+    def _drop_planned(self, db: sqlite3.Connection, job_id: str) -> None:
+        # Retry batches (attempt > 1) keep their attempt count, so they are not dissolved.
+        where = "job_id = ? AND state = 'planned' AND attempt = 1"
+        ids = f"SELECT id FROM batches WHERE {where}"
+        db.execute(f"DELETE FROM batch_emails WHERE batch_id IN ({ids})", (job_id,))
+        db.execute(f"DELETE FROM batches WHERE {where}", (job_id,))
+
+    def _new_batch(
+        self,
+        db: sqlite3.Connection,
+        job_id: str,
+        state: BatchState,
+        size: int,
+        source: str,
+        now: float,
+        attempt: int = 1,
+    ) -> int:
+        cursor = db.execute(
+            "INSERT INTO batches (job_id, source, state, attempt, size, updated_at)"
+            " VALUES (?,?,?,?,?,?)",
+            (job_id, source, state, attempt, size, now),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid

@@ -1,0 +1,108 @@
+"""The data-frame types `validate_frame` takes, to Arrow for the pipeline and back.
+
+    kind = frame_kind(frame)                    # "pandas", "polars" or "arrow"
+    table = text_table(frame, kind)             # what the pipeline reads
+    out = with_verdicts(frame, kind, result, catch_all)
+
+Only text columns can hold the email, so only they are copied; every other column becomes
+an all-null one of the same name (the email column's detection and the error messages see
+every name, and no exotic dtype has to survive Parquet). The verdicts are then appended to
+the caller's own frame, whose columns, dtypes and index are never converted. pandas and
+polars are imported only for a frame of theirs, found by its type's module.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pyarrow as pa
+
+FrameKind = Literal["pandas", "polars", "arrow"]
+
+
+def frame_kind(frame: object) -> FrameKind:
+    """Which supported type `frame` is; TypeError for any other."""
+    module = type(frame).__module__.split(".")[0]
+    if isinstance(frame, pa.Table):
+        return "arrow"
+    if module == "pandas" and type(frame).__name__ == "DataFrame":
+        return "pandas"
+    if module == "polars" and type(frame).__name__ == "DataFrame":
+        return "polars"
+    raise TypeError(
+        "validate_frame() takes a pandas.DataFrame, a polars.DataFrame or a pyarrow.Table, "
+        f"not {type(frame).__module__}.{type(frame).__name__}"
+    )
+
+
+def is_text(t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
+
+
+def text_table(frame: Any, kind: FrameKind) -> pa.Table:
+    """The frame's text columns as Arrow, every other column as nulls, every name kept."""
+    if kind == "arrow":
+        names, columns = list(frame.column_names), list(frame.columns)
+    elif kind == "polars":
+        names = list(frame.columns)
+        columns = [_polars_text(frame.get_column(name)) for name in names]
+    else:
+        names = [str(name) for name in frame.columns]
+        columns = [_pandas_text(frame.iloc[:, i]) for i in range(frame.shape[1])]
+    rows = len(frame)
+    kept = [c if c is not None and is_text(c.type) else pa.nulls(rows) for c in columns]
+    return pa.Table.from_arrays(kept, names=names)
+
+
+def _polars_text(series: Any) -> pa.Array | pa.ChunkedArray | None:
+    import polars as pl
+
+    if series.dtype in (pl.String, pl.Categorical) or isinstance(series.dtype, pl.Enum):
+        return series.to_arrow()
+    return None
+
+
+def _pandas_text(series: Any) -> pa.Array | None:
+    import pandas as pd
+
+    dtype = series.dtype
+    if not (
+        pd.api.types.is_object_dtype(dtype)
+        or isinstance(dtype, pd.StringDtype | pd.CategoricalDtype)
+        or pd.api.types.is_string_dtype(dtype)
+    ):
+        return None
+    try:
+        return pa.array(series, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        # Mixed objects (text with numbers, say): each value as the text it prints as.
+        return pa.array(
+            [None if pd.isna(v) is True else str(v) for v in series.tolist()], pa.string()
+        )
+
+
+def with_verdicts(
+    frame: Any, kind: FrameKind, result: pa.ChunkedArray, catch_all: pa.ChunkedArray
+) -> Any:
+    """`frame` with `email_result` (text) and `email_catch_all` (nullable bool) appended."""
+    result = result.cast(pa.string())
+    catch_all = catch_all.cast(pa.bool_())
+    if kind == "arrow":
+        return frame.append_column("email_result", result).append_column(
+            "email_catch_all", catch_all
+        )
+    if kind == "polars":
+        import polars as pl
+
+        return frame.with_columns(
+            pl.Series("email_result", result), pl.Series("email_catch_all", catch_all)
+        )
+    import pandas as pd
+
+    # Arrays, not Series: a Series would be aligned on the frame's index, not its row order.
+    out = frame.copy(deep=False)
+    out["email_result"] = result.to_pandas().array
+    out["email_catch_all"] = pd.array(catch_all.to_pylist(), dtype="boolean")
+    return out

@@ -1,0 +1,195 @@
+"""The keyword form of the Python API, named like the CLI's options and with its defaults.
+
+    validate("leads.csv", usage_limit="15000/hour", cache_ttl="7d", progress=True)
+
+`run_options` turns the keywords into `ValidateOptions`: paths from `str`, limits from
+`"COUNT/PERIOD"`, durations from `"30d"`; the key from AMPLEMARKET_API_KEY, the API root from
+AMPLEMARKET_BASE_URL and the state dir from AMPLE_BATCH_HOME (else the platform's data dir),
+as on the command line. An unknown keyword is a TypeError naming it; a bad value an InputError.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypedDict
+
+from ..api import DEFAULT_BASE_URL
+from ..errors import InputError
+from ..limits import Limit, parse_duration, parse_limit
+from ..options import DEFAULT_CACHE_TTL, ApiOptions, ValidateOptions, default_state_dir
+from .progress import LineProgress, both
+from .summary import Reporter, Summary
+
+PathLike = str | os.PathLike[str]
+
+
+class RunKeywords(TypedDict, total=False):
+    """The keywords of every validate function: the API, its limits, the state, the run."""
+
+    api_key: str | None
+    """Bearer token; AMPLEMARKET_API_KEY when None. Never printed, logged or stored."""
+    base_url: str
+    """API root; AMPLEMARKET_BASE_URL, else the real API."""
+    simulate: bool
+    """Use the built-in fake API: no key, no credits, made-up verdicts."""
+    state_dir: PathLike
+    """Job state, result cache, quota ledgers; AMPLE_BATCH_HOME, else the platform's."""
+    usage_limit: str | Limit | None
+    """Emails submitted per rolling period, e.g. "15000/hour"."""
+    rate_limit: str | Limit | None
+    """Requests per rolling period, all endpoints, e.g. "500/minute"."""
+    chunk_size: int | None
+    """Emails per POST."""
+    cache_ttl: float | str
+    """Reuse verdicts younger than this: seconds or "30d"; 0 never reuses."""
+    max_runtime: float | str | None
+    """Stop submitting after this long (seconds or "8h") and raise Stopped."""
+    progress: bool
+    """Report progress on stderr (a notebook shows it under the cell)."""
+
+
+class FileKeywords(RunKeywords, total=False):
+    """`validate`'s keywords: the run's, and how to read and write the file."""
+
+    output: PathLike | None
+    """Where the enriched list goes; <stem>.validated<ext> beside the input when None."""
+    email_column: str | None
+    """The column holding the email; detected when None."""
+    encoding: str | None
+    """CSV encoding; UTF-8, else cp1252, when None."""
+    sheet: str | None
+    """XLSX sheet; the first when None."""
+    report: PathLike | None
+    """Also write the run's HTML report here (a `.html` path)."""
+
+
+RUN_KEYWORDS = frozenset(RunKeywords.__annotations__)
+FILE_KEYWORDS = frozenset(FileKeywords.__annotations__)
+
+
+def check_keywords(caller: str, keywords: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    """TypeError naming the first keyword `caller` does not take, as Python's own says it."""
+    for name in keywords:
+        if name not in allowed:
+            raise TypeError(f"{caller}() got an unexpected keyword argument {name!r}")
+
+
+def run_options(input_path: PathLike, keywords: Mapping[str, Any]) -> ValidateOptions:
+    """ValidateOptions for `input_path` from already checked keywords (`progress` is not one)."""
+    state_dir = keywords.get("state_dir") or os.environ.get("AMPLE_BATCH_HOME")
+    api = ApiOptions(
+        api_key=_text(keywords, "api_key") or os.environ.get("AMPLEMARKET_API_KEY"),
+        base_url=_text(keywords, "base_url")
+        or os.environ.get("AMPLEMARKET_BASE_URL")
+        or DEFAULT_BASE_URL,
+        simulate=_flag(keywords, "simulate"),
+        usage_limit=_limit(keywords, "usage_limit"),
+        rate_limit=_limit(keywords, "rate_limit"),
+    )
+    output = keywords.get("output")
+    report = keywords.get("report")
+    cache_ttl = _duration(keywords, "cache_ttl")
+    return ValidateOptions(
+        input=_path(input_path, "input"),
+        output=None if output is None else _path(output, "output"),
+        email_column=_text(keywords, "email_column"),
+        encoding=_text(keywords, "encoding"),
+        sheet=_text(keywords, "sheet"),
+        api=api,
+        chunk_size=_count(keywords, "chunk_size"),
+        state_dir=default_state_dir() if not state_dir else _path(state_dir, "state_dir"),
+        cache_ttl=DEFAULT_CACHE_TTL if cache_ttl is None else cache_ttl,
+        max_runtime=_duration(keywords, "max_runtime"),
+        report=None if report is None else _path(report, "report"),
+    )
+
+
+def _path(value: object, name: str) -> Path:
+    if isinstance(value, str | os.PathLike):
+        return Path(value)
+    raise TypeError(f"{name} must be a str or a Path, not {type(value).__name__}")
+
+
+def _text(keywords: Mapping[str, Any], name: str) -> str | None:
+    value = keywords.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+
+
+def _flag(keywords: Mapping[str, Any], name: str) -> bool:
+    value = keywords.get(name, False)
+    if isinstance(value, bool):
+        return value
+    raise TypeError(f"{name} must be True or False, not {type(value).__name__}")
+
+
+def _count(keywords: Mapping[str, Any], name: str) -> int | None:
+    value = keywords.get(name)
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+
+
+def _limit(keywords: Mapping[str, Any], name: str) -> Limit | None:
+    value = keywords.get(name)
+    if value is None or isinstance(value, Limit):
+        return value
+    if isinstance(value, str):
+        return parse_limit(value)  # InputError, as on the command line
+    raise TypeError(f"{name} must be a 'COUNT/PERIOD' str or a Limit, not {type(value).__name__}")
+
+
+def _duration(keywords: Mapping[str, Any], name: str) -> float | None:
+    value = keywords.get(name)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value < 0:
+            raise InputError(f"bad {name} {value}: must not be negative")
+        return float(value)
+    raise TypeError(f"{name} must be seconds or a duration like '30d', not {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of a validate function, its keywords resolved."""
+
+    options: ValidateOptions
+    reporter: Reporter
+    """The caller's reporter and, with `progress=True`, the line reporter."""
+    progress: LineProgress | None = None
+
+    def done(self, summary: Summary) -> None:
+        if self.progress is not None:
+            self.progress.done(summary)
+
+
+def resolve(
+    caller: str,
+    source: PathLike | ValidateOptions,
+    keywords: Mapping[str, Any],
+    reporter: Reporter | None = None,
+    *,
+    allowed: frozenset[str] = FILE_KEYWORDS,
+) -> Call:
+    """The options, reporter and progress of a call: TypeError for a keyword `caller` does
+    not take, InputError for a value the command line would refuse too."""
+    if isinstance(source, ValidateOptions):
+        others = [name for name in keywords if name != "progress"]
+        if others:
+            raise TypeError(
+                f"{caller}() takes a ValidateOptions or keyword options, not both: "
+                f"got {others[0]!r}"
+            )
+        options = source
+    else:
+        check_keywords(caller, keywords, allowed)
+        options = run_options(source, keywords)
+    progress = LineProgress() if _flag(keywords, "progress") else None
+    return Call(options, both(reporter, progress), progress)
