@@ -14,7 +14,7 @@ from report_page import assert_matches_summary, assert_self_contained, read_repo
 
 import ample_batch
 from ample_batch import ApiOptions, InputError, Stopped, ValidateOptions
-from ample_batch.jobs.db import Batch, BatchState, Job, Progress
+from ample_batch.jobs.records import Batch, BatchState, Job, Progress
 from ample_batch.limits import Limit
 from ample_batch.pipeline.html_report import render, write_run_report
 from ample_batch.pipeline.report_data import TOP_DOMAINS, per_hour, report_data
