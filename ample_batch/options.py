@@ -99,6 +99,8 @@ class ValidateOptions:
     """Reuse verdicts younger than this many seconds; 0 never reuses."""
     max_runtime: float | None = None
     """Stop submitting after this many seconds and exit 75."""
+    report: Path | None = None
+    """Write the job's HTML report here as the run ends (complete or not); None writes none."""
 
 
 def state_dir_for(api: ApiOptions, state_dir: Path) -> Path:

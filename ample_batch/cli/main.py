@@ -263,6 +263,12 @@ def main() -> None:
 @limit_options
 @click.option("--max-runtime", type=DurationType(), help="Stop and exit 75 after this long.")
 @click.option("--summary-json", type=click.Path(path_type=Path), help="Write the summary as JSON.")
+@click.option(
+    "--report",
+    type=click.Path(path_type=Path),
+    metavar="PATH.html",
+    help="Write the job's HTML report as the run ends (also when it stops early).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
 @click.option("-v", "--verbose", is_flag=True, help="More detail.")
 def validate(**kw: Any) -> None:
@@ -328,7 +334,7 @@ def _validate_options(kw: dict[str, Any]) -> Any:
 
     job_fields = (
         "input", "output", "email_column", "encoding", "sheet", "chunk_size", "state_dir",
-        "cache_ttl", "max_runtime",
+        "cache_ttl", "max_runtime", "report",
     )  # fmt: skip
     return ValidateOptions(
         api=_api_options(kw), **{name: kw[name] for name in job_fields if name in kw}
@@ -400,6 +406,36 @@ def cancel(job: str, state_dir: Path, **kw: Any) -> None:
     _mute_retry_logs()
     count = run_cancel(state_dir, job, _api_options(kw))
     click.echo(f"canceled {count} running validation(s); partial results kept")
+
+
+@main.command("report")
+@click.argument("job", required=False)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    metavar="PATH.html",
+    help="The HTML file to write.",
+)
+@state_dir_option
+@click.option("--simulate", is_flag=True, help="A job of a --simulate run.")
+def report_command(job: str | None, output: Path, state_dir: Path, simulate: bool) -> None:
+    """Write JOB's report (by id prefix; default: the most recent job) as one HTML file.
+
+    Verdicts, where the credits went, the domains with the most undeliverable and catch-all
+    addresses, and emails submitted per hour against the usage limit. Self-contained (no
+    network, no scripts): open it in a browser or mail it.
+
+    \b
+    Example:
+      ample-batch report -o leads.report.html
+      ample-batch report 3f9a -o leads.report.html
+    """
+    from ..pipeline.html_report import report as write_report
+
+    job_id = write_report(state_dir, output, job, simulate=simulate)
+    click.echo(f"wrote the report of job {job_id} to {output}")
 
 
 def entry() -> NoReturn:

@@ -62,6 +62,8 @@ class FileKeywords(RunKeywords, total=False):
     """CSV encoding; UTF-8, else cp1252, when None."""
     sheet: str | None
     """XLSX sheet; the first when None."""
+    report: PathLike | None
+    """Also write the run's HTML report here (a `.html` path)."""
 
 
 RUN_KEYWORDS = frozenset(RunKeywords.__annotations__)
@@ -88,6 +90,7 @@ def run_options(input_path: PathLike, keywords: Mapping[str, Any]) -> ValidateOp
         rate_limit=_limit(keywords, "rate_limit"),
     )
     output = keywords.get("output")
+    report = keywords.get("report")
     cache_ttl = _duration(keywords, "cache_ttl")
     return ValidateOptions(
         input=_path(input_path, "input"),
@@ -100,6 +103,7 @@ def run_options(input_path: PathLike, keywords: Mapping[str, Any]) -> ValidateOp
         state_dir=default_state_dir() if not state_dir else _path(state_dir, "state_dir"),
         cache_ttl=DEFAULT_CACHE_TTL if cache_ttl is None else cache_ttl,
         max_runtime=_duration(keywords, "max_runtime"),
+        report=None if report is None else _path(report, "report"),
     )
 
 

@@ -13,6 +13,7 @@ from ..files.output import check_output, default_output_path
 from ..files.spec import InputSpec
 from ..jobs.plan import chunk_size_for
 from ..options import ValidateOptions, state_dir_for
+from .html_report import check_report_path
 
 
 class Prepared(NamedTuple):
@@ -40,5 +41,7 @@ def prepare(options: ValidateOptions, *, writes: bool = True) -> Prepared:
     output = options.output or default_output_path(options.input)
     if writes:
         check_output(spec, output)
+        if options.report is not None:
+            check_report_path(options.report)
     chunk = chunk_size_for(options.chunk_size, options.api.resolved_usage_limit)
     return Prepared(spec, output, chunk, state_dir_for(options.api, options.state_dir))

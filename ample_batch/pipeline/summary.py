@@ -35,6 +35,10 @@ class Summary:
     warnings: list[str] = field(default_factory=list)
     simulated: bool = False
     """A --simulate run: the verdicts are made up and no credit was spent."""
+    usage_limit: str | None = None
+    """The usage limit the run kept to (`15000/1h`): the report's timeline draws it."""
+    report: str | None = None
+    """The HTML report written (`--report`), as an absolute path; None when none was."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -41,6 +41,7 @@ from ..jobs.state_dir import make_state_dir, refuse_reset_state
 from ..options import ValidateOptions
 from ..quota.scheduler import Scheduler, key_id
 from . import steps as job_steps
+from .html_report import write_run_report
 from .keywords import FileKeywords, PathLike, resolve
 from .prepare import prepare
 from .session import T, api_session, resolve_api, scheduler_for
@@ -260,8 +261,18 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
         stop_reason=counters.stop_reason,
         warnings=list(spec.warnings) + counters.notes + _output_warnings(options, output, complete),
         simulated=options.api.simulate,
+        usage_limit=str(options.api.resolved_usage_limit),
     )
     state = "done" if complete else "canceled" if canceled else "partial"
+    if options.report is not None:
+        # On every outcome with a summary, so a stopped run shows how far it got.
+        problem = await asyncio.to_thread(
+            write_run_report, run.state_dir, job.id, options.report, summary.as_dict(), state
+        )
+        if problem:
+            summary.warnings.append(problem)
+        else:
+            summary.report = str(options.report.absolute())
     store.update_job(job.id, state=state, stats=summary.as_dict())
     await asyncio.to_thread(job_steps.prune_cache, run.state_dir, options.cache_ttl)
     if complete:

@@ -83,3 +83,13 @@ def test_bad_input_raises_input_error_and_spends_nothing(
             ample_batch.validate(_options(fake, src, tmp_path / "s"))
         assert fake.summary().requests == 0
     assert raised.value.exit_code == 2
+
+
+def test_the_keyword_form_writes_the_report_it_is_asked_for(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(50))
+    page = tmp_path / "report.html"
+    summary = ample_batch.validate(src, simulate=True, state_dir=tmp_path / "s", report=page)
+    assert summary.report == str(page.resolve())
+    assert "<svg" in page.read_text(encoding="utf-8")
+    with pytest.raises(InputError, match="html"):
+        ample_batch.validate(src, simulate=True, state_dir=tmp_path / "s", report=src)

@@ -1,0 +1,155 @@
+"""`validate --report PATH.html` and `ample-batch report [JOB] -o PATH.html`: the real command
+against the fake API over loopback; every figure on the page equals the --summary-json's, for
+a finished job and for one stopped early; bad ids and paths are one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import KEY, FakeInThread, cli, lead_rows, write_leads
+from report_page import assert_matches_summary, assert_self_contained, read_report
+
+
+def _validate(fake: FakeInThread, src: Path, state: Path, *extra: str) -> list[str]:
+    return ["validate", str(src), "--base-url", fake.url, "--state-dir", str(state), *extra]
+
+
+def _json(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def test_validate_report_and_the_report_command_show_the_summary(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(1500, blanks=5, invalid=2))
+    state, summary, page = tmp_path / "s", tmp_path / "s.json", tmp_path / "run.html"
+    with FakeInThread(retry_after=0.1, emails_per_second=50000) as fake:
+        done = cli(*_validate(fake, src, state, "--report", str(page), "--summary-json",
+                              str(summary), "--usage-limit", "1000/3s"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    data = _json(summary)
+    assert data["report"] == str(page) and data["usage_limit"] == "1000/3s"
+    first = read_report(page)
+    assert_self_contained(first)
+    assert_matches_summary(first, data)
+    assert first.figures["submitted"] == data["credits_spent"] == 1500
+    assert first.figures["limit_per_hour"] == 1_200_000
+    assert KEY not in first.text
+
+    # Later, from the state alone: the most recent job, and the same job by its id prefix.
+    for job in ([], [data["job"][:4]]):
+        again = tmp_path / f"again{len(job)}.html"
+        made = cli("report", *job, "-o", str(again), "--state-dir", str(state))
+        assert made.returncode == 0, made.stderr
+        assert made.stdout == f"wrote the report of job {data['job']} to {again}\n"
+        later = read_report(again)
+        assert_self_contained(later)
+        assert_matches_summary(later, data)
+        assert (later.undeliverable, later.catch_all) == (first.undeliverable, first.catch_all)
+        assert later.hour_bars == first.hour_bars
+        assert later.figures["limit_per_hour"] == 1_200_000
+
+
+def test_a_stopped_job_reports_partial_progress(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(1000))
+    state, summary, page = tmp_path / "s", tmp_path / "s.json", tmp_path / "run.html"
+    with FakeInThread(retry_after=0.2, emails_per_second=200) as fake:
+        stopped = cli(*_validate(fake, src, state, "--max-runtime", "1s", "--report", str(page),
+                                 "--summary-json", str(summary)))  # fmt: skip
+    assert stopped.returncode == 75, stopped.stderr
+    data = _json(summary)
+    assert data["complete"] is False and data["remaining"] > 0 and data["report"] == str(page)
+    for path in (page, tmp_path / "later.html"):
+        if path != page:
+            made = cli("report", data["job"], "-o", str(path), "--state-dir", str(state))
+            assert made.returncode == 0, made.stderr
+        shown = read_report(path)
+        assert_self_contained(shown)
+        assert shown.banners == ["partial"]
+        assert_matches_summary(shown, data)
+        assert shown.figures["remaining"] == data["remaining"]
+
+
+def test_a_simulated_job_is_found_with_simulate(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(50))
+    state = tmp_path / "s"
+    assert cli("validate", str(src), "--simulate", "--state-dir", str(state), "-q").returncode == 0
+    page = tmp_path / "r.html"
+    real = cli("report", "-o", str(page), "--state-dir", str(state))
+    assert real.returncode == 2 and "no jobs" in real.stderr and "add --simulate" in real.stderr
+    made = cli("report", "-o", str(page), "--state-dir", str(state), "--simulate")
+    assert made.returncode == 0, made.stderr
+    assert read_report(page).banners == ["simulated"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["zzzz", "-o", "r.html"], "ample-batch: no job 'zzzz' (or more than one starts so)"),
+        (["-o", "r.csv"], "ample-batch: --report r.csv: give a file name ending in .html"),
+        (["-o", "nowhere/r.html"], "ample-batch: --report nowhere/r.html: no directory"),
+        ([], "ample-batch: Missing option '-o' / '--output'."),
+    ],
+    ids=["bad-id", "not-html", "no-directory", "no-output"],
+)
+def test_bad_report_arguments_are_one_line_exit_2(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(20))
+    state = tmp_path / "s"
+    with FakeInThread(retry_after=0.1) as fake:
+        assert cli(*_validate(fake, src, state, "-q")).returncode == 0
+    done = subprocess.run(
+        [sys.executable, "-m", "ample_batch", "report", *args, "--state-dir", str(state)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(message), done.stderr
+    assert len(done.stderr.splitlines()) == 1
+    assert not (tmp_path / "r.html").exists() and not (tmp_path / "r.csv").exists()
+
+
+def test_no_jobs_yet_is_one_line_exit_2(tmp_path: Path) -> None:
+    done = cli("report", "-o", str(tmp_path / "r.html"), "--state-dir", str(tmp_path / "empty"))
+    assert done.returncode == 2
+    assert done.stderr.startswith("ample-batch: no jobs in the state dir ")
+    assert len(done.stderr.splitlines()) == 1
+
+
+def test_validate_refuses_a_bad_report_path_before_anything_is_spent(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(20))
+    with FakeInThread(retry_after=0.1) as fake:
+        done = cli(*_validate(fake, src, tmp_path / "s", "--report", str(src)))
+        assert fake.summary().requests == 0
+    assert done.returncode == 2
+    assert "give a file name ending in .html" in done.stderr
+    assert src.read_text().startswith("id,name,Email")  # the lead list is untouched
+
+
+PROBE = """
+import json, sys
+from ample_batch.cli.main import main
+try:
+    main(sys.argv[1:], standalone_mode=False)
+except SystemExit:
+    pass
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in
+                        ("aiohttp", "pyarrow", "polars"))), file=sys.stderr)
+"""
+
+
+def test_the_report_command_loads_nothing_heavy(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(20))
+    state = tmp_path / "s"
+    assert cli("validate", str(src), "--simulate", "--state-dir", str(state), "-q").returncode == 0
+    for args in (["report", "--help"], ["report", "-o", str(tmp_path / "r.html"), "--simulate"]):
+        done = subprocess.run(
+            [sys.executable, "-c", PROBE, *args, "--state-dir", str(state)],
+            capture_output=True, text=True, check=True, timeout=60,
+        )  # fmt: skip
+        assert json.loads(done.stderr.strip().splitlines()[-1]) == [], args
+    assert (tmp_path / "r.html").exists()
