@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..errors import InputError
+from ..pipeline.writable import check_writable
 
 if TYPE_CHECKING:
     from ..options import ValidateOptions
@@ -191,20 +191,7 @@ def utc_now() -> str:
 
 
 def check_summary_path(path: Path) -> None:
-    """InputError unless `path` can take the --summary-json file: not a directory, in an
-    existing directory where a file can be created (tried, so read-only mounts show too)."""
-    where = path.absolute()
-    if where.is_dir():
-        raise InputError(f"--summary-json {path}: is a directory; give a file name")
-    if not where.parent.is_dir():
-        raise InputError(f"--summary-json {path}: no directory {where.parent}")
-    try:
-        with tempfile.NamedTemporaryFile(dir=where.parent, prefix=f".{where.name}.", suffix=".tmp"):
-            pass
-    except OSError as exc:
-        raise InputError(
-            f"--summary-json {path}: cannot write in {where.parent} ({exc.strerror or exc})"
-        ) from exc
+    check_writable("--summary-json", path)
 
 
 def summary_record(

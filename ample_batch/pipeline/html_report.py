@@ -33,6 +33,7 @@ from .report_charts import (
     verdict_chart,
 )
 from .report_data import DomainCount, ReportData, load_report_data, per_hour, summary_of
+from .writable import check_writable
 
 SUFFIXES = (".html", ".htm")
 
@@ -100,23 +101,12 @@ footer { color: var(--muted); font-size: 13px; text-align: center; }
 
 
 def check_report_path(path: Path) -> None:
-    """InputError unless `path` can take the report: an .html name, not a directory, in an
-    existing directory where a file can be created (tried, so read-only mounts show too)."""
+    """InputError unless `path` can take the report: an .html name, then `check_writable`."""
     where = path.absolute()
     if where.suffix.lower() not in SUFFIXES:
         # Also keeps a slip like `--report leads.csv` from replacing the lead list.
         raise InputError(f"--report {path}: give a file name ending in .html")
-    if where.is_dir():
-        raise InputError(f"--report {path}: is a directory; give a file name")
-    if not where.parent.is_dir():
-        raise InputError(f"--report {path}: no directory {where.parent}")
-    try:
-        with tempfile.NamedTemporaryFile(dir=where.parent, prefix=f".{where.name}.", suffix=".tmp"):
-            pass
-    except OSError as exc:
-        raise InputError(
-            f"--report {path}: cannot write in {where.parent} ({exc.strerror or exc})"
-        ) from exc
+    check_writable("--report", path)
 
 
 def report(state_dir: Path, output: Path, job: str | None = None, *, simulate: bool = False) -> str:
