@@ -12,9 +12,9 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import click
 
@@ -26,15 +26,8 @@ from ..errors import (
     JobBusy,
     Stopped,
 )
-from .params import DurationType, LimitType
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def default_state_dir() -> Path:
-    from ..options import default_state_dir as platform_default  # the library's, one place
-
-    return platform_default()
+from .options import api_options, file_options, limit_options, quota_options, state_dir_option
+from .params import DurationType
 
 
 def _outcome(exc: BaseException) -> tuple[int, str]:
@@ -76,105 +69,6 @@ def _mute_retry_logs() -> None:
     # stamina logs each retry; without a handler Python would print them bare to stderr.
     logging.getLogger("stamina").addHandler(logging.NullHandler())
     logging.getLogger("stamina").propagate = False
-
-
-def state_dir_option(command: F) -> F:
-    return click.option(
-        "--state-dir",
-        type=click.Path(path_type=Path, file_okay=False),
-        envvar="AMPLE_BATCH_HOME",
-        default=default_state_dir,
-        help="Job state, result cache, quota ledgers [env AMPLE_BATCH_HOME].",
-    )(command)
-
-
-def file_options(command: F) -> F:
-    """Options shared by every command that reads a lead list."""
-    for decorator in reversed(
-        [
-            click.argument("input", type=click.Path(path_type=Path)),
-            click.option("--email-column", metavar="NAME", help="Column holding the email."),
-            click.option("--encoding", help="CSV encoding (default: UTF-8, else cp1252)."),
-            click.option("--sheet", metavar="NAME", help="XLSX sheet (default: the first)."),
-        ]
-    ):
-        command = decorator(command)
-    return command
-
-
-def quota_options(command: F) -> F:
-    """The account's limits: every command that talks to the API shares the key's ledgers."""
-    for decorator in reversed(
-        [
-            click.option(
-                "--usage-limit",
-                type=LimitType(),
-                default=None,
-                help="Emails submitted per rolling period "
-                "[default: 15000/hour; --simulate: unlimited].",
-            ),
-            click.option(
-                "--rate-limit",
-                type=LimitType(),
-                default=None,
-                help="Requests per rolling period, all endpoints "
-                "[default: 500/minute; --simulate: unlimited].",
-            ),
-        ]
-    ):
-        command = decorator(command)
-    return command
-
-
-def limit_options(command: F) -> F:
-    for decorator in reversed(
-        [
-            quota_options,
-            click.option(
-                "--chunk-size",
-                type=int,
-                help="Emails per POST [default: min(100000, usage-limit count)].",
-            ),
-            state_dir_option,
-            click.option(
-                "--cache-ttl",
-                type=DurationType(),
-                default="30d",
-                show_default=True,
-                help="Reuse verdicts younger than this (0 = never).",
-            ),
-        ]
-    ):
-        command = decorator(command)
-    return command
-
-
-def api_options(command: F) -> F:
-    for decorator in reversed(
-        [
-            click.option(
-                "--api-key",
-                envvar="AMPLEMARKET_API_KEY",
-                show_envvar=True,
-                help=(
-                    "Amplemarket API key; never printed, logged or stored. Prefer the "
-                    "environment variable: a key given here is visible to other users in `ps`."
-                ),
-            ),
-            click.option(
-                "--base-url",
-                envvar="AMPLEMARKET_BASE_URL",
-                default="https://api.amplemarket.com",
-                show_default=True,
-                help="API root; plain http only for loopback hosts.",
-            ),
-            click.option(
-                "--simulate", is_flag=True, help="Use the built-in fake API: no key, no credits."
-            ),
-        ]
-    ):
-        command = decorator(command)
-    return command
 
 
 LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {

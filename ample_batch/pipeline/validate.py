@@ -379,13 +379,12 @@ def _signals(stop: asyncio.Event) -> Iterator[None]:
         stop.set()
 
     installed: dict[signal.Signals, Any] = {}
-    try:
+    # A loop without signal support (Windows' Proactor, some embedders) goes without.
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous = signal.getsignal(sig)
             loop.add_signal_handler(sig, on_signal)
             installed[sig] = previous
-    except (NotImplementedError, RuntimeError, ValueError):
-        pass  # a loop without signal support (Windows' Proactor, some embedders): go without
     try:
         yield
     finally:
