@@ -15,6 +15,7 @@ import platformdirs
 from .api import DEFAULT_BASE_URL
 from .api.retries import RetryPolicy
 from .limits import Limit
+from .recheck import DEFAULT_RECHECK, RecheckPolicy
 
 DEFAULT_CACHE_TTL = 30 * 86400.0
 """`--cache-ttl`'s default: cached verdicts are reused for this many seconds."""
@@ -101,6 +102,8 @@ class ValidateOptions:
     """Stop submitting after this many seconds and exit 75."""
     report: Path | None = None
     """Write the job's HTML report here as the run ends (complete or not); None writes none."""
+    recheck: RecheckPolicy = DEFAULT_RECHECK
+    """Verdict kinds bought again once older than their rule's duration (`unknown=7d`)."""
 
 
 def state_dir_for(api: ApiOptions, state_dir: Path) -> Path:

@@ -228,7 +228,7 @@ def _validate_options(kw: dict[str, Any]) -> Any:
 
     job_fields = (
         "input", "output", "email_column", "encoding", "sheet", "chunk_size", "state_dir",
-        "cache_ttl", "max_runtime", "report",
+        "cache_ttl", "max_runtime", "report", "recheck",
     )  # fmt: skip
     return ValidateOptions(
         api=_api_options(kw), **{name: kw[name] for name in job_fields if name in kw}

@@ -8,7 +8,8 @@ from typing import Any, TypeVar
 
 import click
 
-from .params import DurationType, LimitType
+from ..recheck import DEFAULT_RECHECK
+from .params import DurationType, LimitType, RecheckType
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -83,6 +84,14 @@ def limit_options(command: F) -> F:
                 default="30d",
                 show_default=True,
                 help="Reuse verdicts younger than this (0 = never).",
+            ),
+            click.option(
+                "--recheck",
+                type=RecheckType(),
+                default=str(DEFAULT_RECHECK),
+                show_default=True,
+                help="Buy cached verdicts of these kinds again once older than this, e.g. "
+                "unknown=7d,risky=30d, on every run (a finished job's too); none = off.",
             ),
         ]
     ):

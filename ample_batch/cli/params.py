@@ -8,6 +8,7 @@ import click
 
 from ..errors import InputError
 from ..limits import Limit, parse_duration, parse_limit
+from ..recheck import RecheckPolicy, parse_recheck
 
 
 class LimitType(click.ParamType):  # type: ignore[type-arg]
@@ -30,5 +31,17 @@ class DurationType(click.ParamType):  # type: ignore[type-arg]
             return value
         try:
             return parse_duration(str(value))
+        except InputError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class RecheckType(click.ParamType):  # type: ignore[type-arg]
+    name = "VERDICT=DURATION,..."
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> RecheckPolicy:
+        if isinstance(value, RecheckPolicy):
+            return value
+        try:
+            return parse_recheck(str(value))
         except InputError as exc:
             self.fail(str(exc), param, ctx)

@@ -138,6 +138,12 @@ class Report:
             rows.append(("credits spent", f"{summary.credits_spent:,}"))
             if summary.possible_double_charges:
                 rows.append(("possible double charges", f"{summary.possible_double_charges:,}"))
+        # Why a finished job's re-run spent anything: --recheck bought old verdicts again.
+        rows += [
+            (f"  re-checked {kind}", f"{count:,}")
+            for kind, count in summary.rechecked.items()
+            if count
+        ]
         # Rows, not credits: an email in many rows is paid once and counted on every row.
         rows.append(("verdicts (rows)", f"{sum(summary.verdicts.values()):,}"))
         rows += [(f"  {name}", f"{count:,}") for name, count in summary.verdicts.items()]
@@ -260,6 +266,7 @@ def print_estimate(estimate: Estimate) -> None:
         ("cache hits", f"{estimate.cached:,}"),
         ("already in this job", f"{estimate.already_done:,}"),
         ("credits needed", f"{estimate.credits_needed:,}"),
+        *[(f"  re-checked {kind}", f"{count:,}") for kind, count in estimate.rechecked.items()],
         ("batches", f"{estimate.batches:,}"),
         ("requests (approx.)", f"{estimate.requests:,}"),
         ("last submission in", f"{estimate.seconds_to_last_submission / 3600:.1f} h"),

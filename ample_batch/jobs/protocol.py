@@ -110,6 +110,15 @@ class JobStore(Protocol):
         of whole batches; killed between two, a re-plan from `batched_emails` is still right.
         """
 
+    def release_stale(self, job_id: str, emails: Iterable[str], *, checked_before: float) -> int:
+        """Verdicts a re-check policy buys again (stale.py). In one transaction: each of
+        `emails` leaves the job's `done` and `failed` batches (each batch's `size` shrinks by
+        the emails it lost; its state and other fields stay), and each one's cached verdict
+        leaves the cache if checked before `checked_before` (`-inf`: none does). Emails in
+        the job's other batches, and other jobs' batches, are left alone. Returns how many
+        left the job's batches. Serialised with writers as any write; not durable-critical
+        (killed after it, the emails are simply in no batch, and planned again)."""
+
     def prune_verdicts(self, run_ttl: float) -> int:
         """Delete cached verdicts no job can use any more (older than the longest TTL in
         use, the default included, and than every unfinished job's cutoff); how many went."""

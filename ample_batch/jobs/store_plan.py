@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from ..options import DEFAULT_CACHE_TTL
 from .plan import split_batches
@@ -73,6 +73,44 @@ class PlanRecords(OutcomeRecords):
         threshold = min(now - max(ttls), keep_from)
         with self._transaction() as db:
             return db.execute("DELETE FROM verdicts WHERE checked_at < ?", (threshold,)).rowcount
+
+    def release_stale(self, job_id: str, emails: Iterable[str], *, checked_before: float) -> int:
+        """Verdicts a re-check policy buys again: in one transaction, `emails` leave the
+        job's done and failed batches (each shrinks by those it held), and their cached
+        verdicts checked before `checked_before` leave the cache. Returns how many left
+        the job's batches.
+
+        The next `plan` then has them as new (or reuses a verdict cached since), and no
+        submission's cache check can reuse the old one. A verdict cached since
+        `checked_before` (another run bought it again meanwhile) stays.
+        """
+        with self._transaction() as db:
+            db.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS stale_emails (email TEXT PRIMARY KEY)"
+                " WITHOUT ROWID"
+            )
+            db.execute("DELETE FROM stale_emails")
+            db.executemany("INSERT OR IGNORE INTO stale_emails VALUES (?)", ((e,) for e in emails))
+            held = (
+                "batch_id IN (SELECT id FROM batches WHERE job_id = ?"
+                " AND state IN ('done', 'failed')) AND email IN (SELECT email FROM stale_emails)"
+            )
+            shrinks = db.execute(
+                f"SELECT batch_id, COUNT(*) FROM batch_emails WHERE {held} GROUP BY batch_id",
+                (job_id,),
+            ).fetchall()
+            db.executemany(
+                "UPDATE batches SET size = size - ? WHERE id = ?",
+                ((count, batch_id) for batch_id, count in shrinks),
+            )
+            released: int = db.execute(f"DELETE FROM batch_emails WHERE {held}", (job_id,)).rowcount
+            db.execute(
+                "DELETE FROM verdicts WHERE checked_at < ?"
+                " AND email IN (SELECT email FROM stale_emails)",
+                (checked_before,),
+            )
+            db.execute("DELETE FROM stale_emails")
+        return released
 
     def plan(
         self,

@@ -9,9 +9,12 @@ from typing import Any
 from ..files.inspect import fingerprint as fingerprint_of
 from ..files.scan import scan as scan_file
 from ..jobs.backend import has_store, open_store
-from ..jobs.plan import plan_emails, schedule_for
-from ..jobs.records import job_id_for
+from ..jobs.plan import Plan, plan_emails, schedule_for
+from ..jobs.protocol import JobStore
+from ..jobs.records import Job, job_id_for
+from ..jobs.stale import StaleVerdicts
 from ..options import ValidateOptions, cache_cutoff
+from ..recheck import RecheckPolicy
 from .prepare import prepare
 
 
@@ -34,6 +37,9 @@ class Estimate:
     earliest_finish: float
     warnings: list[str] = field(default_factory=list)
     """What the user should know about how the file was read, e.g. `not UTF-8: read as cp1252`."""
+    rechecked: dict[str, int] = field(default_factory=dict)
+    """Of the credits needed, how many each `--recheck` rule sends again, by verdict kind
+    (cached or already-done verdicts it finds stale)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,6 +54,7 @@ def estimate(options: ValidateOptions) -> Estimate:
     spec = scan.spec
     already: list[str] = []
     cutoff = cache_cutoff(time.time(), options.cache_ttl)
+    rechecked = dict.fromkeys((kind for kind, _ in options.recheck.max_age), 0)
     if has_store(state_dir):
         with open_store(state_dir) as store:
             job = store.get_job(
@@ -57,7 +64,9 @@ def estimate(options: ValidateOptions) -> Estimate:
                 already = store.batched_emails(job.id)
                 cutoff = job.cache_cutoff
             # Streamed: the cache may hold millions of verdicts for other lists.
-            plan = plan_emails(scan.unique.to_pylist(), already, store.fresh_verdicts(cutoff))
+            plan, already, rechecked = _plan_as_validate_would(
+                store, job, scan.unique.to_pylist(), already, cutoff, options.recheck
+            )
     else:
         plan = plan_emails(scan.unique.to_pylist(), already, ())
     timing = schedule_for(
@@ -81,4 +90,25 @@ def estimate(options: ValidateOptions) -> Estimate:
         seconds_to_last_submission=timing.last_submission,
         earliest_finish=time.time() + timing.last_submission,
         warnings=list(spec.warnings),
+        rechecked=rechecked,
     )
+
+
+def _plan_as_validate_would(
+    store: JobStore,
+    job: Job | None,
+    unique: list[str],
+    already: list[str],
+    cutoff: float,
+    recheck: RecheckPolicy,
+) -> tuple[Plan, list[str], dict[str, int]]:
+    """The plan `steps.plan_job` would make, re-check policy included, writing nothing:
+    the plan, the emails left as already done, and how many each rule sends again."""
+    if not recheck:
+        return plan_emails(unique, already, store.fresh_verdicts(cutoff)), already, {}
+    stale = StaleVerdicts.read(store, recheck, now=time.time(), wanted=set(unique))
+    if job is not None:
+        own = set(stale.own(store.job_verdicts(job.id)))
+        already = [email for email in already if email not in own]
+    plan = plan_emails(unique, already, stale.current(store.fresh_verdicts(cutoff), set(already)))
+    return plan, already, stale.rechecked(plan.new)

@@ -1,6 +1,7 @@
 """The keyword form of the Python API, named like the CLI's options and with its defaults.
 
     validate("leads.csv", usage_limit="15000/hour", cache_ttl="7d", progress=True)
+    validate("leads.csv", recheck={"unknown": "2d", "risky": "30d"})
 
 `run_options` turns the keywords into `ValidateOptions`: paths from `str`, limits from
 `"COUNT/PERIOD"`, durations from `"30d"`; the key from AMPLEMARKET_API_KEY, the API root from
@@ -20,6 +21,7 @@ from ..api import DEFAULT_BASE_URL
 from ..errors import InputError
 from ..limits import Limit, parse_duration, parse_limit
 from ..options import DEFAULT_CACHE_TTL, ApiOptions, ValidateOptions, default_state_dir
+from ..recheck import DEFAULT_RECHECK, RecheckPolicy, recheck_from
 from .progress import LineProgress, both
 from .summary import Reporter, Summary
 
@@ -47,6 +49,9 @@ class RunKeywords(TypedDict, total=False):
     """Reuse verdicts younger than this: seconds or "30d"; 0 never reuses."""
     max_runtime: float | str | None
     """Stop submitting after this long (seconds or "8h") and raise Stopped."""
+    recheck: str | Mapping[str, str | float] | RecheckPolicy | None
+    """Buy cached verdicts of a kind again once older than this: "unknown=7d,risky=30d", or
+    {"unknown": "7d"}; "none" (or {}) turns it off; None keeps the default, unknown=7d."""
     progress: bool
     """Report progress on stderr (a notebook shows it under the cell)."""
 
@@ -104,7 +109,13 @@ def run_options(input_path: PathLike, keywords: Mapping[str, Any]) -> ValidateOp
         cache_ttl=DEFAULT_CACHE_TTL if cache_ttl is None else cache_ttl,
         max_runtime=_duration(keywords, "max_runtime"),
         report=None if report is None else _path(report, "report"),
+        recheck=_recheck(keywords),
     )
+
+
+def _recheck(keywords: Mapping[str, Any]) -> RecheckPolicy:
+    value = keywords.get("recheck")
+    return DEFAULT_RECHECK if value is None else recheck_from(value)  # InputError, as the CLI
 
 
 def _path(value: object, name: str) -> Path:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..api.client import ValidationClient
@@ -21,8 +22,10 @@ from ..jobs.engine import Engine
 from ..jobs.plan import plan_emails
 from ..jobs.protocol import JobStore
 from ..jobs.records import BatchState, Job, Progress
+from ..jobs.stale import KEEP_THE_CACHE, StaleVerdicts
 from ..limits import Limit
 from ..quota.scheduler import Scheduler
+from ..recheck import NO_RECHECK, RecheckPolicy
 
 
 def note_run(store: JobStore, job: Job, limit: Limit) -> None:
@@ -51,19 +54,49 @@ async def cancel_validations(
     return len(running)
 
 
-def plan_job(state_dir: Path, job: Job, unique: list[str], chunk: int) -> int:
-    """Plan the job (in a worker thread, on its own connection); returns emails to buy.
+@dataclass(frozen=True)
+class PlannedJob:
+    """What planning left for the engine."""
+
+    to_submit: int
+    """Emails to buy (adopted ones excluded)."""
+    rechecked: dict[str, int]
+    """Of those, how many the re-check policy sends again, by verdict kind."""
+
+
+def plan_job(
+    state_dir: Path,
+    job: Job,
+    unique: list[str],
+    chunk: int,
+    recheck: RecheckPolicy = NO_RECHECK,
+) -> PlannedJob:
+    """Plan the job (in a worker thread, on its own connection): what to buy.
 
     Emails in flight in another job on the same key are adopted, not bought (inflight.py).
+    Verdicts the re-check policy finds stale, the job's own included, are bought again
+    (jobs/stale.py): released from the job's batches and deleted from the cache first.
     """
     with open_store(state_dir) as store:
-        plan = plan_emails(
-            unique, store.batched_emails(job.id), store.fresh_verdicts(job.cache_cutoff)
-        )
+        stale = None
+        if recheck:
+            stale = StaleVerdicts.read(store, recheck, now=time.time(), wanted=set(unique))
+            own = stale.own(store.job_verdicts(job.id))
+            if own:
+                store.release_stale(job.id, own, checked_before=KEEP_THE_CACHE)
+        batched = store.batched_emails(job.id)
+        fresh = store.fresh_verdicts(job.cache_cutoff)
+        if stale is not None:
+            fresh = stale.current(fresh, set(batched))
+        plan = plan_emails(unique, batched, fresh)
+        if stale is not None:
+            for checked_before, emails in stale.from_cache.items():
+                store.release_stale(job.id, emails, checked_before=checked_before)
         adopted = store.adopt_in_flight(job.id, plan.new)
         new = [e for e in plan.new if e not in adopted] if adopted else plan.new
         store.plan(job.id, cached=plan.cached, new=new, chunk_size=chunk)
-        return len(new)
+        rechecked = stale.rechecked(new) if stale is not None else {}
+        return PlannedJob(len(new), rechecked)
 
 
 def progress(state_dir: Path, job_id: str) -> Progress:
@@ -71,12 +104,15 @@ def progress(state_dir: Path, job_id: str) -> Progress:
         return store.progress(job_id)
 
 
-def prune_cache(state_dir: Path, cache_ttl: float) -> None:
+def prune_cache(state_dir: Path, cache_ttl: float, recheck: RecheckPolicy = NO_RECHECK) -> None:
     """Housekeeping after the job's outcome is recorded: a locked or full database here must
     not turn that outcome's exit code into another (the next run prunes instead). The store
-    raises only our errors (errors.State*), whatever its backend."""
+    raises only our errors (errors.State*), whatever its backend.
+
+    Verdicts younger than the longest re-check rule are kept too: a rule judges the job's
+    own verdicts by their cached check time, and a pruned one counts as stale."""
     with contextlib.suppress(AmpleBatchError, OSError), open_store(state_dir) as store:
-        store.prune_verdicts(cache_ttl)
+        store.prune_verdicts(max(cache_ttl, recheck.longest))
 
 
 def job_verdicts(state_dir: Path, job_id: str) -> Verdicts:

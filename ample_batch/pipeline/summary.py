@@ -39,6 +39,9 @@ class Summary:
     """The usage limit the run kept to (`15000/1h`): the report's timeline draws it."""
     report: str | None = None
     """The HTML report written (`--report`), as an absolute path; None when none was."""
+    rechecked: dict[str, int] = field(default_factory=dict)
+    """Emails this run planned to buy again under `--recheck`, by verdict kind (all 0 when
+    nothing was stale; empty with `--recheck none`)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

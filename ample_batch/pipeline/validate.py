@@ -198,9 +198,10 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     live.rows, live.unique = scan.rows, unique_emails
     live.stage = "planning"
     reporter(live)
-    live.to_submit = await asyncio.to_thread(
-        job_steps.plan_job, run.state_dir, job, scan.unique.to_pylist(), chunk
+    planned = await asyncio.to_thread(
+        job_steps.plan_job, run.state_dir, job, scan.unique.to_pylist(), chunk, options.recheck
     )
+    live.to_submit = planned.to_submit
     # The emails are in the store now: holding them through the join would add to its peak.
     scan = replace(scan, unique=scan.unique[:0])
     deadline = _deadline(options, started)
@@ -262,6 +263,7 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
         warnings=list(spec.warnings) + counters.notes + _output_warnings(options, output, complete),
         simulated=options.api.simulate,
         usage_limit=str(options.api.resolved_usage_limit),
+        rechecked=planned.rechecked,
     )
     state = "done" if complete else "canceled" if canceled else "partial"
     if options.report is not None:
@@ -274,7 +276,9 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
         else:
             summary.report = str(options.report.absolute())
     store.update_job(job.id, state=state, stats=summary.as_dict())
-    await asyncio.to_thread(job_steps.prune_cache, run.state_dir, options.cache_ttl)
+    await asyncio.to_thread(
+        job_steps.prune_cache, run.state_dir, options.cache_ttl, options.recheck
+    )
     if complete:
         return summary
     if counters.out_of_credits:
