@@ -100,6 +100,13 @@ CASES: list[tuple[str, Callable, str]] = [
     ("unknown extension", raw_file(b"{}", "leads.json"), r"\.json|format|extension"),
     ("not an xlsx", raw_file(b"PK\x03\x04garbage", "leads.xlsx"), r"XLSX|xlsx"),
     ("bad --cache-ttl", good("--cache-ttl", "forever"), r"duration"),
+    (
+        "unknown --recheck verdict",
+        good("--recheck", "unkown=7d"),
+        r"--recheck.*'unkown'.*deliverable, risky, undeliverable or unknown",
+    ),
+    ("--recheck without a duration", good("--recheck", "unknown"), r"VERDICT=DURATION"),
+    ("zero --recheck", good("--recheck", "unknown=0"), r"more than zero"),
 ]
 
 
