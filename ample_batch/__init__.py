@@ -36,6 +36,7 @@ from .errors import (
     Unauthorized,
 )
 from .limits import Limit, parse_duration, parse_limit
+from .recheck import RecheckPolicy, parse_recheck
 
 # Imported on first use: they pull in pyarrow, polars and aiohttp, which the CLI's quick
 # commands (`--help`, `status`) should not pay for.
@@ -80,6 +81,7 @@ __all__ = [
     "JobBusy",
     "JobStatus",
     "Limit",
+    "RecheckPolicy",
     "RetryInterrupted",
     "RetryPolicy",
     "RetryableError",
@@ -98,6 +100,7 @@ __all__ = [
     "new_session",
     "parse_duration",
     "parse_limit",
+    "parse_recheck",
     "status",
     "validate",
     "validate_emails",
