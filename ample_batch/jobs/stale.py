@@ -13,8 +13,12 @@ store needs one write for it, `release_stale`. Two kinds of verdict go stale:
   it back.
 
     stale = StaleVerdicts.read(store, DEFAULT_RECHECK, now=time.time(), wanted=set(unique))
-    own = stale.own(store.job_verdicts(job_id))          # {checked_before: [emails]}
-    cached = list(stale.current(store.fresh_verdicts(cutoff), batched))
+    own = stale.own(store.job_verdicts(job_id))
+    store.release_stale(job_id, own, checked_before=KEEP_THE_CACHE)
+    fresh = stale.current(store.fresh_verdicts(job.cache_cutoff))
+    plan = plan_emails(unique, store.batched_emails(job_id), fresh)
+    for checked_before, emails in stale.to_delete(plan.new).items():
+        store.release_stale(job_id, emails, checked_before=checked_before)
 """
 
 from __future__ import annotations
@@ -42,9 +46,9 @@ class StaleVerdicts:
     """Per kind with a rule: the wanted emails whose cached verdict is of that kind and
     checked within the rule's duration, with their catch-all."""
     kinds: dict[str, str] = field(default_factory=dict)
-    """Every stale email found so far, with the kind of the verdict that went stale."""
-    from_cache: dict[float, list[str]] = field(default_factory=dict)
-    """Stale cache hits by `checked_before`, found while `current` was read."""
+    """Every stale email found so far (own or cached), with the kind that went stale."""
+    from_cache: set[str] = field(default_factory=set)
+    """The wanted emails whose cache hit `current` refused as stale."""
 
     @classmethod
     def read(
@@ -79,17 +83,28 @@ class StaleVerdicts:
             self.kinds[email] = result
         return found
 
-    def current(self, fresh: Iterable[Verdict], batched: Set[str]) -> Iterator[Verdict]:
-        """The cache hits the policy still allows, streamed; stale ones for the job's
-        unbatched emails are noted in `from_cache`, to be deleted before planning."""
+    def current(self, fresh: Iterable[Verdict]) -> Iterator[Verdict]:
+        """The cache hits the policy still allows, streamed; the stale ones of wanted emails
+        are noted in `from_cache` (see `to_delete`)."""
         for row in fresh:
             email, result, catch_all = row
             recent = self.recent.get(result)
             if recent is None or recent.get(email, _MISSING) == catch_all:
                 yield row
-            elif email in self.wanted and email not in batched:
-                self.from_cache.setdefault(self.checked_before(result), []).append(email)
-                self.kinds[email] = result
+            elif email in self.wanted:
+                self.from_cache.add(email)
+                self.kinds.setdefault(email, result)
+
+    def to_delete(self, bought: Iterable[str]) -> dict[float, list[str]]:
+        """The stale cache hits among the emails to be bought, by the check time before
+        which their verdict is stale: `release_stale` deletes them before planning, so a
+        submission's cache check cannot reuse them. (An email the job holds is left to
+        `own`: only what is bought goes.)"""
+        groups: dict[float, list[str]] = {}
+        for email in bought:
+            if email in self.from_cache:
+                groups.setdefault(self.checked_before(self.kinds[email]), []).append(email)
+        return groups
 
     def rechecked(self, bought: Iterable[str]) -> dict[str, int]:
         """Of the emails to be bought, how many each rule sends again, by verdict kind."""

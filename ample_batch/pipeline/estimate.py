@@ -110,5 +110,5 @@ def _plan_as_validate_would(
     if job is not None:
         own = set(stale.own(store.job_verdicts(job.id)))
         already = [email for email in already if email not in own]
-    plan = plan_emails(unique, already, stale.current(store.fresh_verdicts(cutoff), set(already)))
+    plan = plan_emails(unique, already, stale.current(store.fresh_verdicts(cutoff)))
     return plan, already, stale.rechecked(plan.new)

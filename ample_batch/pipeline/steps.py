@@ -84,13 +84,12 @@ def plan_job(
             own = stale.own(store.job_verdicts(job.id))
             if own:
                 store.release_stale(job.id, own, checked_before=KEEP_THE_CACHE)
-        batched = store.batched_emails(job.id)
         fresh = store.fresh_verdicts(job.cache_cutoff)
         if stale is not None:
-            fresh = stale.current(fresh, set(batched))
-        plan = plan_emails(unique, batched, fresh)
+            fresh = stale.current(fresh)
+        plan = plan_emails(unique, store.batched_emails(job.id), fresh)
         if stale is not None:
-            for checked_before, emails in stale.from_cache.items():
+            for checked_before, emails in stale.to_delete(plan.new).items():
                 store.release_stale(job.id, emails, checked_before=checked_before)
         adopted = store.adopt_in_flight(job.id, plan.new)
         new = [e for e in plan.new if e not in adopted] if adopted else plan.new

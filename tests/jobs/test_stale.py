@@ -103,22 +103,22 @@ def test_the_jobs_own_verdicts_are_stale_by_their_cached_check_time(
     assert stale.rechecked(["old@x.co", "ok@x.co"]) == {"unknown": 1}
 
 
-def test_stale_cache_hits_are_not_reused_and_are_noted_for_deletion(
+def test_stale_cache_hits_are_not_reused_and_only_bought_ones_are_deleted(
     store: Store, clock: ManualClock
 ) -> None:
     seed = _job(store, "/seed.csv")
     _bought(store, seed, [("u@x.co", "unknown", False), ("d@x.co", "deliverable", False)])
+    _bought(store, seed, [("held@x.co", "unknown", False)])
     clock.advance(8 * DAY)
     _bought(store, seed, [("fresh@x.co", "unknown", False)])
-    wanted = {"u@x.co", "d@x.co", "fresh@x.co", "mine@x.co"}
+    wanted = {"u@x.co", "d@x.co", "fresh@x.co", "held@x.co", "mine@x.co"}
     stale = StaleVerdicts.read(store, WEEK, now=clock.now, wanted=wanted)
-    current = list(stale.current(store.fresh_verdicts(clock.now - 30 * DAY), set()))
+    current = list(stale.current(store.fresh_verdicts(clock.now - 30 * DAY)))
     assert sorted(e for e, _, _ in current) == ["d@x.co", "fresh@x.co"]
-    assert stale.from_cache == {clock.now - 7 * DAY: ["u@x.co"]}
-    # An email the job already holds is the job's business (`own`), not the cache's.
-    again = StaleVerdicts.read(store, WEEK, now=clock.now, wanted=wanted)
-    assert list(again.current(store.fresh_verdicts(0.0), {"u@x.co"})) != []
-    assert again.from_cache == {}
+    assert stale.from_cache == {"u@x.co", "held@x.co"}
+    # Only what the plan buys is deleted from the cache: held@x.co stays in its job's batch.
+    assert stale.to_delete(["u@x.co", "mine@x.co"]) == {clock.now - 7 * DAY: ["u@x.co"]}
+    assert stale.rechecked(["u@x.co", "mine@x.co"]) == {"unknown": 1}
 
 
 def test_pruning_keeps_what_the_longest_rule_still_judges(tmp_path: Path) -> None:
