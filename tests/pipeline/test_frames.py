@@ -209,8 +209,10 @@ def test_an_interrupted_notebook_cell_wraps_up_and_the_next_run_resumes(tmp_path
 
 def test_keywords_are_checked_like_the_command_line_checks_options(tmp_path: Path) -> None:
     frame = pa.table({"email": ["ana@acme.com"]})
-    with pytest.raises(TypeError, match="unexpected keyword argument 'recheck'"):
-        ample_batch.validate(_csv(tmp_path), simulate=True, recheck="unknown=7d")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'recheck_after'"):
+        ample_batch.validate(_csv(tmp_path), simulate=True, recheck_after="7d")
+    with pytest.raises(InputError, match="unknown verdict 'unkown'"):
+        ample_batch.validate_frame(frame, simulate=True, recheck="unkown=7d")
     with pytest.raises(TypeError, match="unexpected keyword argument 'output'"):
         ample_batch.validate_frame(frame, output="x.csv")
     with pytest.raises(TypeError, match="usage_limit must be"):

@@ -144,3 +144,16 @@ def test_the_command_line_takes_the_option_and_estimate_prints_the_counts(tmp_pa
         assert re.search(rf"re-checked unknown\W+{len(unknown)}\b", rerun.stderr), rerun.stderr
         assert json.loads(summary_path.read_text())["rechecked"] == {"unknown": len(unknown)}
         assert fake.summary().credits_spent == 120 + len(unknown)
+
+
+def test_validate_emails_rechecks_the_same_way(tmp_path: Path) -> None:
+    emails = [f"person{i}@firm{i % 7}.com" for i in range(150)]
+    unknown = _of_kind(set(emails), "unknown")
+    options = {"api_key": KEY, "state_dir": tmp_path / "s", "recheck": {"unknown": "5s"}}
+    with FakeInThread(**FAST) as fake:
+        first = ample_batch.validate_emails(emails, base_url=fake.url, **options)
+        assert {e for e, v in first.items() if v["result"] == "unknown"} == unknown
+        _age_the_cache(tmp_path / "s", 60.0)
+        ample_batch.validate_emails(emails, base_url=fake.url, **options)
+        assert {e for e, n in _submitted(fake).items() if n == 2} == unknown
+        assert fake.summary().credits_spent == 150 + len(unknown)
