@@ -7,7 +7,7 @@
 
 The output format comes from the output's extension. Every writer goes through `atomic`: the
 rows go to a temporary file beside the target, which replaces the target only once complete;
-any failure removes it. CSV output is UTF-8 (with a BOM when the input had one), uses the
+any failure removes it. CSV output is UTF-8 (with a BOM when the input had one or was cp1252), uses the
 input's delimiter (tab for .tsv) and line ending, and quotes only the cells that need it.
 """
 
