@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, cast
 
@@ -151,7 +151,13 @@ def writes_bom(spec: InputSpec) -> bool:
 
 
 def write_csv(
-    spec: InputSpec, batches: Iterator[pa.RecordBatch], tmp: Path, *, delimiter: str, gzip: bool
+    spec: InputSpec,
+    batches: Iterator[pa.RecordBatch],
+    tmp: Path,
+    *,
+    delimiter: str,
+    gzip: bool,
+    appended: Sequence[str] = OUTPUT_COLUMNS,
 ) -> int:
     """Write the batches to `tmp` as CSV in the input's line ending (and BOM, see `writes_bom`);
     rows written."""
@@ -181,6 +187,6 @@ def write_csv(
                 )
             rows += batch.num_rows
         if not header_done:
-            names = [*spec.columns, *OUTPUT_COLUMNS]
+            names = [*spec.columns, *appended]
             sink.write(csv_header(names, delimiter, newline).encode())
     return rows

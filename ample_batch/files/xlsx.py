@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +127,13 @@ def _xlsx_value(value: Any) -> Any:
     return value
 
 
-def write_xlsx(spec: InputSpec, batches: Iterator[pa.RecordBatch], tmp: Path) -> int:
+def write_xlsx(
+    spec: InputSpec,
+    batches: Iterator[pa.RecordBatch],
+    tmp: Path,
+    *,
+    appended: Sequence[str] = OUTPUT_COLUMNS,
+) -> int:
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.utils.exceptions import IllegalCharacterError
@@ -162,7 +168,7 @@ def write_xlsx(spec: InputSpec, batches: Iterator[pa.RecordBatch], tmp: Path) ->
                 sheet.append([text(v) if isinstance(v, str) else _xlsx_value(v) for v in values])
                 rows += 1
         if not header_done:
-            sheet.append([text(n) for n in [*spec.columns, *OUTPUT_COLUMNS]])
+            sheet.append([text(n) for n in [*spec.columns, *appended]])
         book.save(str(tmp))
     except BaseException as exc:
         _discard(sheet)
