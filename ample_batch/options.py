@@ -101,6 +101,10 @@ class ValidateOptions:
     """Stop submitting after this many seconds and exit 75."""
     report: Path | None = None
     """Write the job's HTML report here as the run ends (complete or not); None writes none."""
+    split: bool = False
+    """Also write one file per `email_result` value beside the output when the job completes."""
+    sent_column: str | None = None
+    """Append a column of this name with the address as sent to the API; None appends none."""
 
 
 def state_dir_for(api: ApiOptions, state_dir: Path) -> Path:

@@ -39,8 +39,8 @@ from ..errors import InputError
 from .emails import EmailClass, email_class_expr, normalise_arrow, normalise_series
 from .output import check_output, output_kind, write_output
 from .parquet import dictionary_encoded
-from .spec import OUTPUT_COLUMNS, RESULT_COLUMN, InputSpec, is_text
-from .split import SplitFile, Splitter, check_split_paths
+from .spec import OUTPUT_COLUMNS, RESULT_COLUMN, InputSpec, SplitFile, is_text
+from .split import Splitter, check_split_paths
 from .stream import prefetch, record_batches, regroup, use_jemalloc
 
 __all__ = [

@@ -21,7 +21,6 @@ import contextlib
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ import pyarrow.compute as pc
 
 from ..errors import InputError
 from .output import atomic, stem_and_extension, unwritten_as_stop, write_format
-from .spec import RESULT_COLUMN, InputSpec
+from .spec import RESULT_COLUMN, InputSpec, SplitFile
 
 SPLIT_VALUES = (
     "deliverable",
@@ -64,16 +63,6 @@ def check_split_paths(spec: InputSpec, output: Path) -> None:
                 f"{path}: --split would overwrite the input with its {value} rows; "
                 "choose another -o"
             )
-
-
-@dataclass(frozen=True, kw_only=True)
-class SplitFile:
-    """One file `--split` wrote."""
-
-    path: str
-    """Where it is, as an absolute path."""
-    rows: int
-    """How many rows it holds: the output's rows with this verdict."""
 
 
 _DONE = object()

@@ -64,6 +64,10 @@ class FileKeywords(RunKeywords, total=False):
     """XLSX sheet; the first when None."""
     report: PathLike | None
     """Also write the run's HTML report here (a `.html` path)."""
+    split: bool
+    """Also write `<output stem>.<email_result><ext>` per verdict when the job completes."""
+    sent_column: str | bool | None
+    """Append the address as sent: True names the column `email_sent`, a str names it."""
 
 
 RUN_KEYWORDS = frozenset(RunKeywords.__annotations__)
@@ -104,7 +108,23 @@ def run_options(input_path: PathLike, keywords: Mapping[str, Any]) -> ValidateOp
         cache_ttl=DEFAULT_CACHE_TTL if cache_ttl is None else cache_ttl,
         max_runtime=_duration(keywords, "max_runtime"),
         report=None if report is None else _path(report, "report"),
+        split=_flag(keywords, "split"),
+        sent_column=_sent_column(keywords.get("sent_column")),
     )
+
+
+DEFAULT_SENT_COLUMN = "email_sent"
+"""`--sent-column`'s name when none is given (`sent_column=True`)."""
+
+
+def _sent_column(value: object) -> str | None:
+    if value is None or value is False:
+        return None
+    if value is True:
+        return DEFAULT_SENT_COLUMN
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"sent_column must be True or a column name, not {type(value).__name__}")
 
 
 def _path(value: object, name: str) -> Path:

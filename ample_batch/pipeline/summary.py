@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..files.spec import SplitFile
 from ..jobs.follow import Counters
 from ..limits import Limit
 
@@ -39,6 +40,9 @@ class Summary:
     """The usage limit the run kept to (`15000/1h`): the report's timeline draws it."""
     report: str | None = None
     """The HTML report written (`--report`), as an absolute path; None when none was."""
+    split: dict[str, SplitFile] = field(default_factory=dict)
+    """`--split`: each `email_result` value's file (absolute path) and its row count; empty
+    without --split or when the job is not complete."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -550,7 +550,9 @@ def test_any_exported_csv_is_detected_and_comes_back_cell_for_cell(
     ],
     ids=["cp1252", "utf8", "ascii"],
 )
-def test_a_bom_exactly_when_the_input_was_not_utf8(tmp_path: Path, content: bytes, bom: bool) -> None:
+def test_a_bom_exactly_when_the_input_was_not_utf8(
+    tmp_path: Path, content: bytes, bom: bool
+) -> None:
     src = tmp_path / "in.csv"
     src.write_bytes(content)
     for out in (tmp_path / "out.csv", tmp_path / "out.csv.gz"):
