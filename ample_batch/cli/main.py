@@ -244,9 +244,10 @@ def _validate_options(kw: dict[str, Any]) -> Any:
         "input", "output", "email_column", "encoding", "sheet", "chunk_size", "state_dir",
         "cache_ttl", "max_runtime", "report",
     )  # fmt: skip
-    job_fields += ("split", "sent_column")  # validate's output options
+    output_fields = ("split", "sent_column")  # validate's --split and --sent-column
     return ValidateOptions(
-        api=_api_options(kw), **{name: kw[name] for name in job_fields if name in kw}
+        api=_api_options(kw),
+        **{name: kw[name] for name in (*job_fields, *output_fields) if name in kw},
     )
 
 
