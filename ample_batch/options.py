@@ -88,7 +88,7 @@ class ValidateOptions:
     encoding: str | None = None
     """CSV text encoding; UTF-8 with a cp1252 fallback when None."""
     sheet: str | None = None
-    """XLSX sheet name; the first sheet when None."""
+    """XLSX sheet name; when None the first, or else the one sheet with an email column."""
     api: ApiOptions = ApiOptions()
     """The API and its limits."""
     chunk_size: int | None = None

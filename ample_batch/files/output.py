@@ -185,13 +185,15 @@ def write_format(
     tmp: Path,
     *,
     appended: Sequence[str] = OUTPUT_COLUMNS,
+    keep_sheets: bool = True,
 ) -> int:
-    """Write the batches to `tmp` in the format `output`'s extension names; rows written."""
+    """Write the batches to `tmp` in the format `output`'s extension names; rows written.
+    `keep_sheets=False` leaves an XLSX input's other sheets out of an XLSX output."""
     kind = output_kind(output)
     if kind == "parquet":
         return write_parquet(spec, batches, tmp, appended=appended)
     if kind == "xlsx":
-        return write_xlsx(spec, batches, tmp, appended=appended)
+        return write_xlsx(spec, batches, tmp, appended=appended, keep_sheets=keep_sheets)
     return write_csv(
         spec,
         batches,

@@ -95,7 +95,10 @@ class _Writer:
     def _run(self, spec: InputSpec, tmp: Path, appended: tuple[str, ...]) -> None:
         try:
             with unwritten_as_stop(self.target):
-                self.rows = write_format(spec, self._batches(), self.target, tmp, appended=appended)
+                # A split file is the list to upload: the validated sheet alone.
+                self.rows = write_format(
+                    spec, self._batches(), self.target, tmp, appended=appended, keep_sheets=False
+                )
         except BaseException as exc:  # handed to the feeding thread
             self.error = exc
 

@@ -61,7 +61,7 @@ class FileKeywords(RunKeywords, total=False):
     encoding: str | None
     """CSV encoding; UTF-8, else cp1252, when None."""
     sheet: str | None
-    """XLSX sheet; the first when None."""
+    """XLSX sheet; when None the first, or else the one sheet with an email column."""
     report: PathLike | None
     """Also write the run's HTML report here (a `.html` path)."""
     split: bool
