@@ -27,7 +27,7 @@ from ..errors import (
     Stopped,
 )
 from .options import api_options, file_options, limit_options, quota_options, state_dir_option
-from .params import DurationType
+from .params import ColumnNameType, DurationType
 
 
 def _outcome(exc: BaseException) -> tuple[int, str]:
@@ -163,6 +163,7 @@ def main() -> None:
     is_flag=False,
     flag_value="email_sent",
     default=None,
+    type=ColumnNameType(),
     metavar="[NAME]",
     help="Append the address as sent to the API (normalised) in column NAME "
     "[default name: email_sent]; give it after INPUT, or as --sent-column=NAME.",

@@ -61,3 +61,14 @@ def test_a_taken_sent_column_name_is_one_line_and_exit_2(tmp_path: Path) -> None
         "ample-batch: leads.csv: already has a column named 'Email'; "
         "give --sent-column another name\n"
     )
+
+
+def test_sent_column_before_input_says_what_to_do(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(10))
+    done = cli("validate", "--sent-column", str(src), "--simulate")
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        f"ample-batch: Invalid value for '--sent-column': {str(src)!r} is a file, not a column "
+        "name: give --sent-column after INPUT, or as --sent-column=NAME (see "
+    )
+    assert done.stderr.count("\n") == 1
