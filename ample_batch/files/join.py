@@ -11,8 +11,10 @@
 Two columns are appended to every row, in order: `email_result` (`no_email` for a blank cell,
 `invalid_syntax`, the API's verdict, or `missing` for a valid email without one) and
 `email_catch_all` (`"true"`/`"false"`/`""` as text for CSV and XLSX input; a nullable boolean
-for Parquet input, and in every Parquet output). Only the documented vocabulary is ever
-written: an unknown result string becomes `unknown`, so no cell we add can start a formula.
+for Parquet input, and in every Parquet output), and, when asked, a third with the address as
+sent (`sent_column`). Only the documented vocabulary is ever written: an unknown result string
+becomes `unknown`, so no cell we add can start a formula. `enrich_file(..., split=True)` also
+writes one file per result beside the output in the same pass (`split`).
 
 The lookup is built once per file: the sorted 64-bit hashes of the normalised emails, searched
 per batch, each hit confirmed by comparing the strings, so memory follows the number of
