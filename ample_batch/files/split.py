@@ -50,7 +50,7 @@ def split_path(output: Path, value: str) -> Path:
 
 
 def check_split_paths(spec: InputSpec, output: Path) -> None:
-    """Refuse, before any work, a split file that would overwrite the input.
+    """Refuse, before any work, a split file that would overwrite the input or a directory.
 
     >>> from ample_batch.files.inspect import inspect_input
     >>> spec = inspect_input(Path("sample_data/leads.csv"))
@@ -63,6 +63,8 @@ def check_split_paths(spec: InputSpec, output: Path) -> None:
                 f"{path}: --split would overwrite the input with its {value} rows; "
                 "choose another -o"
             )
+        if path.is_dir():
+            raise InputError(f"{path}: is a directory, where --split writes its {value} rows")
 
 
 _DONE = object()

@@ -142,6 +142,9 @@ def test_a_split_file_must_not_be_the_input(tmp_path: Path) -> None:
     spec = inspect_input(src)
     with pytest.raises(InputError, match=r"--split would overwrite the input with its risky"):
         check_split_paths(spec, tmp_path / "leads.validated.csv")
+    (tmp_path / "o.unknown.csv").mkdir()
+    with pytest.raises(InputError, match=r"o\.unknown\.csv: is a directory, where --split"):
+        check_split_paths(spec, tmp_path / "o.csv")
 
 
 # ---------------------------------------------------------------- the address as sent

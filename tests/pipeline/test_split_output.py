@@ -117,3 +117,15 @@ def test_a_cp1252_export_comes_back_as_utf8_with_a_bom(tmp_path: Path) -> None:
         ).encode()
     )
     assert Path(summary.split[result].path).read_bytes() == data
+
+
+def test_split_asked_for_on_a_rerun_of_a_finished_job_costs_nothing(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(50, blanks=1))
+    with FakeInThread(**FAST) as fake:
+        first = ample_batch.validate(src, **_keywords(fake, tmp_path))
+        assert first.split == {}
+        assert not list(tmp_path.glob("leads.validated.*.csv"))
+        again = ample_batch.validate(src, split=True, **_keywords(fake, tmp_path))
+        charged = fake.summary().credits_spent
+    assert charged == 50 and again.credits_spent == 0
+    _assert_split(tmp_path / "leads.validated.csv", again.split)
