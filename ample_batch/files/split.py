@@ -73,7 +73,7 @@ _DONE = object()
 class _Writer:
     """One split file: a thread writing what a bounded queue hands it to a temporary file."""
 
-    def __init__(self, spec: InputSpec, target: Path, tmp: Path, appended: tuple[str, ...]):
+    def __init__(self, spec: InputSpec, target: Path, tmp: Path, appended: tuple[str, ...]) -> None:
         self.target = target
         self.rows = 0
         self.error: BaseException | None = None
