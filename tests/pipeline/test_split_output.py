@@ -67,7 +67,7 @@ def test_split_and_sent_column_through_the_python_api(tmp_path: Path) -> None:
 
 
 def test_split_files_appear_only_once_the_job_completes(tmp_path: Path) -> None:
-    src = write_leads(tmp_path / "leads.parquet.csv", lead_rows(600))
+    src = write_leads(tmp_path / "leads.csv", lead_rows(600))
     out = tmp_path / "checked.parquet"
     with FakeInThread(**FAST) as fake:
         options = _keywords(fake, tmp_path, output=out, split=True, sent_column="sent")
@@ -77,7 +77,7 @@ def test_split_files_appear_only_once_the_job_completes(tmp_path: Path) -> None:
         assert partial.exists()
         assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
             "checked.partial.parquet",
-            "leads.parquet.csv",
+            "leads.csv",
         ]
         summary = ample_batch.validate(src, usage_limit=LIMIT, **options)
     main = pq.read_table(out)
