@@ -273,7 +273,10 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
         verdicts=written.results,
         elapsed_seconds=round(time.monotonic() - started, 3),
         stop_reason=counters.stop_reason,
-        warnings=list(spec.warnings) + counters.notes + _output_warnings(options, output, complete),
+        warnings=list(spec.warnings)
+        + counters.notes
+        + _output_warnings(options, output, complete)
+        + _split_warnings(options, complete),
         simulated=options.api.simulate,
         usage_limit=str(options.api.resolved_usage_limit),
         split=written.split,
@@ -308,6 +311,13 @@ def _output_warnings(options: ValidateOptions, output: Path, complete: bool) -> 
             f"{output} is not this job's result (a --simulate trial or another run wrote it); "
             f"this job's rows so far are in {partial_path(output).name}"
         ]
+    return []
+
+
+def _split_warnings(options: ValidateOptions, complete: bool) -> list[str]:
+    """Why a --split run that stopped early left no split files."""
+    if options.split and not complete:
+        return ["--split: the split files are written once the job completes"]
     return []
 
 

@@ -71,8 +71,13 @@ def test_split_files_appear_only_once_the_job_completes(tmp_path: Path) -> None:
     out = tmp_path / "checked.parquet"
     with FakeInThread(**FAST) as fake:
         options = _keywords(fake, tmp_path, output=out, split=True, sent_column="sent")
-        with pytest.raises(Stopped, match="run the same command again"):
+        with pytest.raises(Stopped, match="run the same command again") as stopped:
             ample_batch.validate(src, usage_limit="300/30s", max_runtime=1.5, **options)
+        stopped_summary = stopped.value.summary  # type: ignore[attr-defined]
+        assert stopped_summary.split == {}
+        assert "--split: the split files are written once the job completes" in (
+            stopped_summary.warnings
+        )
         partial = tmp_path / "checked.partial.parquet"
         assert partial.exists()
         assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
