@@ -89,7 +89,7 @@ class ValidateOptions:
     encoding: str | None = None
     """CSV text encoding; UTF-8 with a cp1252 fallback when None."""
     sheet: str | None = None
-    """XLSX sheet name; the first sheet when None."""
+    """XLSX sheet name; when None the first, or else the one sheet with an email column."""
     api: ApiOptions = ApiOptions()
     """The API and its limits."""
     chunk_size: int | None = None
@@ -104,6 +104,10 @@ class ValidateOptions:
     """Write the job's HTML report here as the run ends (complete or not); None writes none."""
     recheck: RecheckPolicy = DEFAULT_RECHECK
     """Verdict kinds bought again once older than their rule's duration (`unknown=7d`)."""
+    split: bool = False
+    """Also write one file per `email_result` value beside the output when the job completes."""
+    sent_column: str | None = None
+    """Append a column of this name with the address as sent to the API; None appends none."""
 
 
 def state_dir_for(api: ApiOptions, state_dir: Path) -> Path:

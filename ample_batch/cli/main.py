@@ -27,7 +27,7 @@ from ..errors import (
     Stopped,
 )
 from .options import api_options, file_options, limit_options, quota_options, state_dir_option
-from .params import DurationType
+from .params import ColumnNameType, DurationType
 
 
 def _outcome(exc: BaseException) -> tuple[int, str]:
@@ -153,6 +153,21 @@ def main() -> None:
 @click.option(
     "-o", "--output", type=click.Path(path_type=Path), help="Output file; format from extension."
 )
+@click.option(
+    "--split",
+    is_flag=True,
+    help="Also write <output stem>.<email_result><ext> per verdict when the job completes.",
+)
+@click.option(
+    "--sent-column",
+    is_flag=False,
+    flag_value="email_sent",
+    default=None,
+    type=ColumnNameType(),
+    metavar="[NAME]",
+    help="Append the address as sent to the API (normalised) in column NAME "
+    "[default name: email_sent]; give it after INPUT, or as --sent-column=NAME.",
+)
 @api_options
 @limit_options
 @click.option("--max-runtime", type=DurationType(), help="Stop and exit 75 after this long.")
@@ -230,8 +245,10 @@ def _validate_options(kw: dict[str, Any]) -> Any:
         "input", "output", "email_column", "encoding", "sheet", "chunk_size", "state_dir",
         "cache_ttl", "max_runtime", "report", "recheck",
     )  # fmt: skip
+    output_fields = ("split", "sent_column")  # validate's --split and --sent-column
     return ValidateOptions(
-        api=_api_options(kw), **{name: kw[name] for name in job_fields if name in kw}
+        api=_api_options(kw),
+        **{name: kw[name] for name in (*job_fields, *output_fields) if name in kw},
     )
 
 

@@ -37,7 +37,11 @@ def file_options(command: F) -> F:
             click.argument("input", type=click.Path(path_type=Path)),
             click.option("--email-column", metavar="NAME", help="Column holding the email."),
             click.option("--encoding", help="CSV encoding (default: UTF-8, else cp1252)."),
-            click.option("--sheet", metavar="NAME", help="XLSX sheet (default: the first)."),
+            click.option(
+                "--sheet",
+                metavar="NAME",
+                help="XLSX sheet (default: the first; else the one sheet with an email column).",
+            ),
         ]
     ):
         command = decorator(command)

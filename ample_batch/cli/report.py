@@ -153,6 +153,12 @@ class Report:
             ("elapsed", f"{summary.elapsed_seconds:.1f} s"),
             ("output", summary.output),
         ]
+        # --split: the files sales ops upload, each with its rows, under the output they split.
+        split = getattr(summary, "split", {})
+        if split:
+            rows.append(("split files", f"{len(split):,}"))
+        for value, item in split.items():
+            rows.append((f"  {value}", f"{item.rows:,} rows: {Path(item.path).name}"))
         for name, value in rows:
             table.add_row(name, value)
         self.console.print(table)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, cast
 
@@ -132,10 +132,35 @@ def csv_frame(batch: pa.RecordBatch) -> pl.DataFrame:
     )
 
 
+def writes_bom(spec: InputSpec) -> bool:
+    """Whether CSV output starts with a UTF-8 byte-order mark: when the input had one, or was
+    CSV in another encoding than UTF-8 (cp1252: an Excel-on-Windows export).
+
+    Excel reads a CSV without a BOM in the system's ANSI code page, so UTF-8 text written for
+    a cp1252 input would show as "GÃ©nÃ©ral" when double-clicked; with the BOM it reads
+    UTF-8. A UTF-8 (or ASCII) input without one gets none: other tools read it as it was.
+
+    >>> writes_bom(InputSpec(path=Path("x.csv"), format="csv", encoding="cp1252",
+    ...     email_column="email", columns=["email"]))
+    True
+    """
+    if spec.format != "csv":
+        return False
+    codec = codecs.lookup(spec.encoding or "utf-8").name
+    return spec.bom or codec not in {"utf-8", "ascii"}
+
+
 def write_csv(
-    spec: InputSpec, batches: Iterator[pa.RecordBatch], tmp: Path, *, delimiter: str, gzip: bool
+    spec: InputSpec,
+    batches: Iterator[pa.RecordBatch],
+    tmp: Path,
+    *,
+    delimiter: str,
+    gzip: bool,
+    appended: Sequence[str] = OUTPUT_COLUMNS,
 ) -> int:
-    """Write the batches to `tmp` as CSV in the input's line ending (and BOM); rows written."""
+    """Write the batches to `tmp` as CSV in the input's line ending (and BOM, see `writes_bom`);
+    rows written."""
     newline = spec.newline if spec.format == "csv" else "\n"
     rows = 0
     sink: IO[bytes]
@@ -144,7 +169,7 @@ def write_csv(
             sink = stack.enter_context(pa.output_stream(str(tmp), compression="gzip"))
         else:
             sink = stack.enter_context(open(tmp, "wb"))
-        if spec.bom:
+        if writes_bom(spec):
             sink.write(b"\xef\xbb\xbf")
         header_done = False
         for batch in batches:
@@ -162,6 +187,6 @@ def write_csv(
                 )
             rows += batch.num_rows
         if not header_done:
-            names = [*spec.columns, *OUTPUT_COLUMNS]
+            names = [*spec.columns, *appended]
             sink.write(csv_header(names, delimiter, newline).encode())
     return rows

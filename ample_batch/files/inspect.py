@@ -26,7 +26,7 @@ from .detect import (
 from .emails import find_email_column
 from .parquet import parquet_file
 from .spec import OUTPUT_COLUMNS, SUFFIXES, InputSpec, is_text
-from .xlsx import cell_text, xlsx_rows
+from .xlsx import cell_text, xlsx_rows, xlsx_sheet_names
 
 SAMPLE_ROWS = 2000
 
@@ -174,22 +174,89 @@ def _inspect_parquet(path: Path, email_column: str | None) -> InputSpec:
 
 
 def _inspect_xlsx(path: Path, email_column: str | None, sheet: str | None) -> InputSpec:
-    name, rows, height = xlsx_rows(path, sheet, nrows=SAMPLE_ROWS + 1)
-    if not rows or not any(cell_text(v) for v in rows[0]):
+    """The sheet given, else the first; when the first has no email column (a summary sheet
+    before `Leads`), the one other sheet that has one, or a message naming the sheets."""
+    if sheet is not None:
+        return _inspect_sheet(path, email_column, sheet)
+    names = xlsx_sheet_names(path)
+    first = _SheetHead.read(path, names[0])
+    if len(names) == 1 or first.has_email_column(email_column):
+        return _inspect_sheet(path, email_column, names[0], first)
+    heads = [_SheetHead.read(path, name) for name in names[1:]]
+    found = [head for head in heads if head.has_email_column(email_column)]
+    listed = ", ".join(repr(name) for name in names)
+    column = "an email column" if email_column is None else f"a column {email_column!r}"
+    if len(found) == 1:
+        spec = _inspect_sheet(path, email_column, found[0].name, found[0])
+        note = (
+            f"read sheet {found[0].name!r}: the first sheet, {names[0]!r}, has no email column "
+            "(choose another with --sheet NAME)"
+        )
+        return dataclasses.replace(spec, warnings=[*spec.warnings, note])
+    if found:
+        both = " and ".join(repr(head.name) for head in found)
+        raise InputError(
+            f"{path.name}: sheets {both} each have {column}; choose one with --sheet NAME "
+            f"(sheets: {listed})"
+        )
+    raise InputError(
+        f"{path.name}: no sheet has {column}; choose the sheet with --sheet NAME "
+        f"(sheets: {listed}) and its column with --email-column NAME"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _SheetHead:
+    """A sheet's first rows, as its inspection reads them."""
+
+    name: str
+    rows: list[list[object]]
+    height: int
+
+    @classmethod
+    def read(cls, path: Path, name: str) -> _SheetHead:
+        return cls(*xlsx_rows(path, name, nrows=SAMPLE_ROWS + 1))
+
+    @property
+    def columns(self) -> list[str]:
+        return [cell_text(v) for v in self.rows[0]] if self.rows else []
+
+    def samples(self) -> dict[str, list[str]]:
+        return {
+            c: [cell_text(r[i]) for r in self.rows[1:] if i < len(r)]
+            for i, c in enumerate(self.columns)
+        }
+
+    def has_email_column(self, email_column: str | None) -> bool:
+        """Rows under a header with the named column, or one that looks like emails."""
+        columns = self.columns
+        if self.height <= 1 or not any(columns):
+            return False
+        if email_column is not None:
+            wanted = email_column.strip().lower()
+            return any(c == email_column or c.strip().lower() == wanted for c in columns)
+        found, tied = find_email_column(list(dict.fromkeys(columns)), self.samples())
+        return found is not None or bool(tied)
+
+
+def _inspect_sheet(
+    path: Path, email_column: str | None, sheet: str, head: _SheetHead | None = None
+) -> InputSpec:
+    head = head or _SheetHead.read(path, sheet)
+    name, columns = head.name, head.columns
+    if not any(columns):
         raise InputError(f"{path.name}: sheet {name!r} is empty; pick another with --sheet")
-    if height <= 1:
+    if head.height <= 1:
         raise InputError(f"{path.name}: sheet {name!r} has a header but no rows to validate")
-    columns = [cell_text(v) for v in rows[0]]
-    samples = {c: [cell_text(r[i]) for r in rows[1:] if i < len(r)] for i, c in enumerate(columns)}
     draft = InputSpec(
         path=path,
         format="xlsx",
         sheet=name,
         email_column="",
         columns=columns,
-        rows_hint=height - 1,
+        rows_hint=head.height - 1,
     )
-    return _finish(draft, columns, samples, email_column, text_like=set(columns))
+    return _finish(draft, columns, head.samples(), email_column, text_like=set(columns))
 
 
 def _is_text(t: pa.DataType) -> bool:

@@ -11,8 +11,10 @@
 Two columns are appended to every row, in order: `email_result` (`no_email` for a blank cell,
 `invalid_syntax`, the API's verdict, or `missing` for a valid email without one) and
 `email_catch_all` (`"true"`/`"false"`/`""` as text for CSV and XLSX input; a nullable boolean
-for Parquet input, and in every Parquet output). Only the documented vocabulary is ever
-written: an unknown result string becomes `unknown`, so no cell we add can start a formula.
+for Parquet input, and in every Parquet output), and, when asked, a third with the address as
+sent (`sent_column`). Only the documented vocabulary is ever written: an unknown result string
+becomes `unknown`, so no cell we add can start a formula. `enrich_file(..., split=True)` also
+writes one file per result beside the output in the same pass (`split`).
 
 The lookup is built once per file: the sorted 64-bit hashes of the normalised emails, searched
 per batch, each hit confirmed by comparing the strings, so memory follows the number of
@@ -24,9 +26,10 @@ are in docs/design-measurements.md.
 from __future__ import annotations
 
 import collections
+import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +37,12 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import InputError
 from .emails import EmailClass, email_class_expr, normalise_arrow, normalise_series
 from .output import check_output, output_kind, write_output
 from .parquet import dictionary_encoded
-from .spec import CATCH_ALL_COLUMN, RESULT_COLUMN, InputSpec, is_text
+from .spec import OUTPUT_COLUMNS, RESULT_COLUMN, InputSpec, SplitFile, is_text
+from .split import Splitter, check_split_paths
 from .stream import prefetch, record_batches, regroup, use_jemalloc
 
 __all__ = [
@@ -45,6 +50,8 @@ __all__ = [
     "RESULTS",
     "Enriched",
     "Verdicts",
+    "appended_columns",
+    "check_sent_column",
     "dictionaries_for",
     "enrich_batches",
     "enrich_file",
@@ -222,12 +229,14 @@ class _Lookup:
         return positions
 
     def columns(
-        self, values: pa.Array | pa.ChunkedArray, missing: str, *, text: bool
-    ) -> tuple[pa.Array, pa.Array]:
-        """`email_result` and `email_catch_all` for one batch's raw email cells."""
+        self, values: pa.Array | pa.ChunkedArray, missing: str, *, text: bool, sent: bool = False
+    ) -> list[pa.Array]:
+        """`email_result` and `email_catch_all` for one batch's raw email cells, and with
+        `sent` the address as the API gets it (see `enrich_batches`)."""
         keys = normalise_arrow(values, "k")
         positions = self.find(keys)
         found = positions >= 0
+        valid = found.copy()  # the lookup holds valid emails only
         codes = np.full(len(keys), _CODE[missing], dtype=np.int8)
         codes[found] = self.codes[positions[found]]
         ca = np.full(len(keys), _CA_NULL, dtype=np.int8)
@@ -238,12 +247,17 @@ class _Lookup:
             kind = classes.to_series().to_numpy()
             codes[rest[kind == EmailClass.INVALID]] = _INVALID
             codes[rest[kind == EmailClass.BLANK]] = _BLANK
+            valid[rest[kind == EmailClass.VALID]] = True
         result = pa.array(_OUT, pa.string()).take(pa.array(codes))
         if text:
             catch = pa.array(["false", "true", ""], pa.string()).take(pa.array(ca))
         else:
             catch = pa.array([False, True, None], pa.bool_()).take(pa.array(ca))
-        return result, catch
+        if not sent:
+            return [result, catch]
+        address = keys.to_arrow().cast(pa.string())
+        unsent = pa.scalar("" if text else None, pa.string())
+        return [result, catch, pc.if_else(pa.array(valid), address, unsent)]
 
 
 def _check_missing(missing: str) -> None:
@@ -258,11 +272,15 @@ def enrich_batches(
     missing: str = "pending",
     batch_rows: int = JOIN_BATCH_ROWS,
     dictionaries: Sequence[str] = (),
+    sent_column: str | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Every input row, in order, with `email_result` and `email_catch_all` appended.
 
     `dictionaries` (Parquet input, see `parquet.dictionary_encoded`) are read as Arrow
-    dictionaries, for a Parquet writer that takes them as they are.
+    dictionaries, for a Parquet writer that takes them as they are. `sent_column` appends a
+    third column of that name: the address as the API gets it (normalised: trimmed,
+    lower-cased, `Name <addr>` and `mailto:` unwrapped) on every row whose email is valid,
+    empty (null for Parquet input) on blank and invalid_syntax rows, which are never sent.
 
     >>> from ample_batch.files.inspect import inspect_input
     >>> spec = inspect_input(Path("sample_data/leads.parquet"))
@@ -280,8 +298,12 @@ def enrich_batches(
         for batch in regroup(prefetch(source), batch_rows):
             if lookup is None:
                 lookup = building.result()
-            result, catch = lookup.columns(batch.column(spec.email_index), missing, text=text)
-            yield batch.append_column(RESULT_COLUMN, result).append_column(CATCH_ALL_COLUMN, catch)
+            appended = lookup.columns(
+                batch.column(spec.email_index), missing, text=text, sent=sent_column is not None
+            )
+            for name, column in zip(appended_columns(sent_column), appended, strict=True):
+                batch = batch.append_column(name, column)
+            yield batch
         if lookup is None:  # no rows at all: bad verdicts are still an error
             building.result()
 
@@ -294,6 +316,35 @@ def enrich_batches(
         if spec.format != "parquet":
             building.result()
         yield from prefetch(enriched(building))
+
+
+def appended_columns(sent_column: str | None = None) -> tuple[str, ...]:
+    """The names `enrich_batches` appends, in order.
+
+    >>> appended_columns("email_sent")
+    ('email_result', 'email_catch_all', 'email_sent')
+    """
+    return OUTPUT_COLUMNS if sent_column is None else (*OUTPUT_COLUMNS, sent_column)
+
+
+def check_sent_column(spec: InputSpec, sent_column: str | None) -> None:
+    """Refuse a `sent_column` name that the input or the output already uses.
+
+    >>> from ample_batch.files.inspect import inspect_input
+    >>> spec = inspect_input(Path("sample_data/leads.csv"))
+    >>> check_sent_column(spec, "Email")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ample_batch.errors.InputError: leads.csv: already has a column named 'Email'; give ...
+    """
+    if sent_column is None:
+        return
+    if not sent_column.strip():
+        raise InputError("--sent-column: the column name is blank; give a name or leave it out")
+    if sent_column in spec.columns or sent_column in OUTPUT_COLUMNS:
+        raise InputError(
+            f"{spec.path.name}: already has a column named {sent_column!r}; "
+            "give --sent-column another name"
+        )
 
 
 def dictionaries_for(spec: InputSpec, output: Path) -> tuple[str, ...]:
@@ -311,6 +362,8 @@ class Enriched:
     """Rows written: every input row."""
     results: dict[str, int]
     """Rows by their `email_result`, sorted by result (the run summary's `verdicts`)."""
+    split: dict[str, SplitFile] = field(default_factory=dict)
+    """With `split=True`: the file written for each `email_result` value, sorted by value."""
 
 
 def enrich_file(
@@ -321,33 +374,55 @@ def enrich_file(
     missing: str = "pending",
     rows: int | None = None,
     check: bool = True,
+    sent_column: str | None = None,
+    split: bool = False,
 ) -> Enriched:
     """Check `output`, then write every enriched row to it atomically, counting the results.
 
     `rows` (from `scan`) lets `check_output` refuse an XLSX that could not hold them.
     `check=False` is for a caller that checked before its paid work (the pipeline): a failure
     now must be `OutputUnwritten`, which says the verdicts are kept, not an `InputError`.
+    `sent_column` appends the address as sent (see `enrich_batches`); `split` also writes one
+    file per `email_result` value beside `output` in the same pass (see `split`), each
+    replacing its target only once the output has, and removes the split files of values
+    this output does not hold.
 
     >>> from tempfile import TemporaryDirectory
     >>> from ample_batch.files.inspect import inspect_input
     >>> spec = inspect_input(Path("sample_data/leads.parquet"))
     >>> with TemporaryDirectory() as tmp:
     ...     enrich_file(spec, Verdicts.from_rows([]), Path(tmp) / "out.parquet", missing="failed")
-    Enriched(rows=2000, results={'failed': 1939, 'invalid_syntax': 18, 'no_email': 43})
+    Enriched(rows=2000, results={'failed': 1939, 'invalid_syntax': 18, 'no_email': 43}, split={})
     """
     _check_missing(missing)
     if check:
         check_output(spec, output, rows=rows)
+        check_sent_column(spec, sent_column)
+        if split:
+            check_split_paths(spec, output)
     counts: collections.Counter[str] = collections.Counter()
+    appended = appended_columns(sent_column)
+    written_split: dict[str, SplitFile] = {}
 
-    def counted(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            column = batch.column(batch.schema.get_field_index(RESULT_COLUMN))
-            for item in pc.value_counts(column).to_pylist():
-                counts[str(item["values"])] += int(item["counts"])
-            yield batch
+    with contextlib.ExitStack() as stack:
+        splitter = Splitter(spec, output, appended, stack) if split else None
 
-    dictionaries = dictionaries_for(spec, output)
-    batches = enrich_batches(spec, verdicts, missing=missing, dictionaries=dictionaries)
-    written = write_output(spec, counted(batches), output)
-    return Enriched(rows=written, results=dict(sorted(counts.items())))
+        def counted(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            for batch in batches:
+                column = batch.column(batch.schema.get_field_index(RESULT_COLUMN))
+                for item in pc.value_counts(column).to_pylist():
+                    counts[str(item["values"])] += int(item["counts"])
+                if splitter is not None:
+                    splitter.feed(batch)
+                yield batch
+            if splitter is not None:  # before the output replaces its target
+                written_split.update(splitter.finish())
+
+        dictionaries = dictionaries_for(spec, output)
+        batches = enrich_batches(
+            spec, verdicts, missing=missing, dictionaries=dictionaries, sent_column=sent_column
+        )
+        written = write_output(spec, counted(batches), output, appended=appended)
+    if splitter is not None:
+        splitter.remove_stale()
+    return Enriched(rows=written, results=dict(sorted(counts.items())), split=written_split)

@@ -7,8 +7,9 @@
 
 The output format comes from the output's extension. Every writer goes through `atomic`: the
 rows go to a temporary file beside the target, which replaces the target only once complete;
-any failure removes it. CSV output is UTF-8 (with a BOM when the input had one), uses the
-input's delimiter (tab for .tsv) and line ending, and quotes only the cells that need it.
+any failure removes it. CSV output is UTF-8 (with a BOM when the input had one or was not
+UTF-8: `csv.writes_bom`), uses the input's delimiter (tab for .tsv) and line ending, and
+quotes only the cells that need it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -25,7 +26,7 @@ import pyarrow as pa
 from ..errors import InputError, OutputUnwritten
 from .csv import write_csv
 from .parquet import write_parquet
-from .spec import SUFFIXES, InputSpec
+from .spec import OUTPUT_COLUMNS, SUFFIXES, InputSpec
 from .xlsx import XLSX_MAX_ROWS, write_xlsx
 
 OutputKind = Literal["csv", "csv.gz", "parquet", "xlsx"]
@@ -42,8 +43,12 @@ _KINDS: dict[str, OutputKind] = {
 }
 
 
-def _split(path: Path) -> tuple[str, str]:
-    """(stem, extension), treating .csv.gz and .tsv.gz as one extension."""
+def stem_and_extension(path: Path) -> tuple[str, str]:
+    """(stem, extension), treating .csv.gz and .tsv.gz as one extension.
+
+    >>> stem_and_extension(Path("leads.validated.csv.gz"))
+    ('leads.validated', '.csv.gz')
+    """
     name = path.name
     for double in (".csv.gz", ".tsv.gz"):
         if name.lower().endswith(double):
@@ -53,7 +58,7 @@ def _split(path: Path) -> tuple[str, str]:
 
 def output_kind(output: Path) -> OutputKind:
     """The output format, from the extension; InputError for any other extension."""
-    _, ext = _split(output)
+    _, ext = stem_and_extension(output)
     kind = _KINDS.get(ext.lower())
     if kind is None:
         raise InputError(
@@ -64,19 +69,19 @@ def output_kind(output: Path) -> OutputKind:
 
 def default_output_path(input_path: Path) -> Path:
     """`<stem>.validated<ext>` beside the input (`leads.csv.gz` -> `leads.validated.csv.gz`)."""
-    stem, ext = _split(input_path)
+    stem, ext = stem_and_extension(input_path)
     return input_path.with_name(f"{stem}.validated{ext}")
 
 
 def partial_path(output: Path) -> Path:
     """`<output stem>.partial<ext>`: where an incomplete run writes its rows."""
-    stem, ext = _split(output)
+    stem, ext = stem_and_extension(output)
     return output.with_name(f"{stem}.partial{ext}")
 
 
 def output_delimiter(spec: InputSpec, output: Path) -> str:
     """Tab for .tsv, else the input's delimiter when it was delimited text, else a comma."""
-    if _split(output)[1].lower().startswith(".tsv"):
+    if stem_and_extension(output)[1].lower().startswith(".tsv"):
         return "\t"
     return spec.delimiter if spec.format == "csv" and spec.delimiter else ","
 
@@ -150,8 +155,16 @@ def _umask() -> int:
     return mask
 
 
-def write_output(spec: InputSpec, batches: Iterator[pa.RecordBatch], output: Path) -> int:
+def write_output(
+    spec: InputSpec,
+    batches: Iterator[pa.RecordBatch],
+    output: Path,
+    *,
+    appended: Sequence[str] = OUTPUT_COLUMNS,
+) -> int:
     """Write enriched batches to `output` atomically, format from its extension; rows written.
+
+    `appended` names the columns the batches carry after the input's (`join.appended_columns`).
 
     >>> from tempfile import TemporaryDirectory
     >>> from ample_batch.files.inspect import inspect_input
@@ -161,20 +174,41 @@ def write_output(spec: InputSpec, batches: Iterator[pa.RecordBatch], output: Pat
     ...     write_output(spec, enrich_batches(spec, Verdicts.from_rows([])), Path(tmp) / "o.tsv")
     2000
     """
+    with unwritten_as_stop(output), atomic(output) as tmp:
+        return write_format(spec, batches, output, tmp, appended=appended)
+
+
+def write_format(
+    spec: InputSpec,
+    batches: Iterator[pa.RecordBatch],
+    output: Path,
+    tmp: Path,
+    *,
+    appended: Sequence[str] = OUTPUT_COLUMNS,
+    keep_sheets: bool = True,
+) -> int:
+    """Write the batches to `tmp` in the format `output`'s extension names; rows written.
+    `keep_sheets=False` leaves an XLSX input's other sheets out of an XLSX output."""
     kind = output_kind(output)
+    if kind == "parquet":
+        return write_parquet(spec, batches, tmp, appended=appended)
+    if kind == "xlsx":
+        return write_xlsx(spec, batches, tmp, appended=appended, keep_sheets=keep_sheets)
+    return write_csv(
+        spec,
+        batches,
+        tmp,
+        delimiter=output_delimiter(spec, output),
+        gzip=kind == "csv.gz",
+        appended=appended,
+    )
+
+
+@contextlib.contextmanager
+def unwritten_as_stop(output: Path) -> Iterator[None]:
+    """An OSError while writing `output` becomes OutputUnwritten, which says what to do."""
     try:
-        with atomic(output) as tmp:
-            if kind == "parquet":
-                return write_parquet(spec, batches, tmp)
-            if kind == "xlsx":
-                return write_xlsx(spec, batches, tmp)
-            return write_csv(
-                spec,
-                batches,
-                tmp,
-                delimiter=output_delimiter(spec, output),
-                gzip=kind == "csv.gz",
-            )
+        yield
     except OSError as exc:
         # The work is done and paid for by now, and kept in the state: exit 75, not 2.
         raise OutputUnwritten(

@@ -265,8 +265,17 @@ def _stored_schema(schema: pa.Schema) -> dict[bytes, bytes]:
     return metadata
 
 
-def write_parquet(spec: InputSpec, batches: Iterator[pa.RecordBatch], tmp: Path) -> int:
+def write_parquet(
+    spec: InputSpec,
+    batches: Iterator[pa.RecordBatch],
+    tmp: Path,
+    *,
+    appended: Sequence[str] = (RESULT_COLUMN, CATCH_ALL_COLUMN),
+) -> int:
+    """Write enriched batches (the input's columns, then the `appended` ones: the result,
+    the catch-all flag, any more as text) to `tmp` in the input's schema; rows written."""
     plan = _parquet_plan(spec)
+    extra = len(appended)
     original, group = plan.schema, plan.row_group
     writer: pq.ParquetWriter | None = None
     buffered: list[pa.RecordBatch] = []
@@ -275,12 +284,10 @@ def write_parquet(spec: InputSpec, batches: Iterator[pa.RecordBatch], tmp: Path)
     try:
         for batch in batches:
             if schema is None:
-                base = (
-                    original
-                    if original is not None
-                    else batch.schema.remove(batch.num_columns - 1).remove(batch.num_columns - 2)
-                )
-                schema = _with_outputs(base)
+                base = original
+                if base is None:
+                    base = pa.schema(list(batch.schema)[: batch.num_columns - extra])
+                schema = _with_outputs(base, appended)
                 taken, decode = _as_read(schema, batch.schema)
                 writer = pq.ParquetWriter(
                     str(tmp),
@@ -291,7 +298,9 @@ def write_parquet(spec: InputSpec, batches: Iterator[pa.RecordBatch], tmp: Path)
                 )
                 if taken != schema:  # the schema the file would have stored for plain columns
                     writer.add_key_value_metadata(_stored_schema(schema))
-            columns = [*batch.columns[:-1], _catch_all_bool(batch.column(batch.num_columns - 1))]
+            columns = list(batch.columns)
+            at = batch.num_columns - extra + 1  # the catch-all flag: text for CSV and XLSX input
+            columns[at] = _catch_all_bool(columns[at])
             for i in decode:
                 columns[i] = columns[i].cast(schema.field(i).type)
             buffered.append(pa.RecordBatch.from_arrays(columns, schema=taken))
@@ -304,7 +313,7 @@ def write_parquet(spec: InputSpec, batches: Iterator[pa.RecordBatch], tmp: Path)
                 rest = table.slice(group)
                 buffered, held = rest.to_batches(), rest.num_rows
         if writer is None:
-            return _empty_parquet(spec, tmp, original)
+            return _empty_parquet(spec, tmp, original, appended)
         if buffered:
             _write_group(writer, pa.Table.from_batches(buffered))
     except pa.ArrowException as exc:
@@ -315,11 +324,15 @@ def write_parquet(spec: InputSpec, batches: Iterator[pa.RecordBatch], tmp: Path)
     return rows
 
 
-def _with_outputs(base: pa.Schema) -> pa.Schema:
-    """The output schema: the input's columns, then the result text and a nullable boolean."""
-    return base.append(pa.field(RESULT_COLUMN, pa.string())).append(
-        pa.field(CATCH_ALL_COLUMN, pa.bool_())
+def _with_outputs(base: pa.Schema, appended: Sequence[str]) -> pa.Schema:
+    """The output schema: the input's columns, then the result text, a nullable boolean and
+    any further appended column as text."""
+    schema = base.append(pa.field(appended[0], pa.string())).append(
+        pa.field(appended[1], pa.bool_())
     )
+    for name in appended[2:]:
+        schema = schema.append(pa.field(name, pa.string()))
+    return schema
 
 
 def _write_group(writer: pq.ParquetWriter, table: pa.Table) -> None:
@@ -330,7 +343,9 @@ def _write_group(writer: pq.ParquetWriter, table: pa.Table) -> None:
     writer.write_table(table, row_group_size=max(1, table.num_rows))
 
 
-def _empty_parquet(spec: InputSpec, tmp: Path, original: pa.Schema | None) -> int:
+def _empty_parquet(
+    spec: InputSpec, tmp: Path, original: pa.Schema | None, appended: Sequence[str]
+) -> int:
     base = original or pa.schema([pa.field(c, pa.string()) for c in spec.columns])
-    pq.write_table(_with_outputs(base).empty_table(), str(tmp))
+    pq.write_table(_with_outputs(base, appended).empty_table(), str(tmp))
     return 0

@@ -44,6 +44,16 @@ OUTPUT_COLUMNS = (RESULT_COLUMN, CATCH_ALL_COLUMN)
 """The appended columns, in order; an input that already has one is refused."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class SplitFile:
+    """One file `--split` wrote (here, not in `split`: the summary names it without pyarrow)."""
+
+    path: str
+    """Where it is, as an absolute path."""
+    rows: int
+    """How many rows it holds: the output's rows with this verdict."""
+
+
 def is_text(t: pa.DataType, *, views: bool = True) -> bool:
     """Whether `t` is Arrow text: string, large_string or (unless `views=False`) string_view.
 

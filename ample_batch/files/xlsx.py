@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from ..errors import InputError
 from .spec import OUTPUT_COLUMNS, InputSpec
+from .xlsx_sheets import copy_sheet, other_sheets
 
 
 def xlsx_rows(
@@ -47,6 +48,25 @@ def xlsx_rows(
     finally:
         book.close()
     return sheet, rows, data.height
+
+
+def xlsx_sheet_names(path: Path) -> list[str]:
+    """The workbook's sheet names, in order."""
+    from python_calamine import CalamineWorkbook
+
+    try:
+        book = CalamineWorkbook.from_path(str(path))
+    except Exception as exc:  # calamine raises its own and zip/xml errors
+        raise InputError(
+            f"{path.name}: not a readable XLSX workbook ({exc}); save it again"
+        ) from exc
+    try:
+        names = list(book.sheet_names)
+    finally:
+        book.close()
+    if not names:
+        raise InputError(f"{path.name}: the workbook has no sheets; add one with the leads")
+    return names
 
 
 def _integral(value: float) -> bool:
@@ -127,13 +147,41 @@ def _xlsx_value(value: Any) -> Any:
     return value
 
 
-def write_xlsx(spec: InputSpec, batches: Iterator[pa.RecordBatch], tmp: Path) -> int:
+def write_xlsx(
+    spec: InputSpec,
+    batches: Iterator[pa.RecordBatch],
+    tmp: Path,
+    *,
+    appended: Sequence[str] = OUTPUT_COLUMNS,
+    keep_sheets: bool = True,
+) -> int:
+    """Write enriched batches to `tmp` as a workbook; rows written. With `keep_sheets`, an
+    XLSX input's other sheets come along, in order (`xlsx_sheets`); split files go without.
+    """
+    with other_sheets(spec) if keep_sheets else _only(spec) as order:
+        return _write_workbook(spec, batches, tmp, appended, order)
+
+
+@contextlib.contextmanager
+def _only(spec: InputSpec) -> Iterator[list[tuple[str, Any]]]:
+    yield [(spec.sheet or "validated", None)]
+
+
+def _write_workbook(
+    spec: InputSpec,
+    batches: Iterator[pa.RecordBatch],
+    tmp: Path,
+    appended: Sequence[str],
+    order: list[tuple[str, Any]],
+) -> int:
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.utils.exceptions import IllegalCharacterError
 
     book = Workbook(write_only=True)
-    sheet = book.create_sheet((spec.sheet or "validated")[:31])
+    # Every sheet is created up front, in the input's order; each is filled in its turn.
+    sheets = [(book.create_sheet(name[:31]), source) for name, source in order]
+    sheet = next(target for target, source in sheets if source is None)
     rows = 0
 
     def text(value: str) -> WriteOnlyCell:
@@ -162,10 +210,14 @@ def write_xlsx(spec: InputSpec, batches: Iterator[pa.RecordBatch], tmp: Path) ->
                 sheet.append([text(v) if isinstance(v, str) else _xlsx_value(v) for v in values])
                 rows += 1
         if not header_done:
-            sheet.append([text(n) for n in [*spec.columns, *OUTPUT_COLUMNS]])
+            sheet.append([text(n) for n in [*spec.columns, *appended]])
+        for target, source in sheets:
+            if source is not None:
+                copy_sheet(source, target)
         book.save(str(tmp))
     except BaseException as exc:
-        _discard(sheet)
+        for target, _ in sheets:
+            _discard(target)
         if isinstance(exc, IllegalCharacterError):
             raise InputError(
                 f"row {rows + 1} has a control character that XLSX cannot hold; "

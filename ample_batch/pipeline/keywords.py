@@ -66,9 +66,13 @@ class FileKeywords(RunKeywords, total=False):
     encoding: str | None
     """CSV encoding; UTF-8, else cp1252, when None."""
     sheet: str | None
-    """XLSX sheet; the first when None."""
+    """XLSX sheet; when None the first, or else the one sheet with an email column."""
     report: PathLike | None
     """Also write the run's HTML report here (a `.html` path)."""
+    split: bool
+    """Also write `<output stem>.<email_result><ext>` per verdict when the job completes."""
+    sent_column: str | bool | None
+    """Append the address as sent: True names the column `email_sent`, a str names it."""
 
 
 RUN_KEYWORDS = frozenset(RunKeywords.__annotations__)
@@ -110,12 +114,28 @@ def run_options(input_path: PathLike, keywords: Mapping[str, Any]) -> ValidateOp
         max_runtime=_duration(keywords, "max_runtime"),
         report=None if report is None else _path(report, "report"),
         recheck=_recheck(keywords),
+        split=_flag(keywords, "split"),
+        sent_column=_sent_column(keywords.get("sent_column")),
     )
 
 
 def _recheck(keywords: Mapping[str, Any]) -> RecheckPolicy:
     value = keywords.get("recheck")
     return DEFAULT_RECHECK if value is None else recheck_from(value)  # InputError, as the CLI
+
+
+DEFAULT_SENT_COLUMN = "email_sent"
+"""`--sent-column`'s name when none is given (`sent_column=True`)."""
+
+
+def _sent_column(value: object) -> str | None:
+    if value is None or value is False:
+        return None
+    if value is True:
+        return DEFAULT_SENT_COLUMN
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"sent_column must be True or a column name, not {type(value).__name__}")
 
 
 def _path(value: object, name: str) -> Path:

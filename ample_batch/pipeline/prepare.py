@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..files.inspect import inspect_input
+from ..files.join import check_sent_column
 from ..files.output import check_output, default_output_path
 from ..files.spec import InputSpec
+from ..files.split import check_split_paths
 from ..jobs.plan import chunk_size_for
 from ..options import ValidateOptions, state_dir_for
 from .html_report import check_report_path
@@ -41,6 +43,9 @@ def prepare(options: ValidateOptions, *, writes: bool = True) -> Prepared:
     output = options.output or default_output_path(options.input)
     if writes:
         check_output(spec, output)
+        check_sent_column(spec, options.sent_column)
+        if options.split:
+            check_split_paths(spec, output)
         if options.report is not None:
             check_report_path(options.report)
     chunk = chunk_size_for(options.chunk_size, options.api.resolved_usage_limit)

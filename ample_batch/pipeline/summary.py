@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..files.spec import SplitFile
 from ..jobs.follow import Counters
 from ..limits import Limit
 
@@ -42,6 +43,9 @@ class Summary:
     rechecked: dict[str, int] = field(default_factory=dict)
     """Emails this run planned to buy again under `--recheck`, by verdict kind (all 0 when
     nothing was stale; empty with `--recheck none`)."""
+    split: dict[str, SplitFile] = field(default_factory=dict)
+    """`--split`: each `email_result` value's file (absolute path) and its row count; empty
+    without --split or when the job is not complete."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -31,6 +31,7 @@ from ..files.join import enrich_file
 from ..files.output import check_output, partial_path, remove_temp_files
 from ..files.scan import scan as scan_file
 from ..files.spec import InputSpec
+from ..files.split import SPLIT_VALUES, split_path
 from ..jobs.backend import open_store
 from ..jobs.db import translated
 from ..jobs.engine import Engine
@@ -234,9 +235,22 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     target = output if complete else partial_path(output)
     verdicts = await asyncio.to_thread(job_steps.job_verdicts, run.state_dir, job.id)
     job_steps.remove_stale_temp_files(target)
+    split = options.split and complete  # split files are the finished list's, never partial
+    if split:
+        for value in SPLIT_VALUES:
+            job_steps.remove_stale_temp_files(split_path(target, value))
     missing = "failed" if complete else "pending"
     written = await asyncio.to_thread(
-        enrich_file, spec, verdicts, target, missing=missing, check=False
+        functools.partial(
+            enrich_file,
+            spec,
+            verdicts,
+            target,
+            missing=missing,
+            check=False,
+            sent_column=options.sent_column,
+            split=split,
+        )
     )
     if complete:
         with contextlib.suppress(FileNotFoundError):
@@ -260,10 +274,14 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
         verdicts=written.results,
         elapsed_seconds=round(time.monotonic() - started, 3),
         stop_reason=counters.stop_reason,
-        warnings=list(spec.warnings) + counters.notes + _output_warnings(options, output, complete),
+        warnings=list(spec.warnings)
+        + counters.notes
+        + _output_warnings(options, output, complete)
+        + _split_warnings(options, complete),
         simulated=options.api.simulate,
         usage_limit=str(options.api.resolved_usage_limit),
         rechecked=planned.rechecked,
+        split=written.split,
     )
     state = "done" if complete else "canceled" if canceled else "partial"
     if options.report is not None:
@@ -297,6 +315,13 @@ def _output_warnings(options: ValidateOptions, output: Path, complete: bool) -> 
             f"{output} is not this job's result (a --simulate trial or another run wrote it); "
             f"this job's rows so far are in {partial_path(output).name}"
         ]
+    return []
+
+
+def _split_warnings(options: ValidateOptions, complete: bool) -> list[str]:
+    """Why a --split run that stopped early left no split files."""
+    if options.split and not complete:
+        return ["--split: the split files are written once the job completes"]
     return []
 
 

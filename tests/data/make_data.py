@@ -134,6 +134,32 @@ def xlsx_files() -> None:
     other.append(["x@example.com", "Porto"])
     book.create_sheet("Empty")
     book.save(HERE / "leads.xlsx")
+    summary_first()
+
+
+def summary_first() -> None:
+    """A sales-ops workbook: a summary sheet (figures, a formula, a date) before `Leads`, and a
+    notes sheet after it. The output must keep both and validate `Leads`."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    summary = book.active
+    summary.title = "Summary"
+    summary.append(["Campaign", "Spring outreach"])
+    summary.append(["Owner", "Núria Peña"])
+    summary.append(["Exported", dt.date(2026, 3, 1)])
+    summary["B3"].number_format = "yyyy-mm-dd"
+    summary.append(["Leads", "=COUNTA(Leads!B:B)-1"])
+    summary.append(["Note", "=not a formula"])
+    summary["B5"].data_type = "s"
+    leads = book.create_sheet("Leads")
+    leads.append(["Name", "Email", "Company"])
+    leads.append(["Núria Peña", "Núria Peña <nria@globex.io>", "Globex"])
+    leads.append(["Max", "mailto:Max@Example.com", "Initech"])
+    leads.append(["Blank", None, "Hooli"])
+    notes = book.create_sheet("Notes")
+    notes.append(["Call after 10:00", 3, 2.5, True])
+    book.save(HERE / "summary_first.xlsx")
 
 
 def main() -> None:

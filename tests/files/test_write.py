@@ -121,12 +121,14 @@ def test_bom_and_crlf_are_kept(tmp_path: Path) -> None:
     )
 
 
-def test_cp1252_semicolons_come_back_as_utf8(tmp_path: Path) -> None:
+def test_cp1252_semicolons_come_back_as_utf8_with_a_bom(tmp_path: Path) -> None:
+    # Excel reads a CSV without a BOM as ANSI (cp1252): the BOM makes it read UTF-8.
     out = enrich("semicolon_cp1252.csv", tmp_path, "out.csv")
+    assert out.read_bytes()[:3] == b"\xef\xbb\xbf"
     assert (
         out.read_bytes()
         == (
-            "Nom;E-mail;Ville;email_result;email_catch_all\r\n"
+            "\ufeffNom;E-mail;Ville;email_result;email_catch_all\r\n"
             "Müller;mueller@example.de;Zürich;deliverable;true\r\n"
             "Renée;;Montréal;no_email;\r\n"
         ).encode()
@@ -537,3 +539,25 @@ def test_any_exported_csv_is_detected_and_comes_back_cell_for_cell(
     back = list(csv.reader(body, delimiter=spec.delimiter or ","))
     assert back[0] == [*names, "email_result", "email_catch_all"]
     assert [r[:-2] for r in back[1:]] == rows
+
+
+@pytest.mark.parametrize(
+    ("content", "bom"),
+    [
+        ("email,name\na@example.com,Renée\n".encode("cp1252"), True),  # Excel on Windows
+        ("email,name\na@example.com,Renée\n".encode(), False),  # UTF-8 stays as it was
+        (b"email,name\na@example.com,Ana\n", False),  # ASCII
+    ],
+    ids=["cp1252", "utf8", "ascii"],
+)
+def test_a_bom_exactly_when_the_input_was_not_utf8(
+    tmp_path: Path, content: bytes, bom: bool
+) -> None:
+    src = tmp_path / "in.csv"
+    src.write_bytes(content)
+    for out in (tmp_path / "out.csv", tmp_path / "out.csv.gz"):
+        enrich_file(inspect_input(src), VERDICTS, out)
+        data = out.read_bytes()
+        data = gzip.decompress(data) if out.suffix == ".gz" else data
+        assert data.startswith(b"\xef\xbb\xbf") is bom
+        assert data.removeprefix(b"\xef\xbb\xbf").decode("utf-8").startswith("email,name,")
