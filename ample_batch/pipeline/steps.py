@@ -75,7 +75,7 @@ def _planned_already(store: JobStore, job_id: str, new: list[str], chunk: int) -
     """Whether the job's unsubmitted batches hold exactly `new`, cut as `plan` would cut it.
 
     Then re-planning would delete and insert the same rows: on an hourly cron re-entry of a
-    1M-row list that is most of the start-up (2 s of 5), for nothing. Batch sizes are checked
+    1M-row list, the largest part of the start-up, for nothing. Batch sizes are checked
     first, so a changed --chunk-size, or a plan that differs, costs one cheap query; the
     emails are then compared exactly, never inferred.
     """
