@@ -263,6 +263,7 @@ def print_estimate(estimate: Estimate) -> None:
     table.add_column(style="bold")
     table.add_column(justify="right")
     finish = datetime.fromtimestamp(estimate.earliest_finish).strftime("%Y-%m-%d %H:%M")
+    night = datetime.fromtimestamp(estimate.night_only_finish).strftime("%Y-%m-%d %H:%M")
     for name, value in [
         ("email column", estimate.email_column),
         ("rows", f"{estimate.rows:,}"),
@@ -276,7 +277,8 @@ def print_estimate(estimate: Estimate) -> None:
         ("batches", f"{estimate.batches:,}"),
         ("requests (approx.)", f"{estimate.requests:,}"),
         ("last submission in", f"{estimate.seconds_to_last_submission / 3600:.1f} h"),
-        ("earliest finish", finish),
+        ("earliest finish", f"{finish} (round the clock)"),
+        ("night-only finish", f"{night} ({estimate.night_only_nights:,} night(s), 8 h each)"),
     ]:
         table.add_row(name, value)
     console.print(table)

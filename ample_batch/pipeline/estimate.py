@@ -14,6 +14,7 @@ from ..jobs.protocol import JobStore
 from ..jobs.records import Job, job_id_for
 from ..jobs.stale import StaleVerdicts
 from ..options import ValidateOptions, cache_cutoff
+from ..quota.ideal import night_only_last_submission
 from ..recheck import RecheckPolicy
 from .prepare import prepare
 
@@ -35,6 +36,13 @@ class Estimate:
     requests: int
     seconds_to_last_submission: float
     earliest_finish: float
+    """Epoch seconds of the last submission, running round the clock from now (the hourly
+    cron recipe, or one long run) at the usage limit."""
+    night_only_finish: float
+    """Epoch seconds of the last submission under the night-only cron recipe: a run from
+    each night's 22:00 local time, for 8 hours (`quota.ideal.night_only_last_submission`)."""
+    night_only_nights: int
+    """How many nights that takes."""
     warnings: list[str] = field(default_factory=list)
     """What the user should know about how the file was read, e.g. `not UTF-8: read as cp1252`."""
     rechecked: dict[str, int] = field(default_factory=dict)
@@ -75,6 +83,10 @@ def estimate(options: ValidateOptions) -> Estimate:
         usage=options.api.resolved_usage_limit,
         rate=options.api.resolved_rate_limit,
     )
+    now = time.time()
+    night = night_only_last_submission(
+        now, timing.last_submission, options.api.resolved_usage_limit.period
+    )
     return Estimate(
         input=str(spec.path),
         email_column=spec.email_column,
@@ -88,7 +100,9 @@ def estimate(options: ValidateOptions) -> Estimate:
         batches=timing.batches,
         requests=timing.requests,
         seconds_to_last_submission=timing.last_submission,
-        earliest_finish=time.time() + timing.last_submission,
+        earliest_finish=now + timing.last_submission,
+        night_only_finish=night.last_submission,
+        night_only_nights=night.nights,
         warnings=list(spec.warnings),
         rechecked=rechecked,
     )

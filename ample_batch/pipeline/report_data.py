@@ -96,7 +96,8 @@ def summary_of(stats: dict[str, Any]) -> dict[str, Any] | None:
     """The summary a run recorded in the job's stats, without the live run's note."""
     if "rows" not in stats or "verdicts" not in stats:
         return None
-    return {key: value for key, value in stats.items() if key != "run"}
+    # Not the summary's: the live run's note, and the input's identity (pipeline/steps.py).
+    return {key: value for key, value in stats.items() if key not in ("run", "input_file")}
 
 
 def usage_limit_of(stats: dict[str, Any]) -> Limit | None:

@@ -13,11 +13,14 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..api.client import ValidationClient
 from ..errors import AmpleBatchError
+from ..files.identity import FileIdentity, fingerprint_with_identity
 from ..files.join import Verdicts
-from ..jobs.backend import open_store
+from ..files.spec import InputSpec
+from ..jobs.backend import has_store, open_store
 from ..jobs.engine import Engine
 from ..jobs.plan import plan_emails
 from ..jobs.protocol import JobStore
@@ -76,6 +79,7 @@ def plan_job(
     Emails in flight in another job on the same key are adopted, not bought (inflight.py).
     Verdicts the re-check policy finds stale, the job's own included, are bought again
     (jobs/stale.py): released from the job's batches and deleted from the cache first.
+    A re-entry whose plan is already in the store keeps it (`_planned_already`).
     """
     with open_store(state_dir) as store:
         stale = None
@@ -93,9 +97,64 @@ def plan_job(
                 store.release_stale(job.id, emails, checked_before=checked_before)
         adopted = store.adopt_in_flight(job.id, plan.new)
         new = [e for e in plan.new if e not in adopted] if adopted else plan.new
-        store.plan(job.id, cached=plan.cached, new=new, chunk_size=chunk)
+        if plan.cached or adopted or not _planned_already(store, job.id, new, chunk):
+            store.plan(job.id, cached=plan.cached, new=new, chunk_size=chunk)
         rechecked = stale.rechecked(new) if stale is not None else {}
         return PlannedJob(len(new), rechecked)
+
+
+def _planned_already(store: JobStore, job_id: str, new: list[str], chunk: int) -> bool:
+    """Whether the job's unsubmitted batches hold exactly `new`, cut as `plan` would cut it.
+
+    Then re-planning would delete and insert the same rows: on an hourly cron re-entry of a
+    1M-row list, the largest part of the start-up, for nothing. Batch sizes are checked
+    first, so a changed --chunk-size, or a plan that differs, costs one cheap query; the
+    emails are then compared exactly, never inferred.
+    """
+    planned = [b for b in store.batches(job_id, BatchState.PLANNED) if b.attempt == 1]
+    if sum(b.size for b in planned) != len(new) or len(planned) != -(-len(new) // chunk):
+        return False
+    if any(b.size > chunk for b in planned):
+        return False
+    emails: set[str] = set()
+    for batch in planned:
+        emails.update(store.batch_emails(batch.id))
+    return len(emails) == len(new) and emails.issuperset(new)
+
+
+def input_fingerprint(state_dir: Path, spec: InputSpec) -> tuple[str, FileIdentity | None]:
+    """The input's fingerprint and identity (`files.identity`): taken from the job that
+    last saw this very file when its identity still matches, else hashed in full.
+
+    A cron re-entry of an unchanged 1M-row list so skips reading the whole file before
+    the job lock; any doubt (another size, time, inode, head or tail; a store that cannot
+    be read here) hashes it as before.
+    """
+    current = FileIdentity.of(spec.path)
+    if current is not None and has_store(state_dir):
+        input_path = str(spec.path.resolve())
+        with contextlib.suppress(AmpleBatchError), open_store(state_dir) as store:
+            for job in store.jobs():
+                if (
+                    job.input_path == input_path
+                    and job.email_column == spec.email_column
+                    and FileIdentity.from_dict(job.stats.get(IDENTITY_KEY)) == current
+                ):
+                    return job.fingerprint, current
+    return fingerprint_with_identity(spec)
+
+
+IDENTITY_KEY = "input_file"
+"""Where a job's stats keep the identity of the file its fingerprint was taken from."""
+
+
+def identity_stats(job: Job, identity: FileIdentity | None) -> dict[str, Any]:
+    """The stats entry to record with the run's summary: this run's trusted identity, else
+    the one the job had (still true of the same content)."""
+    if identity is not None:
+        return {IDENTITY_KEY: identity.as_dict()}
+    known = job.stats.get(IDENTITY_KEY)
+    return {IDENTITY_KEY: known} if known is not None else {}
 
 
 def progress(state_dir: Path, job_id: str) -> Progress:

@@ -26,7 +26,6 @@ from typing import Any, Unpack
 
 from ..api.client import ValidationClient
 from ..errors import EXIT_TEMPFAIL, InsufficientCredits, Stopped
-from ..files.inspect import fingerprint as fingerprint_of
 from ..files.join import enrich_file
 from ..files.output import check_output, partial_path, remove_temp_files
 from ..files.scan import scan as scan_file
@@ -110,8 +109,10 @@ async def _validate(
     with _signals(stop):
         # The job is known before the lock, the key check and the scan: a busy job is refused
         # at once, and its stored output path left alone. Hashing is off the loop, so
-        # signals stay prompt.
-        fingerprint = await asyncio.to_thread(fingerprint_of, spec)
+        # signals stay prompt. An unchanged file is not hashed again (files/identity.py).
+        fingerprint, identity = await asyncio.to_thread(
+            job_steps.input_fingerprint, state_dir, spec
+        )
         input_path = str(spec.path.resolve())
         job_id = job_id_for(input_path, fingerprint, spec.email_column)
         with job_lock(state_dir, job_id):
@@ -153,6 +154,8 @@ async def _validate(
                         job_steps.note_run(store, job, options.api.resolved_usage_limit)
                         # Cancels go out even once a stop is asked for (it is what `cancel` asks).
                         canceller = new_client()
+                        # Recorded with the summary: the next run trusts it, not a re-hash.
+                        identity_stats = job_steps.identity_stats(job, identity)
                         run = _JobRun(
                             options,
                             spec,
@@ -165,6 +168,7 @@ async def _validate(
                             stop,
                             canceller,
                             state_dir,
+                            identity_stats,
                         )
                         return await _run_job(run, live, reporter, started)
                 finally:
@@ -187,6 +191,8 @@ class _JobRun:
     canceller: ValidationClient
     state_dir: Path
     """Where this run's state lives: `state_dir_for` the mode, not always options.state_dir."""
+    identity_stats: dict[str, Any]
+    """The input's identity, kept in the job's stats for the next run's cheap re-entry."""
 
 
 async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: float) -> Summary:
@@ -293,7 +299,7 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
             summary.warnings.append(problem)
         else:
             summary.report = str(options.report.absolute())
-    store.update_job(job.id, state=state, stats=summary.as_dict())
+    store.update_job(job.id, state=state, stats={**summary.as_dict(), **run.identity_stats})
     await asyncio.to_thread(
         job_steps.prune_cache, run.state_dir, options.cache_ttl, options.recheck
     )
