@@ -43,7 +43,8 @@ class JobStore(Protocol):
     on one state dir. Use as a context manager, or call `close()`."""
 
     state_dir: Path
-    """The state dir the store belongs to: job locks and ledgers live there."""
+    """The state dir the store belongs to: job locks and ledgers live there. (PgStore has
+    None: its job locks are the database's; `inflight` is to ask the lock seam instead.)"""
 
     def __enter__(self) -> Self: ...
 
@@ -65,11 +66,16 @@ class JobStore(Protocol):
         cache_ttl: float,
         key_id: str | None = None,
         base_url: str | None = None,
+        sheet: str | None = None,
     ) -> Job:
-        """The job for this input (`records.job_id_for`), created on first sight with its
-        cache cutoff fixed (`options.cache_cutoff`); an existing job gets this run's output
-        path and, when given, key id and base URL (never the key). One transaction.
-        Called holding the job's lock."""
+        """The job for this input, created on first sight with its cache cutoff fixed
+        (`options.cache_cutoff`); an existing job gets this run's output path and, when
+        given, key id and base URL (never the key). One transaction. Called holding the
+        job's lock.
+
+        Its id: SQLite's is the input's path, content and column (`records.job_id_for`;
+        `sheet` is not part of it); a shared store's is what the input is wherever it lies,
+        content, column and `sheet` (`pg.content_job_id`)."""
 
     def get_job(self, job_id: str) -> Job | None:
         """The job whose id is `job_id` or starts with it; None if none or several do."""
