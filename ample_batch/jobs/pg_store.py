@@ -75,11 +75,27 @@ class PgStore(PgPlanRecords):
         return [email for (email,) in rows]
 
     def _move(
-        self, db: Connection, batch_id: int, state: BatchState, *, shrink: int = 0, **fields: Any
+        self,
+        batch_id: int,
+        state: BatchState,
+        *,
+        db: Connection | None = None,
+        idempotent: bool = False,
+        durable: bool = False,
+        shrink: int = 0,
+        **fields: Any,
     ) -> None:
-        """The one transition, in the caller's transaction `db`: move a batch to `state`,
-        setting `fields` and taking `shrink` emails off its size. A move that `MOVES` does
-        not allow raises StateFailed (a defect), and nothing of the transaction is written."""
+        """The one transition: move a batch to `state`, setting `fields` and taking `shrink`
+        emails off its size. In the caller's transaction `db` when the move goes with other
+        writes, else in one of its own. A move that `MOVES` does not allow raises
+        StateFailed (a defect), and nothing of the transaction is written."""
+        if db is None:
+            self._pg.write(
+                lambda own: self._move(batch_id, state, db=own, shrink=shrink, **fields),
+                idempotent=idempotent,
+                durable=durable,
+            )
+            return
         row = db.execute(
             "SELECT state FROM batches WHERE id = %s FOR UPDATE", (batch_id,)
         ).fetchone()
@@ -101,22 +117,6 @@ class PgStore(PgPlanRecords):
             [*fields.values(), batch_id],
         )
 
-    def _moved(
-        self,
-        batch_id: int,
-        state: BatchState,
-        *,
-        idempotent: bool = False,
-        durable: bool = False,
-        **fields: Any,
-    ) -> None:
-        """A transition in a transaction of its own."""
-        self._pg.write(
-            lambda db: self._move(db, batch_id, state, **fields),
-            idempotent=idempotent,
-            durable=durable,
-        )
-
     def mark_submitting(self, batch_id: int) -> Claim:
         """About to POST: the batch becomes `submitting`, durably.
 
@@ -131,7 +131,7 @@ class PgStore(PgPlanRecords):
             adopted = claim_or_adopt(db, batch_id, self._clock())
             if not adopted.changed:
                 now = self._clock()
-                self._move(db, batch_id, BatchState.SUBMITTING, submitted_at=now, updated_at=now)
+                self._move(batch_id, BatchState.SUBMITTING, db=db, submitted_at=now, updated_at=now)
             return adopted
 
         return self._pg.write(work, durable=True)
@@ -148,7 +148,7 @@ class PgStore(PgPlanRecords):
 
         def work(db: Connection) -> int:
             left = settle_adopted(db, batch_id, now, self._new_batch)
-            self._move(db, batch_id, BatchState.DONE, shrink=left, updated_at=now)
+            self._move(batch_id, BatchState.DONE, db=db, shrink=left, updated_at=now)
             return left
 
         return self._pg.write(work)
@@ -164,7 +164,7 @@ class PgStore(PgPlanRecords):
         retried (a lost connection reopened, `running` again is a legal move) with backoff.
         """
         retried(
-            lambda: self._moved(
+            lambda: self._move(
                 batch_id,
                 BatchState.RUNNING,
                 idempotent=True,
@@ -193,7 +193,7 @@ class PgStore(PgPlanRecords):
         errors: Sequence[dict[str, Any]] = (),
     ) -> None:
         """Terminal on the server: paging starts. Its `_errors` are kept for a resumed run."""
-        self._moved(
+        self._move(
             batch_id,
             BatchState.FETCHING,
             next_href=first_href,
@@ -243,7 +243,7 @@ class PgStore(PgPlanRecords):
 
     def fail(self, batch_id: int, *, error: str) -> None:
         """Give up on a batch: its emails without a verdict are written `failed`."""
-        self._moved(batch_id, BatchState.FAILED, next_href=None, error=error)
+        self._move(batch_id, BatchState.FAILED, next_href=None, error=error)
 
     def record_page(
         self,
@@ -294,15 +294,15 @@ class PgStore(PgPlanRecords):
             ).fetchone() or (0,)
             if unanswered:
                 error = f"the API returned no verdict for {unanswered} email(s)"
-                self._move(db, batch_id, BatchState.FAILED, next_href=None, error=error)
+                self._move(batch_id, BatchState.FAILED, db=db, next_href=None, error=error)
             else:
-                self._move(db, batch_id, BatchState.DONE, next_href=None)
+                self._move(batch_id, BatchState.DONE, db=db, next_href=None)
 
         self._pg.write(work)
 
     def back_to_planned(self, batch_id: int, *, error: str | None = None) -> None:
         """The POST was refused (limits, credits): the batch waits for a later submission."""
-        self._moved(batch_id, BatchState.PLANNED, idempotent=True, error=error)
+        self._move(batch_id, BatchState.PLANNED, idempotent=True, error=error)
 
     def retry_unresolved(self, batch_id: int, *, error: str) -> int | None:
         """A batch ended in error: its emails without a verdict go into a new planned batch.
@@ -317,7 +317,7 @@ class PgStore(PgPlanRecords):
             left = len(unresolved(db, batch_id))
             if not left or batch.attempt >= BATCH_ATTEMPTS:
                 state = BatchState.FAILED if left else BatchState.DONE
-                self._move(db, batch_id, state, error=error, next_href=None, updated_at=now)
+                self._move(batch_id, state, db=db, error=error, next_href=None, updated_at=now)
                 return None
             new_id = self._new_batch(
                 db, batch.job_id, BatchState.PLANNED, left, "api", now, batch.attempt + 1
@@ -327,9 +327,9 @@ class PgStore(PgPlanRecords):
                 (new_id, batch_id),
             )
             self._move(
-                db,
                 batch_id,
                 BatchState.DONE,
+                db=db,
                 error=error,
                 next_href=None,
                 shrink=left,
@@ -352,9 +352,9 @@ class PgStore(PgPlanRecords):
                 "DELETE FROM batch_emails WHERE batch_id = %s AND result IS NULL", (batch_id,)
             ).rowcount
             self._move(
-                db,
                 batch_id,
                 BatchState.DONE,
+                db=db,
                 error=error,
                 next_href=None,
                 shrink=released,
