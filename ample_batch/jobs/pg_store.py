@@ -14,7 +14,12 @@ Times are epoch seconds from the store's `clock`, as in SQLite (the ledgers, not
 server's clock). Transactions that other jobs' claims read take one advisory lock per schema
 (pg_conn.py), so two hosts never both buy one email; the transitions around a paid POST
 commit with `synchronous_commit = on`, and `running` is retried until it lands. A lost
-connection is reopened and the interrupted work retried where that is safe (pg_conn.py).
+connection is reopened and the interrupted work retried where that is safe (pg_conn.py):
+always when it failed before its COMMIT; after a COMMIT whose answer was lost only for the
+idempotent writes (`open_job`, `update_job`, `note_poll`, `clear_follow_failures`,
+`record_page`, `remember_rejected`, `mark_running`, `back_to_planned` and planning's
+transactions). The others (increments, counts, and moves that may not repeat) raise
+StateUnavailable then, and the next run resumes from what the database holds.
 
     with PgStore("postgresql://ana@db.example/leads") as store:
         for job in store.jobs():

@@ -86,13 +86,15 @@ class PgPlanRecords(PgOutcomeRecords):
         become batches born done. Killed between two transactions, the job re-plans right:
         batches born done count as batched next time, planned ones are dissolved and re-cut.
         These transactions do not take the write lock: no other job reads a planned batch
-        or one born done, so other hosts' claims and pages go on meanwhile.
+        or one born done, so other hosts' claims and pages go on meanwhile. Each is
+        idempotent (`_landed`), so one whose commit's answer was lost is retried safely.
         """
         now = self._clock()
         self._pg.write(lambda db: self._drop_planned(db, job_id), idempotent=True)
         for part in split_batches(cached, PLAN_CHUNK):
             self._pg.write(
                 functools.partial(self._insert_cached, job_id=job_id, part=part, now=now),
+                idempotent=True,
                 serialised=False,
             )
         # Whole batches per transaction: a batch is never cut across two of them.
@@ -101,12 +103,15 @@ class PgPlanRecords(PgOutcomeRecords):
             chunks = list(split_batches(emails, chunk_size))
             self._pg.write(
                 functools.partial(self._insert_planned, job_id=job_id, chunks=chunks, now=now),
+                idempotent=True,
                 serialised=False,
             )
 
     def _insert_cached(
         self, db: Connection, job_id: str, part: Sequence[Verdict], now: float
     ) -> None:
+        if _landed(db, job_id, part[0][0], "b.source = 'cache'"):
+            return
         batch_id = self._new_batch(db, job_id, BatchState.DONE, len(part), "cache", now)
         with (
             db.cursor() as cursor,
@@ -120,6 +125,8 @@ class PgPlanRecords(PgOutcomeRecords):
     def _insert_planned(
         self, db: Connection, job_id: str, chunks: Sequence[Sequence[str]], now: float
     ) -> None:
+        if _landed(db, job_id, chunks[0][0], "b.state = 'planned' AND b.attempt = 1"):
+            return
         # One INSERT for every batch of the transaction; identity values are drawn in the
         # SELECT's order, so the sorted ids match the chunks' order.
         rows = db.execute(
@@ -164,3 +171,18 @@ class PgPlanRecords(PgOutcomeRecords):
         ).fetchone()
         assert row is not None
         return int(row[0])
+
+
+def _landed(db: Connection, job_id: str, first_email: str, batches: str) -> bool:
+    """Whether a planning transaction starting with `first_email` committed already (its
+    answer lost with the connection), looking in the job's batches matching `batches` (SQL
+    on `b`). Sound because planning's emails are in no other batch
+    of the job of that kind: `new` and `cached` are what the job's batches do not hold, and
+    its first-attempt planned batches were dissolved first."""
+    row = db.execute(
+        "SELECT 1 FROM batch_emails e JOIN batches b ON b.id = e.batch_id"
+        f" WHERE b.job_id = %s AND {batches} AND e.email = %s"
+        " LIMIT 1",
+        (job_id, first_email),
+    ).fetchone()
+    return row is not None
