@@ -4,20 +4,26 @@ connections, and a lost connection retried or turned into exit 75 without the pa
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
+from pathlib import Path
 
+import aiohttp
 import psycopg
 import pytest
-from helpers import ManualClock
+from helpers import FAST_RETRY, KEY, ManualClock, make_client
 from postgres_server import PASSWORD
 
 from ample_batch.errors import StateUnavailable
+from ample_batch.jobs.engine import Engine
 from ample_batch.jobs.pg_store import PgStore
 from ample_batch.jobs.records import BatchState
+from ample_batch.limits import Limit
 from ample_batch.pg import content_job_id
+from ample_batch.quota.scheduler import ScheduleConfig, Scheduler, key_id
 
 FAST = (0.01, 0.05, 0.1)
 
@@ -190,3 +196,52 @@ def _claim_at_once(stores: list[PgStore], round_: int) -> None:
     (other,) = (b for b in states if b.state is BatchState.PLANNED)
     assert shared in stores[0].batch_emails(submitting.id)
     assert shared not in stores[0].batch_emails(other.id)
+
+
+async def test_an_engine_run_survives_its_connection_killed_at_each_stage(
+    pg_url: str, tmp_path: Path, fake_api, session: aiohttp.ClientSession
+) -> None:
+    """Each time a batch reaches a new state, another session ends every ample-batch
+    connection (a failover, a DBA's pg_terminate_backend): the run reconnects, the paid
+    batch's remote id lands, and nothing is bought twice."""
+    fake = await fake_api(retry_after=0.05, latency=0.2)
+    killed: list[str] = []
+    done = threading.Event()
+
+    def killer() -> None:
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SET search_path TO ample_batch")
+            while not done.is_set():
+                for (state,) in admin.execute("SELECT DISTINCT state FROM batches").fetchall():
+                    if state not in killed and state != "planned":
+                        killed.append(state)
+                        admin.execute(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE"
+                            " application_name = 'ample-batch' AND pid <> pg_backend_pid()"
+                        )
+                time.sleep(0.002)
+
+    with PgStore(pg_url, retry_waits=FAST) as store:
+        job = _open(store, key_id=key_id(KEY), base_url=fake.url)
+        store.plan(job.id, cached=[], new=[f"e{i}@x.co" for i in range(50)], chunk_size=50)
+        first_session = _backend_pid(store)
+        thread = threading.Thread(target=killer)
+        thread.start()
+        config = ScheduleConfig(usage_limit=Limit(1000, 1.0), rate_limit=Limit(100, 1.0))
+        try:
+            with Scheduler(config) as scheduler:
+                client = make_client(session, fake.url, throttle=scheduler, policy=FAST_RETRY)
+                engine = Engine(store, job.id, client, scheduler, stop=asyncio.Event())
+                counters = await asyncio.wait_for(engine.run(), 30)
+        finally:
+            done.set()
+            thread.join()
+        (batch,) = store.batches(job.id)
+        assert batch.state is BatchState.DONE and batch.remote_id is not None
+        assert {"submitting", "running"} <= set(killed)
+        assert _backend_pid(store) != first_session  # it was killed, and reconnected
+        assert counters.possible_double_charges == 0
+        assert len(list(store.job_verdicts(job.id))) == 50
+    summary = fake.api.summary()
+    assert summary.emails_submitted == 50
+    assert summary.emails_submitted_twice == 0
