@@ -2,7 +2,7 @@
 PostgreSQL store in a schema of its own on the suite's server (tests/postgres_server.py), so
 each test's PostgreSQL state is apart from every other's without a database per test.
 
-Register the fixtures in a conftest with
+tests/conftest.py registers the fixtures, with
 `from store_backends import backend, jobs_database, postgres_server, store_backend`.
 """
 
