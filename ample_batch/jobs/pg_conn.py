@@ -50,9 +50,9 @@ _stream_names = itertools.count(1)
 class PgConnection:
     """One session with the state database, reopened when it is lost.
 
-        conn = PgConnection("postgresql://ana@db.example/leads")
-        (count,) = conn.read(lambda db: db.execute("SELECT count(*) FROM jobs").fetchone())
-        conn.write(lambda db: db.execute("UPDATE jobs SET state = 'done'"), idempotent=True)
+    conn = PgConnection("postgresql://ana@db.example/leads")
+    (count,) = conn.read(lambda db: db.execute("SELECT count(*) FROM jobs").fetchone())
+    conn.write(lambda db: db.execute("UPDATE jobs SET state = 'done'"), idempotent=True)
     """
 
     def __init__(

@@ -131,7 +131,8 @@ class PgJobRecords:
     def get_job(self, job_id: str) -> Job | None:
         """A job by id or by a unique id prefix."""
         rows = self._rows(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE starts_with(id, %s) ORDER BY id LIMIT 2",
+            # lower(): ids are lower-case hex, and SQLite's LIKE ignores case too.
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE starts_with(id, lower(%s)) ORDER BY id LIMIT 2",
             (job_id,),
         )
         return job_from_row(rows[0]) if len(rows) == 1 else None
