@@ -54,6 +54,25 @@ def test_same_input_same_job(store: JobStore) -> None:
     assert store.get_job(first.id[:4]) is not None or len(store.jobs()) == 2
 
 
+def test_a_sheet_is_another_job_where_jobs_are_their_content(
+    store: JobStore, backend: Backend
+) -> None:
+    first, second = (
+        store.open_job(
+            input_path="/data/book.xlsx",
+            fingerprint="abc",
+            email_column="Email",
+            output_path=None,
+            cache_ttl=0,
+            sheet=sheet,
+        )
+        for sheet in ("Leads", "Leads 2")
+    )
+    # SQLite's ids stay what they were (path, content, column); the shared store's are
+    # what the input is, and a workbook's two sheets are two inputs.
+    assert (first.id != second.id) is (backend.name == "postgres")
+
+
 def test_batch_walks_the_state_machine(store: JobStore) -> None:
     job = open_job(store)
     store.plan(job.id, cached=[], new=["a@x.co", "b@x.co", "c@x.co"], chunk_size=2)
