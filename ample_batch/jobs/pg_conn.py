@@ -25,6 +25,7 @@ run one at a time, so two hosts never both buy one email (see protocol.py).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -116,15 +117,21 @@ class PgConnection:
         idempotent: bool = False,
         durable: bool = False,
         serialised: bool = True,
+        pipelined: bool = False,
     ) -> T:
         """Run `work` in one transaction, retried as the module docstring says.
 
         `durable`: the commit waits for the server's disk whatever the server's default
         (`synchronous_commit = on`). `serialised`: take the schema's write lock first.
+        `pipelined`: send every statement without waiting for the one before (psycopg's
+        pipeline mode), one round trip in all, for work that reads no result back.
         """
 
         def attempt(conn: Connection, committing: list[bool]) -> T:
-            with conn.transaction():
+            with contextlib.ExitStack() as stack:
+                if pipelined:
+                    stack.enter_context(conn.pipeline())
+                stack.enter_context(conn.transaction())
                 if serialised:
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._write_lock,))
                 if durable:

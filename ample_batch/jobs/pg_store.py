@@ -257,7 +257,11 @@ class PgStore(PgPlanRecords):
         *,
         next_href: str | None,
     ) -> None:
-        """Commit one page of verdicts and where paging continues, atomically."""
+        """Commit one page of verdicts and where paging continues, atomically.
+
+        The hot path of a big job (10,000 pages for a million emails): its statements go out
+        pipelined, one round trip to a distant server instead of six.
+        """
         now = self._clock()
         # One row per email (the last wins, as SQLite's one UPDATE per row would leave it):
         # PostgreSQL refuses an upsert that touches one row twice.
@@ -287,7 +291,7 @@ class PgStore(PgPlanRecords):
                 (next_href, now, batch_id),
             )
 
-        self._pg.write(work, idempotent=True)
+        self._pg.write(work, idempotent=True, pipelined=True)
 
     def finish(self, batch_id: int) -> None:
         """The batch is fully paged: done, or failed if the API left some emails unanswered."""

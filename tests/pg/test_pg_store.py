@@ -100,6 +100,12 @@ def test_a_connection_killed_between_calls_is_reopened(store: PgStore) -> None:
     assert store.batch(batch.id).state is BatchState.RUNNING
     _kill(store.url, _backend_pid(store))
     assert store.batch_emails(batch.id) == ["a@x.co", "b@x.co"]
+    store.mark_fetching(batch.id, first_href="/v/r1/1", remote_status="completed")
+    _kill(store.url, _backend_pid(store))
+    # A page is written in pipeline mode (its statements sent at once): reopened all the same.
+    store.record_page(batch.id, [("a@x.co", "risky", None)], next_href="/v/r1/2")
+    assert store.batch_verdicts(batch.id) == [("a@x.co", "risky", None)]
+    assert store.batch(batch.id).next_href == "/v/r1/2"
 
 
 def test_a_connection_killed_mid_plan_plans_every_email_once(store: PgStore) -> None:
