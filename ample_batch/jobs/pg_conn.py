@@ -18,9 +18,11 @@ What is retried, and when (the lost connection is reopened first):
 Between attempts the waits are `RECONNECT_WAITS` (about 5 s in all); then StateUnavailable,
 whose message shows the URL without its password.
 
-Write transactions that other jobs' claims read (everything but planning's bulk inserts) take
-one transaction-level advisory lock per schema first: like SQLite's `BEGIN IMMEDIATE`, they
-run one at a time, so two hosts never both buy one email (see protocol.py).
+Write transactions whose rows other jobs' claims read (batches' states and emails, the
+cache, the jobs' API identity) take one transaction-level advisory lock per schema first: like
+SQLite's `BEGIN IMMEDIATE`, they run one at a time, so two hosts never both buy one email (see
+protocol.py). The rest (planning's bulk inserts, a job's stats, poll times and failure counts)
+skip it, so they never wait for another host's claim.
 """
 
 from __future__ import annotations

@@ -260,7 +260,7 @@ class PgStore(PgPlanRecords):
         """Commit one page of verdicts and where paging continues, atomically.
 
         The hot path of a big job (10,000 pages for a million emails): its statements go out
-        pipelined, one round trip to a distant server instead of six.
+        pipelined: a round trip or two to a distant server instead of six.
         """
         now = self._clock()
         # One row per email (the last wins, as SQLite's one UPDATE per row would leave it):

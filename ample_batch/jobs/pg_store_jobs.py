@@ -149,7 +149,8 @@ class PgJobRecords:
                 "UPDATE jobs SET possible_double_charges = possible_double_charges + %s"
                 " WHERE id = %s",
                 (emails, job_id),
-            )
+            ),
+            serialised=False,
         )
 
     def update_job(self, job_id: str, *, state: str, stats: dict[str, Any]) -> None:
@@ -160,4 +161,5 @@ class PgJobRecords:
                 (state, json.dumps(stats, sort_keys=True), now, job_id),
             ),
             idempotent=True,
+            serialised=False,
         )

@@ -79,7 +79,7 @@ class PgOutcomeRecords(PgJobRecords):
                 raise KeyError(f"no batch {batch_id}")
             return int(row[0]), float(row[1])
 
-        return self._pg.write(work)
+        return self._pg.write(work, serialised=False)
 
     def follow_failures(self, batch_id: int) -> int:
         """Failed polls or pages in a row, over every run, of a batch (0 after a success)."""
@@ -94,6 +94,7 @@ class PgOutcomeRecords(PgJobRecords):
                 (batch_id,),
             ),
             idempotent=True,
+            serialised=False,
         )
 
     def batch_verdicts(self, batch_id: int) -> list[Verdict]:
