@@ -1,7 +1,8 @@
 """The job store's seam: what the engine, the followers and the pipeline ask of the store.
 
-`store.Store` (SQLite, `db.py`) implements it; a second backend is a second class with these
-members, and `backend.open_store` picks it. Nothing outside the implementation sees SQL.
+`store.Store` (SQLite, `db.py`) and `pg_store.PgStore` (PostgreSQL, shared by many hosts)
+implement it, member for member; `backend.open_store` picks one. Nothing outside the
+implementations sees SQL.
 
 The contract every implementation keeps:
 
