@@ -138,6 +138,60 @@ def test_a_connection_killed_mid_plan_plans_every_email_once(store: PgStore) -> 
     assert sum(b.size for b in planned) == len(emails)
 
 
+def _kill_mid_commit(url: str, pid: int, killed: threading.Event) -> threading.Thread:
+    """Once `pid` is running a COMMIT (slowed by a deferred trigger), end it: the client
+    cannot know whether the commit landed."""
+
+    def watch() -> None:
+        with psycopg.connect(url, autocommit=True) as admin:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                busy = admin.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND state = 'active'"
+                    " AND query = 'COMMIT'",
+                    (pid,),
+                ).fetchone()
+                if busy:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                    killed.set()
+                    return
+                time.sleep(0.002)
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    return thread
+
+
+def test_a_commit_whose_answer_is_lost_is_retried_only_when_idempotent(store: PgStore) -> None:
+    job = _open(store)
+    with psycopg.connect(store.url, autocommit=True) as admin:
+        admin.execute(
+            "CREATE FUNCTION ample_batch.slow_commit() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $$"
+        )
+        admin.execute(
+            "CREATE CONSTRAINT TRIGGER slow_commit AFTER UPDATE ON ample_batch.jobs"
+            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+            " EXECUTE FUNCTION ample_batch.slow_commit()"
+        )
+    # An increment may not run twice: its unknown fate is exit 75, for the next run to see.
+    killed = threading.Event()
+    killer = _kill_mid_commit(store.url, _backend_pid(store), killed)
+    with pytest.raises(StateUnavailable, match="run the same command again"):
+        store.note_possible_double_charges(job.id, 5)
+    killer.join()
+    assert killed.is_set()
+    # Setting a job's state twice is setting it once: retried on a new connection.
+    store.jobs()  # reconnected
+    killed.clear()
+    killer = _kill_mid_commit(store.url, _backend_pid(store), killed)
+    store.update_job(job.id, state="paging", stats={"n": 1})
+    killer.join()
+    assert killed.is_set()
+    again = store.get_job(job.id)
+    assert again is not None and (again.state, again.stats) == ("paging", {"n": 1})
+
+
 def test_a_database_gone_for_good_is_exit_75_without_the_password(
     store: PgStore, pg_url: str
 ) -> None:
