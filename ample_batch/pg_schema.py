@@ -107,6 +107,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX ledger_entries_window ON {schema}.ledger_entries (key_id, ledger, stamp_ms);
     """,
+    # 2: the open batches of every job, which each claim before a POST reads under the write
+    # lock (jobs/pg_adoption.py): a shared database keeps every host's batches for good, and
+    # a scan of all of them would hold every other host's claim waiting.
+    """
+    CREATE INDEX batches_open ON {schema}.batches (id)
+        WHERE state IN ('submitting', 'running', 'fetching') AND source = 'api';
+    """,
 ]
 
 

@@ -8,7 +8,8 @@
 
 Sections: io (scan + join + write beside pandas, DuckDB, polars), quota (a quota-bound job
 against the fake API), crash (SIGKILL ten times, resume), faults (every fault switch on),
-e2e (whole `validate` jobs at --rows against `mock-server`: wall time and peak RSS per phase).
+e2e (whole `validate` jobs at --rows against `mock-server`: wall time and peak RSS per phase),
+state (a 1M-email job's plan, pages and read-back in the SQLite and PostgreSQL stores).
 A section that cannot run (a library piece missing or failing) is reported as unavailable
 and the others still run.
 """
@@ -33,6 +34,7 @@ SECTIONS = {
     "crash": ("bench.crash", "Crash loop"),
     "faults": ("bench.faults", "Fault matrix"),
     "e2e": ("bench.e2e", "End to end"),
+    "state": ("bench.state", "State operations"),
 }
 QUICK_ROWS = [200_000]
 
@@ -49,7 +51,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default="1000000,5000000",
         help="comma-separated row counts for the I/O and e2e sections (default: %(default)s)",
     )
-    parser.add_argument("--quick", action="store_true", help="I/O at 200,000 rows only")
+    parser.add_argument(
+        "--quick", action="store_true", help="I/O at 200,000 rows only, state at 100,000 emails"
+    )
     parser.add_argument(
         "--only",
         default=",".join(SECTIONS),
@@ -108,6 +112,8 @@ def _run_section(
             return module.run(args.rows, log)
         if module_name == "bench.e2e":
             return module.run(log, tuple(args.rows))
+        if module_name == "bench.state":
+            return module.run(log, quick=args.quick)
         return module.run(log)
     except Exception as exc:  # a missing or broken library piece must not stop the harness
         log("".join(traceback.format_exception(exc)).rstrip())

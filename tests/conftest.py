@@ -7,9 +7,13 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from helpers import StartFake, fake_config
+from store_backends import backend, jobs_database, postgres_server, store_backend
 
 from ample_batch.api.client import new_session
 from ample_batch.fake.server import RunningFake, start_fake
+
+# The job store on each backend in turn, for tests taking `backend` (tests/store_backends.py).
+__all__ = ["backend", "jobs_database", "postgres_server", "store_backend"]
 
 
 @pytest.fixture

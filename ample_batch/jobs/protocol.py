@@ -1,7 +1,8 @@
 """The job store's seam: what the engine, the followers and the pipeline ask of the store.
 
-`store.Store` (SQLite, `db.py`) implements it; a second backend is a second class with these
-members, and `backend.open_store` picks it. Nothing outside the implementation sees SQL.
+`store.Store` (SQLite, `db.py`) and `pg_store.PgStore` (PostgreSQL, shared by many hosts)
+implement it, member for member; `backend.open_store` picks one. Nothing outside the
+implementations sees SQL.
 
 The contract every implementation keeps:
 
@@ -43,7 +44,8 @@ class JobStore(Protocol):
     on one state dir. Use as a context manager, or call `close()`."""
 
     state_dir: Path
-    """The state dir the store belongs to: job locks and ledgers live there."""
+    """The state dir the store belongs to: job locks and ledgers live there. (PgStore has
+    None: its job locks are the database's; `inflight` is to ask the lock seam instead.)"""
 
     def __enter__(self) -> Self: ...
 
@@ -65,11 +67,16 @@ class JobStore(Protocol):
         cache_ttl: float,
         key_id: str | None = None,
         base_url: str | None = None,
+        sheet: str | None = None,
     ) -> Job:
-        """The job for this input (`records.job_id_for`), created on first sight with its
-        cache cutoff fixed (`options.cache_cutoff`); an existing job gets this run's output
-        path and, when given, key id and base URL (never the key). One transaction.
-        Called holding the job's lock."""
+        """The job for this input, created on first sight with its cache cutoff fixed
+        (`options.cache_cutoff`); an existing job gets this run's output path and, when
+        given, key id and base URL (never the key). One transaction. Called holding the
+        job's lock.
+
+        Its id: SQLite's is the input's path, content and column (`records.job_id_for`;
+        `sheet` is not part of it); a shared store's is what the input is wherever it lies,
+        content, column and `sheet` (`pg.content_job_id`)."""
 
     def get_job(self, job_id: str) -> Job | None:
         """The job whose id is `job_id` or starts with it; None if none or several do."""

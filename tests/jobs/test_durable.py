@@ -4,6 +4,9 @@ The state database's commits around a paid POST survive a locked database; plann
 chunked and leaves the event loop; a newer, empty or corrupt database, or a state dir that is
 a file, is refused with a message naming the file (exit 2); an output that cannot be written
 after the work is done exits 75, and the rerun rewrites it without spending.
+
+Planning runs on both stores (`backend`); the rest is SQLite's own (its file's locks, its
+migrations, the state dir) or the CLI's. PostgreSQL's twins are tests/pg/test_pg_store.py.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ from helpers import (
     make_client,
     write_leads,
 )
+from store_backends import Backend
 
 from ample_batch.errors import StateUnusable
 from ample_batch.jobs.db import DB_NAME, MIGRATIONS
 from ample_batch.jobs.engine import Engine
+from ample_batch.jobs.protocol import JobStore
 from ample_batch.jobs.records import BatchState
 from ample_batch.jobs.store import Store
 from ample_batch.jobs.store_plan import PLAN_CHUNK
@@ -42,7 +47,7 @@ from ample_batch.quota.scheduler import ScheduleConfig, Scheduler, key_id
 FAST = {"retry_after": 0.2, "emails_per_second": 20000}
 
 
-def _open_job(store: Store):
+def _open_job(store: JobStore):
     return store.open_job(
         input_path="/data/leads.csv",
         fingerprint="abc",
@@ -105,9 +110,9 @@ async def test_a_locked_database_during_the_post_does_not_lose_the_batch(
     assert summary.emails_submitted_twice == 0
 
 
-def test_planning_is_chunked_and_a_half_planned_job_replans_right(tmp_path: Path) -> None:
+def test_planning_is_chunked_and_a_half_planned_job_replans_right(backend: Backend) -> None:
     emails = [f"e{i:07d}@x.co" for i in range(PLAN_CHUNK * 2 + 10)]
-    with Store(tmp_path) as store:
+    with backend.open() as store:
         job = _open_job(store)
         # A run killed between planning transactions: the first chunk's batches are there.
         store.plan(job.id, cached=[], new=emails[:PLAN_CHUNK], chunk_size=20_000)
@@ -120,6 +125,38 @@ def test_planning_is_chunked_and_a_half_planned_job_replans_right(tmp_path: Path
         assert sorted(in_batches) == emails[1:]
         assert max(b.size for b in planned) == 20_000
         assert store.progress(job.id).emails == len(emails)
+
+
+@pytest.mark.parametrize("store_backend", ["postgres"])
+def test_planning_takes_several_transactions_on_postgresql(backend: Backend) -> None:
+    """Another host sees a half-planned job between two planning transactions: no planning
+    transaction holds everything (nor the write lock) for the whole plan."""
+    # SQLite's twin is the next test, with a writer of its own kind.
+    import psycopg
+
+    emails = [f"e{i:07d}@x.co" for i in range(PLAN_CHUNK * 4)]
+    counts: set[int] = set()
+    done = threading.Event()
+
+    def watcher() -> None:
+        with psycopg.connect(backend.url or "", autocommit=True) as other:
+            other.execute(f"SET search_path TO {backend.schema()}")
+            while not done.is_set():
+                # Takes the store's write lock, as a claim on another host would.
+                with other.transaction():
+                    other.execute("SELECT pg_advisory_xact_lock(%s)", (store._pg._write_lock,))
+                    (count,) = other.execute("SELECT COUNT(*) FROM batch_emails").fetchone()
+                counts.add(count)
+                time.sleep(0.001)
+
+    with backend.open() as store:
+        job = _open_job(store)
+        thread = threading.Thread(target=watcher)
+        thread.start()
+        store.plan(job.id, cached=[], new=emails, chunk_size=10_000)
+        done.set()
+        thread.join()
+    assert {c for c in counts if 0 < c < len(emails)}, counts
 
 
 def test_planning_takes_several_transactions(tmp_path: Path) -> None:

@@ -85,6 +85,28 @@ def test_without_migrate_nothing_is_created(pg_url: str) -> None:
         assert conn.execute("SELECT to_regnamespace('ample_batch')").fetchone() == (None,)
 
 
+def test_a_version_1_schema_with_jobs_in_it_migrates_to_the_latest(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg_schema, "MIGRATIONS", pg_schema.MIGRATIONS[:1])
+    with pg.connect(pg_url) as conn:
+        conn.execute(
+            "INSERT INTO jobs (id, input_path, fingerprint, email_column, created_at,"
+            " updated_at, cache_cutoff) VALUES ('j1', '/in.csv', 'f', 'Email', 1, 1, 0)"
+        )
+        conn.execute(
+            "INSERT INTO batches (job_id, state, size, updated_at) VALUES ('j1', 'running', 1, 1)"
+        )
+    monkeypatch.undo()
+    with pg.connect(pg_url) as conn:
+        assert _applied(conn) == list(range(1, LATEST + 1))
+        indexes = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'ample_batch'"
+        ).fetchall()
+        assert ("batches_open",) in indexes
+        assert conn.execute("SELECT count(*) FROM batches").fetchone() == (1,)
+
+
 def test_a_schema_from_a_newer_ample_batch_is_refused(pg_url: str) -> None:
     with pg.connect(pg_url) as conn:
         conn.execute("INSERT INTO migrations (version) VALUES (%s)", (LATEST + 1,))
