@@ -6,7 +6,7 @@ of `pg_store.PgStore`, the twin of store_plan.py.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, cast
 
 from ..options import DEFAULT_CACHE_TTL
@@ -44,6 +44,34 @@ class PgPlanRecords(PgOutcomeRecords):
         )
         # The rows are (text, text, boolean | None) already: no per-row conversion.
         return cast("Iterator[Verdict]", rows)
+
+    def release_stale(self, job_id: str, emails: Iterable[str], *, checked_before: float) -> int:
+        """Verdicts a re-check policy buys again: `emails` leave the job's done and failed
+        batches (each shrinks by those it held) and their cached verdicts checked before
+        `checked_before` leave the cache, in one transaction; returns how many left the
+        job's batches. Serialised, since claims read both; run twice, it is run once."""
+        wanted = list(dict.fromkeys(emails))
+
+        def work(db: Connection) -> int:
+            row = db.execute(
+                "WITH gone AS ("
+                " DELETE FROM batch_emails e USING batches b"
+                " WHERE b.id = e.batch_id AND b.job_id = %s AND b.state IN ('done', 'failed')"
+                " AND e.email = ANY(%s) RETURNING e.batch_id),"
+                " shrunk AS ("
+                " UPDATE batches SET size = size - g.n"
+                " FROM (SELECT batch_id, COUNT(*) AS n FROM gone GROUP BY batch_id) g"
+                " WHERE batches.id = g.batch_id RETURNING g.n)"
+                " SELECT COALESCE(SUM(n), 0) FROM shrunk",
+                (job_id, wanted),
+            ).fetchone()
+            db.execute(
+                "DELETE FROM verdicts WHERE checked_at < %s AND email = ANY(%s)",
+                (checked_before, wanted),
+            )
+            return int(row[0]) if row else 0
+
+        return self._pg.write(work, idempotent=True) if wanted else 0
 
     def prune_verdicts(self, run_ttl: float) -> int:
         """Drop cached verdicts no job can use any more; returns how many went.

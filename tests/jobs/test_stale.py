@@ -1,5 +1,5 @@
 """What a re-check policy finds stale (jobs/stale.py) and the one store write it needs
-(`release_stale`), on a real SQLite store whose clock the test moves."""
+(`release_stale`), on a real store of each backend whose clock the test moves."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 from helpers import ManualClock
+from store_backends import Backend
 
+from ample_batch.jobs.protocol import JobStore
 from ample_batch.jobs.records import BatchState, Job
 from ample_batch.jobs.stale import KEEP_THE_CACHE, StaleVerdicts
 from ample_batch.jobs.store import Store
@@ -25,19 +27,19 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: ManualClock):
-    with Store(tmp_path, clock=clock) as s:
-        yield s
+def store(backend: Backend, clock: ManualClock) -> JobStore:
+    return backend.open(clock=clock)
 
 
-def _job(store: Store, name: str = "/data/leads.csv") -> Job:
+def _job(store: JobStore, name: str = "/data/leads.csv") -> Job:
+    # Named by content as well: a PostgreSQL store finds jobs by fingerprint, not path.
     return store.open_job(
-        input_path=name, fingerprint="f", email_column="Email", output_path=None,
+        input_path=name, fingerprint=name, email_column="Email", output_path=None,
         cache_ttl=30 * DAY,
     )  # fmt: skip
 
 
-def _bought(store: Store, job: Job, verdicts: list[tuple[str, str, bool | None]]) -> int:
+def _bought(store: JobStore, job: Job, verdicts: list[tuple[str, str, bool | None]]) -> int:
     """A batch of the job whose `verdicts` came in now (the store's clock), done. Recorded
     straight from planned: a submission's check would take the verdicts already cached."""
     store.plan(job.id, cached=[], new=[e for e, _, _ in verdicts], chunk_size=100)
@@ -48,7 +50,7 @@ def _bought(store: Store, job: Job, verdicts: list[tuple[str, str, bool | None]]
 
 
 def test_release_stale_empties_settled_batches_only_and_old_cache_rows_only(
-    store: Store, clock: ManualClock
+    store: JobStore, clock: ManualClock
 ) -> None:
     job = _job(store)
     done = _bought(store, job, [("a@x.co", "unknown", False), ("b@x.co", "deliverable", True)])
@@ -72,7 +74,7 @@ def test_release_stale_empties_settled_batches_only_and_old_cache_rows_only(
 
 
 def test_a_released_email_is_bought_not_given_its_old_verdict_back(
-    store: Store, clock: ManualClock
+    store: JobStore, clock: ManualClock
 ) -> None:
     job = _job(store)
     _bought(store, job, [("a@x.co", "unknown", False)])
@@ -86,7 +88,7 @@ def test_a_released_email_is_bought_not_given_its_old_verdict_back(
 
 
 def test_the_jobs_own_verdicts_are_stale_by_their_cached_check_time(
-    store: Store, clock: ManualClock
+    store: JobStore, backend: Backend, clock: ManualClock
 ) -> None:
     job = _job(store)
     _bought(store, job, [("old@x.co", "unknown", False), ("ok@x.co", "deliverable", False)])
@@ -95,8 +97,7 @@ def test_the_jobs_own_verdicts_are_stale_by_their_cached_check_time(
     _bought(store, job, [("new@x.co", "unknown", False)])
     # Another job has since checked other@x.co again (same verdict); gone@x.co was pruned.
     _bought(store, _job(store, "/b.csv"), [("other@x.co", "unknown", True)])
-    with store._transaction() as db:
-        db.execute("DELETE FROM verdicts WHERE email = 'gone@x.co'")
+    backend.execute("DELETE FROM verdicts WHERE email = 'gone@x.co'")
     wanted = {"old@x.co", "ok@x.co", "gone@x.co", "other@x.co", "new@x.co"}
     stale = StaleVerdicts.read(store, WEEK, now=clock.now, wanted=wanted)
     assert sorted(stale.own(store.job_verdicts(job.id))) == ["gone@x.co", "old@x.co"]
@@ -104,7 +105,7 @@ def test_the_jobs_own_verdicts_are_stale_by_their_cached_check_time(
 
 
 def test_stale_cache_hits_are_not_reused_and_only_bought_ones_are_deleted(
-    store: Store, clock: ManualClock
+    store: JobStore, clock: ManualClock
 ) -> None:
     seed = _job(store, "/seed.csv")
     _bought(store, seed, [("u@x.co", "unknown", False), ("d@x.co", "deliverable", False)])
