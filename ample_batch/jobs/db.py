@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StateFailed, StateUnavailable, StateUnusable
+from ..sqlite_wal import enable_wal
 
 DB_NAME = "ample-batch.sqlite"
 
@@ -105,7 +106,7 @@ def connect(path: Path, *, timeout: float = 30.0) -> sqlite3.Connection:
         db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
         try:
             db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
+            enable_wal(db, timeout=timeout)
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
             _migrate(db, path)

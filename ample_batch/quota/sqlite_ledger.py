@@ -28,6 +28,7 @@ from types import TracebackType
 
 from pyrate_limiter import Rate, SQLiteBucket, SQLiteQueries
 
+from ..sqlite_wal import enable_wal
 from .bucket import ALGORITHM, MsClock, put_or_wait
 from .clock import Clock
 
@@ -91,7 +92,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT
     )
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
+        enable_wal(conn, timeout=_BUSY_TIMEOUT)
         # A killed process loses nothing committed; only an OS crash may lose the last commits.
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(
