@@ -1,4 +1,8 @@
-"""Shared fixtures: the fake Amplemarket API served over loopback, and a manual clock."""
+"""Shared fixtures: the fake Amplemarket API served over loopback, a manual clock, and a real
+PostgreSQL server (`pg_url`: a fresh database per test; tests/postgres_server.py).
+
+The PostgreSQL fixtures are registered here, once, so that every directory's tests share one
+server per worker."""
 
 from __future__ import annotations
 
@@ -7,9 +11,12 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from helpers import StartFake, fake_config
+from postgres_server import pg_url, postgres_server
 
 from ample_batch.api.client import new_session
 from ample_batch.fake.server import RunningFake, start_fake
+
+__all__ = ["pg_url", "postgres_server"]
 
 
 @pytest.fixture
