@@ -43,6 +43,7 @@ from ..errors import (
 from ..quota.scheduler import Admission, Scheduler
 from .follow import Counters, Follower, FollowPolicy, note_double_charges, record_if_stopped
 from .inflight import await_adopted
+from .locks import FileLocks, JobLocks
 from .protocol import JobStore
 from .records import Batch, BatchState
 
@@ -81,8 +82,11 @@ class Engine:
         chunk_size: int | None = None,
         wall_clock: Callable[[], float] = time.time,
         follow_policy: FollowPolicy | None = None,
+        locks: JobLocks | None = None,
     ) -> None:
         self.store = store
+        # Other jobs' locks: an adopted batch whose run is gone is followed here (inflight.py).
+        self.locks: JobLocks = locks if locks is not None else FileLocks(store.state_dir)
         self.job_id = job_id
         self.client = client
         self.scheduler = scheduler

@@ -10,7 +10,6 @@ from ..files.inspect import fingerprint as fingerprint_of
 from ..files.scan import scan as scan_file
 from ..jobs.backend import has_store, open_store
 from ..jobs.plan import plan_emails, schedule_for
-from ..jobs.records import job_id_for
 from ..options import ValidateOptions, cache_cutoff
 from .prepare import prepare
 
@@ -43,15 +42,15 @@ def estimate(options: ValidateOptions) -> Estimate:
     """What `validate` with these options would cost and take: scans the file and the cache,
     makes no API call and spends nothing."""
     # An estimate writes nothing: the output is checked when `validate` runs.
-    spec, _output, chunk, state_dir = prepare(options, writes=False)
+    spec, _output, chunk, state = prepare(options, writes=False)
     scan = scan_file(spec)
     spec = scan.spec
     already: list[str] = []
     cutoff = cache_cutoff(time.time(), options.cache_ttl)
-    if has_store(state_dir):
-        with open_store(state_dir) as store:
+    if has_store(state):
+        with open_store(state) as store:
             job = store.get_job(
-                job_id_for(str(spec.path.resolve()), fingerprint_of(spec), spec.email_column)
+                state.job_id(str(spec.path.resolve()), fingerprint_of(spec), spec.email_column)
             )
             if job is not None:
                 already = store.batched_emails(job.id)

@@ -37,6 +37,10 @@ class RunKeywords(TypedDict, total=False):
     """Use the built-in fake API: no key, no credits, made-up verdicts."""
     state_dir: PathLike
     """Job state, result cache, quota ledgers; AMPLE_BATCH_HOME, else the platform's."""
+    state_url: str | None
+    """PostgreSQL URL for state shared by many hosts; AMPLE_BATCH_STATE_URL when None."""
+    state_schema: str | None
+    """The schema of `state_url`'s tables; AMPLE_BATCH_STATE_SCHEMA, else ample_batch."""
     usage_limit: str | Limit | None
     """Emails submitted per rolling period, e.g. "15000/hour"."""
     rate_limit: str | Limit | None
@@ -104,6 +108,10 @@ def run_options(input_path: PathLike, keywords: Mapping[str, Any]) -> ValidateOp
         cache_ttl=DEFAULT_CACHE_TTL if cache_ttl is None else cache_ttl,
         max_runtime=_duration(keywords, "max_runtime"),
         report=None if report is None else _path(report, "report"),
+        state_url=_text(keywords, "state_url") or os.environ.get("AMPLE_BATCH_STATE_URL") or None,
+        state_schema=_text(keywords, "state_schema")
+        or os.environ.get("AMPLE_BATCH_STATE_SCHEMA")
+        or "ample_batch",
     )
 
 

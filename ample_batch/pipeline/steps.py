@@ -16,7 +16,7 @@ from pathlib import Path
 from ..api.client import ValidationClient
 from ..errors import AmpleBatchError
 from ..files.join import Verdicts
-from ..jobs.backend import open_store
+from ..jobs.backend import Where, open_store
 from ..jobs.engine import Engine
 from ..jobs.plan import plan_emails
 from ..jobs.protocol import JobStore
@@ -51,12 +51,12 @@ async def cancel_validations(
     return len(running)
 
 
-def plan_job(state_dir: Path, job: Job, unique: list[str], chunk: int) -> int:
+def plan_job(state: Where, job: Job, unique: list[str], chunk: int) -> int:
     """Plan the job (in a worker thread, on its own connection); returns emails to buy.
 
     Emails in flight in another job on the same key are adopted, not bought (inflight.py).
     """
-    with open_store(state_dir) as store:
+    with open_store(state) as store:
         plan = plan_emails(
             unique, store.batched_emails(job.id), store.fresh_verdicts(job.cache_cutoff)
         )
@@ -66,21 +66,21 @@ def plan_job(state_dir: Path, job: Job, unique: list[str], chunk: int) -> int:
         return len(new)
 
 
-def progress(state_dir: Path, job_id: str) -> Progress:
-    with open_store(state_dir) as store:
+def progress(state: Where, job_id: str) -> Progress:
+    with open_store(state) as store:
         return store.progress(job_id)
 
 
-def prune_cache(state_dir: Path, cache_ttl: float) -> None:
+def prune_cache(state: Where, cache_ttl: float) -> None:
     """Housekeeping after the job's outcome is recorded: a locked or full database here must
     not turn that outcome's exit code into another (the next run prunes instead). The store
     raises only our errors (errors.State*), whatever its backend."""
-    with contextlib.suppress(AmpleBatchError, OSError), open_store(state_dir) as store:
+    with contextlib.suppress(AmpleBatchError, OSError), open_store(state) as store:
         store.prune_verdicts(cache_ttl)
 
 
-def job_verdicts(state_dir: Path, job_id: str) -> Verdicts:
-    with open_store(state_dir) as store:
+def job_verdicts(state: Where, job_id: str) -> Verdicts:
+    with open_store(state) as store:
         return Verdicts.from_rows(store.job_verdicts(job_id), normalised=True)
 
 

@@ -31,12 +31,12 @@ from ..files.join import enrich_file
 from ..files.output import check_output, partial_path, remove_temp_files
 from ..files.scan import scan as scan_file
 from ..files.spec import InputSpec
-from ..jobs.backend import open_store
+from ..jobs.backend import State, job_locks, open_store
 from ..jobs.db import translated
 from ..jobs.engine import Engine
-from ..jobs.locks import cancel_requested, job_lock
+from ..jobs.locks import JobLocks, job_lock
 from ..jobs.protocol import JobStore
-from ..jobs.records import BatchState, Job, job_id_for
+from ..jobs.records import BatchState, Job
 from ..jobs.state_dir import make_state_dir, refuse_reset_state
 from ..options import ValidateOptions
 from ..quota.scheduler import Scheduler, key_id
@@ -98,10 +98,11 @@ async def _validate(
     options: ValidateOptions, reporter: Reporter, stop: asyncio.Event | None = None
 ) -> Summary:
     started = time.monotonic()
-    spec, output, chunk, state_dir = prepare(options)
+    spec, output, chunk, state = prepare(options)
     _base_url, key = resolve_api(options.api)
-    make_state_dir(state_dir)
-    refuse_reset_state(state_dir, key_id(key))
+    if not state.shared:
+        make_state_dir(state.dir)
+        refuse_reset_state(state.dir, key_id(key))
     live = LiveStatus(stage="reading the input", usage_limit=options.api.resolved_usage_limit)
     reporter(live)
     if stop is None:
@@ -112,14 +113,15 @@ async def _validate(
         # signals stay prompt.
         fingerprint = await asyncio.to_thread(fingerprint_of, spec)
         input_path = str(spec.path.resolve())
-        job_id = job_id_for(input_path, fingerprint, spec.email_column)
-        with job_lock(state_dir, job_id):
+        job_id = state.job_id(input_path, fingerprint, spec.email_column)
+        locks = job_locks(state)
+        with contextlib.closing(locks), job_lock(locks, job_id):
             live.stage = "checking the API key"
             reporter(live)
             async with api_session(options.api) as (session, base_url, api_key):
-                ledger = state_dir / f"ledger-{key_id(api_key)}.sqlite"
+                ledger = state.dir / f"ledger-{key_id(api_key)}.sqlite"
                 with translated(ledger):  # a corrupt or locked ledger, named
-                    scheduler = scheduler_for(options.api, state_dir, api_key)
+                    scheduler = scheduler_for(options.api, state, api_key)
                 live.quota_used = scheduler.usage_in_window
                 live.next_submission = lambda emails: scheduler.wait_for(min(emails, chunk))
                 try:
@@ -139,7 +141,7 @@ async def _validate(
                     )
                     live.stage = "scanning"
                     reporter(live)
-                    with open_store(state_dir) as store:
+                    with open_store(state) as store:
                         job = store.open_job(
                             input_path=input_path,
                             fingerprint=fingerprint,
@@ -163,7 +165,8 @@ async def _validate(
                             scheduler,
                             stop,
                             canceller,
-                            state_dir,
+                            state,
+                            locks,
                         )
                         return await _run_job(run, live, reporter, started)
                 finally:
@@ -184,8 +187,10 @@ class _JobRun:
     scheduler: Scheduler
     stop: asyncio.Event
     canceller: ValidationClient
-    state_dir: Path
-    """Where this run's state lives: `state_dir_for` the mode, not always options.state_dir."""
+    state: State
+    """Where this run's state lives: `state_of` the mode, not always options.state_dir."""
+    locks: JobLocks
+    """The state's job locks: this run holds its job's."""
 
 
 async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: float) -> Summary:
@@ -199,13 +204,20 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     live.stage = "planning"
     reporter(live)
     live.to_submit = await asyncio.to_thread(
-        job_steps.plan_job, run.state_dir, job, scan.unique.to_pylist(), chunk
+        job_steps.plan_job, run.state, job, scan.unique.to_pylist(), chunk
     )
     # The emails are in the store now: holding them through the join would add to its peak.
     scan = replace(scan, unique=scan.unique[:0])
     deadline = _deadline(options, started)
     engine = Engine(
-        store, job.id, client, scheduler, stop=stop, deadline=deadline, chunk_size=chunk
+        store,
+        job.id,
+        client,
+        scheduler,
+        stop=stop,
+        deadline=deadline,
+        chunk_size=chunk,
+        locks=run.locks,
     )
     live.counters = engine.counters
     live.stage = "validating"
@@ -213,14 +225,14 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     try:
         counters = await engine.run()
         # `ample-batch cancel` stopped this run (SIGTERM): its validations are canceled too.
-        canceled = cancel_requested(run.state_dir, job.id)
+        canceled = run.locks.cancel_requested(job.id)
         if canceled:
             live.stage = "canceling"
             await job_steps.cancel_validations(store, job.id, run.canceller, scheduler)
             counters.stop_reason = "canceled"
     finally:
         ticker.cancel()
-    progress = await asyncio.to_thread(job_steps.progress, run.state_dir, job.id)
+    progress = await asyncio.to_thread(job_steps.progress, run.state, job.id)
     # Complete means every unique email has a settled verdict. Emails released by a canceled
     # or out-of-credits validation are in no batch at all, so count coverage, not just pending.
     complete = (
@@ -231,7 +243,7 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     live.stage = "writing"
     reporter(live)
     target = output if complete else partial_path(output)
-    verdicts = await asyncio.to_thread(job_steps.job_verdicts, run.state_dir, job.id)
+    verdicts = await asyncio.to_thread(job_steps.job_verdicts, run.state, job.id)
     job_steps.remove_stale_temp_files(target)
     missing = "failed" if complete else "pending"
     written = await asyncio.to_thread(
@@ -267,14 +279,14 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     if options.report is not None:
         # On every outcome with a summary, so a stopped run shows how far it got.
         problem = await asyncio.to_thread(
-            write_run_report, run.state_dir, job.id, options.report, summary.as_dict(), state
+            write_run_report, run.state, job.id, options.report, summary.as_dict(), state
         )
         if problem:
             summary.warnings.append(problem)
         else:
             summary.report = str(options.report.absolute())
     store.update_job(job.id, state=state, stats=summary.as_dict())
-    await asyncio.to_thread(job_steps.prune_cache, run.state_dir, options.cache_ttl)
+    await asyncio.to_thread(job_steps.prune_cache, run.state, options.cache_ttl)
     if complete:
         return summary
     if counters.out_of_credits:
