@@ -86,7 +86,11 @@ class Engine:
     ) -> None:
         self.store = store
         # Other jobs' locks: an adopted batch whose run is gone is followed here (inflight.py).
-        self.locks: JobLocks = locks if locks is not None else FileLocks(store.state_dir)
+        if locks is None:
+            if store.state_dir is None:
+                raise ValueError("a store without a state dir needs its job locks passed")
+            locks = FileLocks(store.state_dir)
+        self.locks: JobLocks = locks
         self.job_id = job_id
         self.client = client
         self.scheduler = scheduler

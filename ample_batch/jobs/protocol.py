@@ -42,8 +42,10 @@ class JobStore(Protocol):
     """Jobs, their batches and verdicts, and the verdict cache, shared by every process
     on one state dir. Use as a context manager, or call `close()`."""
 
-    state_dir: Path
-    """The state dir the store belongs to: job locks and ledgers live there."""
+    @property
+    def state_dir(self) -> Path | None:
+        """The state dir the store belongs to, where its job locks and ledgers live; None
+        for PgStore, whose locks are the database's (`backend.job_locks` gives either)."""
 
     def __enter__(self) -> Self: ...
 
@@ -65,11 +67,16 @@ class JobStore(Protocol):
         cache_ttl: float,
         key_id: str | None = None,
         base_url: str | None = None,
+        sheet: str | None = None,
     ) -> Job:
-        """The job for this input (`records.job_id_for`), created on first sight with its
-        cache cutoff fixed (`options.cache_cutoff`); an existing job gets this run's output
-        path and, when given, key id and base URL (never the key). One transaction.
-        Called holding the job's lock."""
+        """The job for this input, created on first sight with its cache cutoff fixed
+        (`options.cache_cutoff`); an existing job gets this run's output path and, when
+        given, key id and base URL (never the key). One transaction. Called holding the
+        job's lock.
+
+        Its id: SQLite's is the input's path, content and column (`records.job_id_for`;
+        `sheet` is not part of it); a shared store's is what the input is wherever it lies,
+        content, column and `sheet` (`pg.content_job_id`)."""
 
     def get_job(self, job_id: str) -> Job | None:
         """The job whose id is `job_id` or starts with it; None if none or several do."""

@@ -87,11 +87,14 @@ class JobRecords:
         cache_ttl: float,
         key_id: str | None = None,
         base_url: str | None = None,
+        sheet: str | None = None,
     ) -> Job:
         """The job for this input, created on first sight. The cache cutoff is fixed then.
 
         Call it holding the job's lock (locks.job_lock): it records this run's output path
         and API identity (key id and base URL, never the key), which a busy job must keep.
+        The id is the input's path, content and column; `sheet` is not part of it (ids of
+        existing jobs do not change), nor kept.
         """
         job_id = job_id_for(input_path, fingerprint, email_column)
         now = self._clock()

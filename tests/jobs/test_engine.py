@@ -1,5 +1,8 @@
 """The engine against the fake API's fault switches, in process: one bad batch never blocks a
-job, a POST of unknown fate opens no new exposure, refusals cost no quota and no verdict."""
+job, a POST of unknown fate opens no new exposure, refusals cost no quota and no verdict.
+
+The tests taking `backend` run on both job stores (SQLite, PostgreSQL): those that exercise
+the store's transitions (refusals, splits, releases, retries, pages); the others on SQLite."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from helpers import FAST_RETRY, ManualClock, make_client
+from store_backends import Backend
 
 from ample_batch.api.match import ResultMatcher
 from ample_batch.api.retries import RetryPolicy
@@ -19,6 +23,7 @@ from ample_batch.fake.config import verdict_for
 from ample_batch.fake.server import RunningFake
 from ample_batch.jobs.engine import Engine
 from ample_batch.jobs.follow import Counters, FollowPolicy
+from ample_batch.jobs.protocol import JobStore
 from ample_batch.jobs.records import BatchState
 from ample_batch.jobs.store import Store
 from ample_batch.limits import Limit
@@ -45,9 +50,10 @@ class Job:
         chunk: int = 1000,
         usage: Limit = Limit(1000, 1.0),
         wall_clock: Callable[[], float] = time.time,
+        backend: Backend | None = None,
     ) -> None:
         self.state = tmp_path / "state"
-        self.store = Store(self.state)
+        self.store: JobStore = Store(self.state) if backend is None else backend.open()
         job = self.store.open_job(
             input_path=str(tmp_path / "leads.csv"),
             fingerprint="f",
@@ -106,10 +112,10 @@ def posts(fake: RunningFake) -> list[int]:
 
 
 async def test_404_polls_right_after_the_202_are_waited_out_not_bought_again(
-    fake_api: StartFake, session: aiohttp.ClientSession, tmp_path: Path
+    fake_api: StartFake, session: aiohttp.ClientSession, tmp_path: Path, backend: Backend
 ) -> None:
     fake = await fake_api(retry_after=0.05, not_found_polls=2)
-    job = Job(tmp_path, session, fake.url, emails(50))
+    job = Job(tmp_path, session, fake.url, emails(50), backend=backend)
     counters = await job.run()
     assert posts(fake) == [202]  # the old engine bought the batch again at the first 404
     assert counters.possible_double_charges == 0
@@ -145,11 +151,15 @@ async def test_a_batch_unknown_for_long_is_bought_again_and_counted(
     ids=lambda fault: f"page_{next(iter(fault.values()))}",
 )
 async def test_a_results_page_failing_for_good_settles_that_batch_and_the_others_finish(
-    fake_api: StartFake, session: aiohttp.ClientSession, tmp_path: Path, fault: dict
+    fake_api: StartFake,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    backend: Backend,
+    fault: dict,
 ) -> None:
     fake = await fake_api(retry_after=0.05, **fault)
     # 150 + 100 emails: the first batch has a second page (which fails), the second has not.
-    job = Job(tmp_path, session, fake.url, emails(250), chunk=150)
+    job = Job(tmp_path, session, fake.url, emails(250), chunk=150, backend=backend)
     counters = await job.run()
     assert job.states() == [BatchState.FAILED, BatchState.DONE]
     first, second = job.store.batches(job.job_id)
@@ -187,11 +197,11 @@ async def test_a_poll_failing_for_good_fails_that_batch_and_the_run_ends(
 
 
 async def test_failures_are_counted_across_runs(
-    fake_api: StartFake, session: aiohttp.ClientSession, tmp_path: Path
+    fake_api: StartFake, session: aiohttp.ClientSession, tmp_path: Path, backend: Backend
 ) -> None:
     fake = await fake_api(retry_after=0.05, get_fault=410)
     clock = ManualClock(start=1_700_000_000.0)
-    job = Job(tmp_path, session, fake.url, emails(30), wall_clock=clock)
+    job = Job(tmp_path, session, fake.url, emails(30), wall_clock=clock, backend=backend)
     policy = FollowPolicy(failures=3, span=600.0, backoff_initial=0.05, backoff_max=0.05)
     # The first run stops (its deadline) while the bound in time is not reached yet.
     await job.run(policy=policy, deadline=time.monotonic() + 0.5)
@@ -241,11 +251,13 @@ async def test_a_hung_api_costs_at_most_one_ambiguous_batch(
 
 
 async def test_a_refused_post_gives_its_quota_back(
-    fake_api: StartFake, session: aiohttp.ClientSession, tmp_path: Path
+    fake_api: StartFake, session: aiohttp.ClientSession, tmp_path: Path, backend: Backend
 ) -> None:
     refused = "lead00003@company3.com"
     fake = await fake_api(retry_after=0.05, rejects=frozenset({refused}))
-    job = Job(tmp_path, session, fake.url, emails(50), chunk=50, usage=Limit(50, 3600.0))
+    job = Job(
+        tmp_path, session, fake.url, emails(50), chunk=50, usage=Limit(50, 3600.0), backend=backend
+    )
     counters = await job.run(deadline=time.monotonic() + 5)
     # The old engine kept the refused 50 in the window, so the 49 waited an hour.
     assert posts(fake) == [400, 202]
@@ -269,10 +281,10 @@ async def test_usage_refusals_give_their_quota_back(
 
 
 async def test_insufficient_credits_tries_smaller_batches_then_stops(
-    fake_api: StartFake, session: aiohttp.ClientSession, tmp_path: Path
+    fake_api: StartFake, session: aiohttp.ClientSession, tmp_path: Path, backend: Backend
 ) -> None:
     fake = await fake_api(retry_after=0.05, credits=300)
-    job = Job(tmp_path, session, fake.url, emails(478), usage=Limit(1000, 60.0))
+    job = Job(tmp_path, session, fake.url, emails(478), usage=Limit(1000, 60.0), backend=backend)
     counters = await job.run()
     assert counters.out_of_credits
     assert fake.api.summary().credits_spent == 300
@@ -282,11 +294,11 @@ async def test_insufficient_credits_tries_smaller_batches_then_stops(
 
 
 async def test_a_400_naming_no_item_is_never_settled(
-    fake_api: StartFake, session: aiohttp.ClientSession, tmp_path: Path
+    fake_api: StartFake, session: aiohttp.ClientSession, tmp_path: Path, backend: Backend
 ) -> None:
     # The server's usage limit is below ours: it refuses a batch of 1,000 as a whole.
     fake = await fake_api(retry_after=0.05, usage_limit=Limit(300, 0.3))
-    job = Job(tmp_path, session, fake.url, emails(1000), usage=Limit(1000, 1.0))
+    job = Job(tmp_path, session, fake.url, emails(1000), usage=Limit(1000, 1.0), backend=backend)
     counters = await job.run()
     assert posts(fake)[:2] == [400, 400]  # 1,000 then 500 refused; 250 fits
     assert len(job.verdicts()) == 1000
@@ -299,12 +311,12 @@ async def test_a_400_naming_no_item_is_never_settled(
 
 
 async def test_siblings_of_pages_committed_before_a_restart_get_their_verdicts(
-    fake_api: StartFake, session: aiohttp.ClientSession, tmp_path: Path
+    fake_api: StartFake, session: aiohttp.ClientSession, tmp_path: Path, backend: Backend
 ) -> None:
     fake = await fake_api(retry_after=0.05)
     # `a+news@` comes back as `a@`, on the first page (results are sorted by email).
     addresses = ["a@company0.com", "a+news@company0.com", *emails(150)]
-    job = Job(tmp_path, session, fake.url, addresses)
+    job = Job(tmp_path, session, fake.url, addresses, backend=backend)
     (batch,) = job.store.batches(job.job_id)
     client = make_client(session, fake.url)
     submitted = job.store.batch_emails(batch.id)
@@ -345,14 +357,22 @@ async def test_a_post_retried_after_a_429_gives_the_refused_try_its_quota_back(
 
 
 async def test_many_batches_followed_at_once_each_get_every_verdict(
-    fake_api: StartFake, session: aiohttp.ClientSession, tmp_path: Path
+    fake_api: StartFake, session: aiohttp.ClientSession, tmp_path: Path, backend: Backend
 ) -> None:
     fake = await fake_api(retry_after=0.05, upper_case_results=True, emails_per_second=1e6)
     # `+tag` spellings come back as their canonical one, some submitted too and some not,
     # some in the same batch as it and some in another; every result is in upper case.
     plain = emails(600)
     tagged = [e.replace("@", "+news@") for e in plain[::3]] + ["solo+x@company9.com"]
-    job = Job(tmp_path, session, fake.url, [*plain, *tagged], chunk=50, usage=Limit(10**6, 1.0))
+    job = Job(
+        tmp_path,
+        session,
+        fake.url,
+        [*plain, *tagged],
+        chunk=50,
+        usage=Limit(10**6, 1.0),
+        backend=backend,
+    )
     counters = await job.run()  # the usage limit admits every batch at once
     assert counters.batches_submitted == len(job.states()) == 17
     assert set(job.states()) == {BatchState.DONE}

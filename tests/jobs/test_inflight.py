@@ -88,11 +88,10 @@ def _job(store, name: str, key: str = "k1"):
     )  # fmt: skip
 
 
-def test_adoption_in_the_store(tmp_path: Path) -> None:
+def test_adoption_in_the_store(backend) -> None:
     from ample_batch.jobs.records import BatchState
-    from ample_batch.jobs.store import Store
 
-    with Store(tmp_path) as store:
+    with backend.open() as store:
         a, b, other_key = _job(store, "a"), _job(store, "b"), _job(store, "c", key="k2")
         store.plan(a.id, cached=[], new=["e1@x.co", "e2@x.co"], chunk_size=10)
         (owner,) = store.batches(a.id)

@@ -1,19 +1,20 @@
-"""The job store's seam: the SQLite store is a JobStore member for member, its batches move
-only as `records.MOVES` allows, and nothing outside the SQLite implementation touches SQLite."""
+"""The job store's seam: both stores are JobStores member for member, their batches move only
+as `records.MOVES` allows, and nothing outside the SQLite implementation touches SQLite."""
 
 from __future__ import annotations
 
 import ast
 import inspect
-import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from helpers import ROOT
+from store_backends import Backend
 
 from ample_batch.errors import StateFailed
 from ample_batch.jobs.db import DB_NAME
+from ample_batch.jobs.pg_store import PgStore
 from ample_batch.jobs.protocol import JobStore
 from ample_batch.jobs.records import MOVES, BatchState
 from ample_batch.jobs.store import Store
@@ -31,15 +32,22 @@ def _members() -> list[str]:
     return sorted(names | {"__enter__", "__exit__"})
 
 
-def test_the_sqlite_store_has_every_protocol_member_with_its_signature(tmp_path: Path) -> None:
-    with Store(tmp_path) as store:
-        assert isinstance(store.state_dir, Path)
+@pytest.mark.parametrize("implementation", [Store, PgStore])
+def test_each_store_has_every_protocol_member_with_its_signature(
+    implementation: type, tmp_path: Path
+) -> None:
+    if implementation is Store:
+        with Store(tmp_path) as store:
+            assert isinstance(store.state_dir, Path)
+    else:
+        # No state dir: nothing is written under --state-dir with a state URL.
+        assert PgStore.state_dir is None
     wrong = []
     for name in _members():
         wanted = getattr(JobStore, name, None)
         if not callable(wanted):
             continue
-        got = getattr(Store, name, None)
+        got = getattr(implementation, name, None)
         if got is None or inspect.signature(got) != inspect.signature(wanted):
             wrong.append(f"{name}: {inspect.signature(wanted)} vs {got and inspect.signature(got)}")
     assert wrong == []
@@ -74,6 +82,9 @@ def _stage_imports(path: Path) -> set[str]:
 
 
 SQLITE_IMPLEMENTATION = {"db", "store", "store_jobs", "store_outcomes", "store_plan", "adoption"}
+POSTGRES_IMPLEMENTATION = {
+    "pg_conn", "pg_store", "pg_store_jobs", "pg_store_outcomes", "pg_store_plan", "pg_adoption"
+}  # fmt: skip
 """The jobs/ modules that are the SQLite store; jobs/state_dir.py reads the quota ledgers."""
 
 
@@ -88,33 +99,44 @@ def test_only_the_sqlite_store_touches_sqlite() -> None:
         for module in SQLITE_IMPLEMENTATION - {"db"}:
             if {f".{module}", f"..jobs.{module}"} & imported:
                 wrong.append(f"{path.name} imports the SQLite store ({module})")
+        for module in POSTGRES_IMPLEMENTATION:
+            if {f".{module}", f"..jobs.{module}"} & imported or "psycopg" in imported:
+                wrong.append(f"{path.name} imports the PostgreSQL store ({module})")
     assert wrong == []
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    with Store(tmp_path) as s:
-        yield s
+def store(backend: Backend):
+    return backend.open()
 
 
-def _batch_in(store: Store, state: BatchState) -> int:
+@pytest.fixture
+def force_state(backend: Backend):
+    """Put a batch in a state from another connection, as no store method would."""
+
+    def force(batch_id: int, state: BatchState) -> None:
+        backend.execute("UPDATE batches SET state = ? WHERE id = ?", (state.value, batch_id))
+
+    return force
+
+
+def _batch_in(store: JobStore, state: BatchState, force) -> int:
     job = store.open_job(
         input_path="/data/leads.csv", fingerprint="f", email_column="Email",
         output_path=None, cache_ttl=0,
     )  # fmt: skip
     store.plan(job.id, cached=[], new=[f"{state}@x.co"], chunk_size=5)
     batch_id = store.batches(job.id, BatchState.PLANNED)[-1].id
-    db = sqlite3.connect(store.path)
-    with db:
-        db.execute("UPDATE batches SET state = ? WHERE id = ?", (state, batch_id))
-    db.close()
+    force(batch_id, state)
     return batch_id
 
 
 @pytest.mark.parametrize("source", list(BatchState))
-def test_each_state_moves_only_as_the_table_allows(store: Store, source: BatchState) -> None:
+def test_each_state_moves_only_as_the_table_allows(
+    store: JobStore, force_state, source: BatchState
+) -> None:
     for target in BatchState:
-        batch_id = _batch_in(store, source)
+        batch_id = _batch_in(store, source, force_state)
         if target in MOVES[source]:
             store._move(batch_id, target)
             assert store.batch(batch_id).state is target
@@ -125,20 +147,20 @@ def test_each_state_moves_only_as_the_table_allows(store: Store, source: BatchSt
             assert store.batch(batch_id).error is None
 
 
-def test_a_finished_batch_is_never_planned_again(store: Store) -> None:
-    batch_id = _batch_in(store, BatchState.DONE)
+def test_a_finished_batch_is_never_planned_again(store: JobStore, force_state) -> None:
+    batch_id = _batch_in(store, BatchState.DONE, force_state)
     with pytest.raises(StateFailed, match="cannot move from done to planned"):
         store.back_to_planned(batch_id, error="a late refusal")
     # Nor is a batch failed before it was sent: its emails were never tried.
-    planned = _batch_in(store, BatchState.PLANNED)
+    planned = _batch_in(store, BatchState.PLANNED, force_state)
     with pytest.raises(StateFailed, match="from planned to failed"):
         store.fail(planned, error="gave up")
     assert store.batch(planned).state is BatchState.PLANNED
 
 
-def test_a_retry_of_a_batch_mid_post_is_refused_whole(store: Store) -> None:
+def test_a_retry_of_a_batch_mid_post_is_refused_whole(store: JobStore, force_state) -> None:
     """A move that goes with other writes is refused with them: no retry batch is left."""
-    submitting = _batch_in(store, BatchState.SUBMITTING)
+    submitting = _batch_in(store, BatchState.SUBMITTING, force_state)
     job_id = store.batch(submitting).job_id
     with pytest.raises(StateFailed, match="from submitting to done"):
         store.retry_unresolved(submitting, error="boom")
@@ -146,17 +168,22 @@ def test_a_retry_of_a_batch_mid_post_is_refused_whole(store: Store) -> None:
     assert store.batch_emails(submitting) == ["submitting@x.co"]
 
 
-def test_reads_raise_our_errors_not_sqlite3s(store: Store) -> None:
-    """A store method that reads raises errors.State*, never sqlite3.Error: callers
-    (`prune_cache`, `status`) need to know no backend's exceptions."""
-    batch_id = _batch_in(store, BatchState.PLANNED)
-    other = sqlite3.connect(store.state_dir / DB_NAME)
-    other.execute("DROP TABLE verdicts")
-    other.execute("ALTER TABLE batches RENAME TO gone")
-    other.close()
-    with pytest.raises(StateFailed, match=DB_NAME):
+def test_reads_raise_our_errors_not_the_drivers(
+    store: JobStore, force_state, backend: Backend
+) -> None:
+    """A store method that reads raises errors.State*, never sqlite3's or psycopg's:
+    callers (`prune_cache`, `status`) need to know no backend's exceptions."""
+    batch_id = _batch_in(store, BatchState.PLANNED, force_state)
+    backend.execute("DROP TABLE verdicts")
+    backend.execute("ALTER TABLE batches RENAME TO gone")
+    # The message names the state: the database file, or the URL without its password.
+    where = DB_NAME if backend.name == "sqlite" else "127.0.0.1"
+    with pytest.raises(StateFailed, match=where) as caught:
         store.batch(batch_id)
-    with pytest.raises(StateFailed, match=DB_NAME):
+    with pytest.raises(StateFailed, match=where):
         list(store.fresh_verdicts(0.0))
-    with pytest.raises(StateFailed, match=DB_NAME):
+    with pytest.raises(StateFailed, match=where):
         store.prune_verdicts(0.0)
+    if backend.url is not None:
+        password = backend.url.split(":")[2].split("@")[0]
+        assert password not in str(caught.value)

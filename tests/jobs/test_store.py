@@ -1,23 +1,27 @@
+"""The job store's behaviour, on both backends (`backend`, tests/jobs/conftest.py) unless a
+test says why it is SQLite's alone."""
+
 import sqlite3
 from pathlib import Path
 
 import pytest
 from helpers import ManualClock
+from store_backends import Backend
 
 from ample_batch.errors import JobBusy
 from ample_batch.jobs.db import MIGRATIONS
 from ample_batch.jobs.locks import FileLocks, job_lock
+from ample_batch.jobs.protocol import JobStore
 from ample_batch.jobs.records import BATCH_ATTEMPTS, BatchState
 from ample_batch.jobs.store import Store
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    with Store(tmp_path, clock=ManualClock(start=1_000_000.0)) as s:
-        yield s
+def store(backend: Backend):
+    return backend.open(clock=ManualClock(start=1_000_000.0))
 
 
-def open_job(store: Store, ttl: float = 86400.0):
+def open_job(store: JobStore, ttl: float = 86400.0):
     return store.open_job(
         input_path="/data/leads.csv",
         fingerprint="abc",
@@ -27,7 +31,7 @@ def open_job(store: Store, ttl: float = 86400.0):
     )
 
 
-def fetching(store: Store, batch_id: int, status: str = "error") -> int:
+def fetching(store: JobStore, batch_id: int, status: str = "error") -> int:
     """Walk a planned batch through a submission to paging its results, as the engine does."""
     store.mark_submitting(batch_id)
     store.mark_running(batch_id, remote_id=f"r{batch_id}", remote_href=f"/v/r{batch_id}")
@@ -35,7 +39,7 @@ def fetching(store: Store, batch_id: int, status: str = "error") -> int:
     return batch_id
 
 
-def test_same_input_same_job(store: Store) -> None:
+def test_same_input_same_job(store: JobStore) -> None:
     first = open_job(store)
     again = open_job(store)
     assert first.id == again.id
@@ -50,7 +54,7 @@ def test_same_input_same_job(store: Store) -> None:
     assert store.get_job(first.id[:4]) is not None or len(store.jobs()) == 2
 
 
-def test_batch_walks_the_state_machine(store: Store) -> None:
+def test_batch_walks_the_state_machine(store: JobStore) -> None:
     job = open_job(store)
     store.plan(job.id, cached=[], new=["a@x.co", "b@x.co", "c@x.co"], chunk_size=2)
     planned = store.batches(job.id, BatchState.PLANNED)
@@ -72,7 +76,7 @@ def test_batch_walks_the_state_machine(store: Store) -> None:
     assert (progress.emails, progress.resolved, progress.pending) == (3, 2, 1)
 
 
-def test_replanning_keeps_submitted_batches(store: Store) -> None:
+def test_replanning_keeps_submitted_batches(store: JobStore) -> None:
     job = open_job(store)
     store.plan(job.id, cached=[], new=["a@x.co", "b@x.co", "c@x.co"], chunk_size=1)
     first = store.batches(job.id)[0]
@@ -83,16 +87,16 @@ def test_replanning_keeps_submitted_batches(store: Store) -> None:
     assert sizes == [(BatchState.PLANNED, 2), (BatchState.SUBMITTING, 1)]
 
 
-def test_cache_hits_become_a_done_batch(store: Store) -> None:
+def test_cache_hits_become_a_done_batch(store: JobStore) -> None:
     job = open_job(store)
     store.plan(job.id, cached=[("a@x.co", "unknown", False)], new=["b@x.co"], chunk_size=5)
     assert store.progress(job.id).cached == 1
     assert ("a@x.co", "unknown", False) in list(store.job_verdicts(job.id))
 
 
-def test_fresh_verdicts_respect_the_cutoff(tmp_path: Path) -> None:
+def test_fresh_verdicts_respect_the_cutoff(backend: Backend) -> None:
     clock = ManualClock(start=1_000_000.0)
-    with Store(tmp_path, clock=clock) as store:
+    with backend.open(clock=clock) as store:
         job = open_job(store)
         store.plan(job.id, cached=[], new=["a@x.co"], chunk_size=5)
         batch = store.batches(job.id)[0]
@@ -106,7 +110,7 @@ def test_fresh_verdicts_respect_the_cutoff(tmp_path: Path) -> None:
         assert list(store.fresh_verdicts(never.cache_cutoff)) == []
 
 
-def test_error_batches_retry_then_fail(store: Store) -> None:
+def test_error_batches_retry_then_fail(store: JobStore) -> None:
     job = open_job(store)
     store.plan(job.id, cached=[], new=["a@x.co", "b@x.co"], chunk_size=5)
     batch_id = store.batches(job.id)[0].id
@@ -123,7 +127,7 @@ def test_error_batches_retry_then_fail(store: Store) -> None:
     assert store.progress(job.id).failed == 1
 
 
-def test_released_emails_can_be_planned_again(store: Store) -> None:
+def test_released_emails_can_be_planned_again(store: JobStore) -> None:
     job = open_job(store)
     store.plan(job.id, cached=[], new=["a@x.co", "b@x.co"], chunk_size=5)
     batch_id = store.batches(job.id)[0].id
@@ -133,6 +137,7 @@ def test_released_emails_can_be_planned_again(store: Store) -> None:
 
 
 def test_an_older_database_still_opens(tmp_path: Path) -> None:
+    # SQLite's migrations; PostgreSQL's are tests/pg/test_pg_migrations.py.
     db = sqlite3.connect(tmp_path / "ample-batch.sqlite")
     for statement in MIGRATIONS[0].split(";"):
         if statement.strip():
@@ -153,6 +158,7 @@ def test_an_older_database_still_opens(tmp_path: Path) -> None:
 
 
 def test_job_lock_is_exclusive(tmp_path: Path) -> None:
+    # File locks in the state dir: the SQLite backend's (PostgreSQL's are advisory locks).
     locks = FileLocks(tmp_path)
     with job_lock(locks, "j1"):
         second = job_lock(locks, "j1")
@@ -162,7 +168,7 @@ def test_job_lock_is_exclusive(tmp_path: Path) -> None:
         pass
 
 
-def test_split_keeps_the_attempt_and_every_email(store: Store) -> None:
+def test_split_keeps_the_attempt_and_every_email(store: JobStore) -> None:
     job = open_job(store)
     store.plan(job.id, cached=[], new=[f"u{i}@x.co" for i in range(10)], chunk_size=10)
     batch_id = fetching(store, store.batches(job.id)[0].id)
@@ -176,7 +182,7 @@ def test_split_keeps_the_attempt_and_every_email(store: Store) -> None:
     assert sorted(emails) == sorted(f"u{i}@x.co" for i in range(10))
 
 
-def test_a_validations_errors_survive_a_restart(store: Store) -> None:
+def test_a_validations_errors_survive_a_restart(store: JobStore) -> None:
     job = open_job(store)
     store.plan(job.id, cached=[], new=["a@x.co"], chunk_size=5)
     batch_id = store.batches(job.id)[0].id
@@ -187,14 +193,17 @@ def test_a_validations_errors_survive_a_restart(store: Store) -> None:
     assert store.remote_errors(batch_id) == errors
 
 
-def test_the_cache_check_time_is_indexed(store: Store) -> None:
+def test_the_cache_check_time_is_indexed(tmp_path: Path) -> None:
+    # SQLite's query planner; the PostgreSQL index is migration 1's (test_pg_migrations).
+    store = Store(tmp_path)
     plan = store._db.execute(
         "EXPLAIN QUERY PLAN SELECT email FROM verdicts WHERE checked_at >= 0"
     ).fetchall()
     assert any("verdicts_checked_at" in str(tuple(row)) for row in plan)
+    store.close()
 
 
-def _cache(store: Store, clock: ManualClock, email: str, age_days: float) -> None:
+def _cache(store: JobStore, clock: ManualClock, email: str, age_days: float) -> None:
     now = clock.now
     clock.now = now - age_days * 86400
     job = store.open_job(
@@ -207,15 +216,15 @@ def _cache(store: Store, clock: ManualClock, email: str, age_days: float) -> Non
     clock.now = now
 
 
-def test_the_cache_is_pruned_of_verdicts_no_ttl_in_use_can_reach(tmp_path: Path) -> None:
+def test_the_cache_is_pruned_of_verdicts_no_ttl_in_use_can_reach(backend: Backend) -> None:
     clock = ManualClock(start=1_000_000.0)
-    with Store(tmp_path / "a", clock=clock) as store:
+    with backend.open("a", clock=clock) as store:
         for email, age in (("old@x.co", 100), ("month@x.co", 40), ("new@x.co", 1)):
             _cache(store, clock, email, age)
         # This run's TTL is 0 (never reuse): the default 30 days are still kept for others.
         assert store.prune_verdicts(0) == 2
         assert {v[0] for v in store.fresh_verdicts(float("-inf"))} == {"new@x.co"}
-    with Store(tmp_path / "b", clock=clock) as store:
+    with backend.open("b", clock=clock) as store:
         # A stored job that reuses 60-day-old verdicts keeps the 40-day-old one.
         store.open_job(
             input_path="/long", fingerprint="f", email_column="e", output_path=None,
@@ -228,6 +237,7 @@ def test_the_cache_is_pruned_of_verdicts_no_ttl_in_use_can_reach(tmp_path: Path)
 
 
 def test_estimate_streams_the_cache(tmp_path: Path) -> None:
+    # The pipeline's SQLite state dir; the state URL's wiring is tested with the CLI's.
     # A big cache for other lists must not be loaded whole to price a small file.
     import tracemalloc
 

@@ -1,0 +1,162 @@
+"""The PostgreSQL job store's base: its connection (pg_conn.py) and the jobs table.
+
+A job here is found by what it is: `pg.content_job_id` of the input's content fingerprint,
+email column and sheet, so the same file under another path, on another host or in another
+container resumes the same job. Each run records its own input and output paths and the API
+identity it buys through (key id and base URL, never the key).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+from .. import pg
+from ..options import cache_cutoff
+from .pg_conn import RECONNECT_WAITS, PgConnection
+from .records import Batch, BatchState, Job
+
+if TYPE_CHECKING:
+    from ..pg import Connection
+
+_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
+_BATCH_FIELDS = tuple(f.name for f in dataclasses.fields(Batch))
+JOB_COLUMNS = ", ".join(_JOB_FIELDS)
+BATCH_COLUMNS = ", ".join(_BATCH_FIELDS)
+
+
+def job_from_row(row: Sequence[Any]) -> Job:
+    values = dict(zip(_JOB_FIELDS, row, strict=True))
+    stats = values["stats"]
+    values["stats"] = json.loads(stats) if isinstance(stats, str) else dict(stats)
+    return Job(**values)
+
+
+def batch_from_row(row: Sequence[Any]) -> Batch:
+    values = dict(zip(_BATCH_FIELDS, row, strict=True))
+    values["state"] = BatchState(values["state"])
+    return Batch(**values)
+
+
+class PgJobRecords:
+    """The connection and the jobs table; the base of `pg_store.PgStore`."""
+
+    state_dir: Path | None = None
+    """No state dir: with PostgreSQL nothing is written under --state-dir, and job locks are
+    the database's (advisory locks), not files."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str = pg.DEFAULT_SCHEMA,
+        clock: Callable[[], float] = time.time,
+        retry_waits: Sequence[float] = RECONNECT_WAITS,
+    ) -> None:
+        self.url = url
+        self.schema = schema
+        self._clock = clock
+        self._pg = PgConnection(url, schema=schema, retry_waits=retry_waits)
+        self.where = self._pg.where
+        """The URL without its password, for messages."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._pg.close()
+
+    @property
+    def schema_version(self) -> int:
+        return self._pg.read(lambda db: pg.schema_version(db, self.schema))
+
+    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._pg.read(lambda db: db.execute(query, params).fetchall())
+
+    def _row(self, query: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        return self._pg.read(lambda db: db.execute(query, params).fetchone())
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    def open_job(
+        self,
+        *,
+        input_path: str,
+        fingerprint: str,
+        email_column: str,
+        output_path: str | None,
+        cache_ttl: float,
+        key_id: str | None = None,
+        base_url: str | None = None,
+        sheet: str | None = None,
+    ) -> Job:
+        """The job for this content, created on first sight. The cache cutoff is fixed then.
+
+        Call it holding the job's lock: it records this run's input and output paths and
+        API identity (key id and base URL, never the key), which a busy job must keep.
+
+            job = store.open_job(input_path="/data/leads.csv", fingerprint=digest,
+                                 email_column="Email", output_path=None, cache_ttl=86400)
+        """
+        job_id = pg.content_job_id(fingerprint, email_column, sheet=sheet)
+        now = self._clock()
+        cutoff = cache_cutoff(now, cache_ttl)
+
+        def work(db: Connection) -> None:
+            db.execute(
+                "INSERT INTO jobs (id, input_path, fingerprint, email_column, output_path,"
+                " created_at, updated_at, cache_cutoff) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)"
+                " ON CONFLICT (id) DO NOTHING",
+                (job_id, input_path, fingerprint, email_column, output_path, now, now, cutoff),
+            )
+            db.execute(
+                "UPDATE jobs SET input_path = %s, output_path = %s, updated_at = %s,"
+                " key_id = COALESCE(%s, key_id), base_url = COALESCE(%s, base_url)"
+                " WHERE id = %s",
+                (input_path, output_path, now, key_id, base_url, job_id),
+            )
+
+        self._pg.write(work, idempotent=True)
+        job = self.get_job(job_id)
+        assert job is not None
+        return job
+
+    def get_job(self, job_id: str) -> Job | None:
+        """A job by id or by a unique id prefix."""
+        rows = self._rows(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE starts_with(id, %s) ORDER BY id LIMIT 2",
+            (job_id,),
+        )
+        return job_from_row(rows[0]) if len(rows) == 1 else None
+
+    def jobs(self) -> list[Job]:
+        rows = self._rows(f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY updated_at DESC, id")
+        return [job_from_row(row) for row in rows]
+
+    def note_possible_double_charges(self, job_id: str, emails: int) -> None:
+        """Add to the job's count of emails that a resent POST may have charged twice."""
+        # Not idempotent: an increment whose commit was lost is not added twice.
+        self._pg.write(
+            lambda db: db.execute(
+                "UPDATE jobs SET possible_double_charges = possible_double_charges + %s"
+                " WHERE id = %s",
+                (emails, job_id),
+            )
+        )
+
+    def update_job(self, job_id: str, *, state: str, stats: dict[str, Any]) -> None:
+        now = self._clock()
+        self._pg.write(
+            lambda db: db.execute(
+                "UPDATE jobs SET state = %s, stats = %s::jsonb, updated_at = %s WHERE id = %s",
+                (state, json.dumps(stats, sort_keys=True), now, job_id),
+            ),
+            idempotent=True,
+        )

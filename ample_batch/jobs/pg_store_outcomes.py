@@ -1,0 +1,149 @@
+"""What the engine records besides transitions, and what a run reads back, in PostgreSQL: every
+verdict of a job (streamed), its progress, failures counted on a batch across runs, and emails
+the API refused. A layer of `pg_store.PgStore`, the twin of store_outcomes.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, cast
+
+from .pg_store_jobs import PgJobRecords
+from .records import Progress, Verdict
+
+if TYPE_CHECKING:
+    from ..pg import Connection
+
+LOOKUP_CHUNK = 10_000
+"""Emails per `= ANY(array)` lookup: one round trip each, arrays of bounded size."""
+
+
+class PgOutcomeRecords(PgJobRecords):
+    """Verdicts and outcomes of a job's batches: the part of the store the engine reads."""
+
+    # -- reading results back ------------------------------------------------------------
+
+    def job_verdicts(self, job_id: str) -> Iterator[Verdict]:
+        """Every verdict of the job, streamed; unresolved emails of failed batches come back
+        `failed`.
+
+            verdicts = dict((email, result) for email, result, _ in store.job_verdicts(job.id))
+        """
+        rows = self._pg.stream(
+            "SELECT e.email, COALESCE(e.result, CASE b.state WHEN 'failed' THEN 'failed' END),"
+            " e.catch_all FROM batch_emails e JOIN batches b ON b.id = e.batch_id"
+            " WHERE b.job_id = %s AND (e.result IS NOT NULL OR b.state = 'failed')",
+            (job_id,),
+        )
+        # The rows are (text, text, boolean | None) already: no per-row conversion.
+        return cast("Iterator[Verdict]", rows)
+
+    def progress(self, job_id: str) -> Progress:
+        totals = self._row(
+            "SELECT COUNT(*), COUNT(e.result), COUNT(*) FILTER (WHERE b.source = 'cache'),"
+            " COUNT(*) FILTER (WHERE e.result IS NULL AND b.state = 'failed')"
+            " FROM batch_emails e JOIN batches b ON b.id = e.batch_id WHERE b.job_id = %s",
+            (job_id,),
+        )
+        assert totals is not None  # an aggregate always gives one row
+        emails, resolved, cached, failed = totals
+        counts = {
+            state: int(count)
+            for state, count in self._rows(
+                "SELECT state, COUNT(*) FROM batches WHERE job_id = %s AND source = 'api'"
+                " GROUP BY state",
+                (job_id,),
+            )
+        }
+        return Progress(int(emails), int(resolved), int(cached), int(failed), counts)
+
+    # -- engine outcomes: follow failures, recorded verdicts, emails the API refused ----
+
+    def note_follow_failure(self, batch_id: int, now: float) -> tuple[int, float]:
+        """One more failed poll or page of a batch: returns the failures in a row and when
+        the first of them happened (kept across runs)."""
+
+        def work(db: Connection) -> tuple[int, float]:
+            row = db.execute(
+                "UPDATE batches SET follow_failures = follow_failures + 1,"
+                " first_failure_at = COALESCE(first_failure_at, %s) WHERE id = %s"
+                " RETURNING follow_failures, first_failure_at",
+                (now, batch_id),
+            ).fetchone()
+            if row is None:
+                raise KeyError(f"no batch {batch_id}")
+            return int(row[0]), float(row[1])
+
+        return self._pg.write(work)
+
+    def follow_failures(self, batch_id: int) -> int:
+        """Failed polls or pages in a row, over every run, of a batch (0 after a success)."""
+        row = self._row("SELECT follow_failures FROM batches WHERE id = %s", (batch_id,))
+        return int(row[0]) if row else 0
+
+    def clear_follow_failures(self, batch_id: int) -> None:
+        """A poll or page of the batch succeeded: its count of failures starts again."""
+        self._pg.write(
+            lambda db: db.execute(
+                "UPDATE batches SET follow_failures = 0, first_failure_at = NULL WHERE id = %s",
+                (batch_id,),
+            ),
+            idempotent=True,
+        )
+
+    def batch_verdicts(self, batch_id: int) -> list[Verdict]:
+        """The verdicts already recorded for a batch (by earlier pages, maybe earlier runs)."""
+        rows = self._rows(
+            "SELECT email, result, catch_all FROM batch_emails"
+            ' WHERE batch_id = %s AND result IS NOT NULL ORDER BY email COLLATE "C"',
+            (batch_id,),
+        )
+        return [(e, r, c) for e, r, c in rows]
+
+    def remember_rejected(self, batch_id: int, emails: Sequence[str], *, error: str) -> None:
+        """The API refused these emails of a batch as malformed: each is written
+        `invalid_syntax`, and remembered so that no later run sends it again."""
+        now = self._clock()
+        wanted = list(emails)
+
+        def work(db: Connection) -> None:
+            db.execute(
+                "UPDATE batch_emails SET result = 'invalid_syntax'"
+                " WHERE batch_id = %s AND email = ANY(%s)",
+                (batch_id, wanted),
+            )
+            db.execute(
+                "INSERT INTO rejected_emails (email, error, rejected_at)"
+                " SELECT DISTINCT e, %s, %s::double precision FROM unnest(%s::text[]) AS e"
+                " ON CONFLICT (email) DO NOTHING",
+                (error, now, wanted),
+            )
+
+        self._pg.write(work, idempotent=True)
+
+    def apply_known_rejections(self, batch_id: int) -> int:
+        """Write `invalid_syntax` for the batch's emails the API refused before; returns how
+        many there were."""
+        return self._pg.write(
+            lambda db: (
+                db.execute(
+                    "UPDATE batch_emails SET result = 'invalid_syntax' WHERE batch_id = %s"
+                    " AND result IS NULL AND email IN (SELECT email FROM rejected_emails)",
+                    (batch_id,),
+                ).rowcount
+            )
+        )
+
+    def batch_email_states(self, batch_id: int, emails: Iterable[str]) -> dict[str, bool]:
+        """Those of `emails` the batch holds, each with whether it has a verdict yet: a page's
+        matching looks its emails up here instead of holding the whole batch in memory."""
+        wanted = list(emails)
+        found: dict[str, bool] = {}
+        for start in range(0, len(wanted), LOOKUP_CHUNK):
+            rows = self._rows(
+                "SELECT email, result IS NOT NULL FROM batch_emails"
+                " WHERE batch_id = %s AND email = ANY(%s)",
+                (batch_id, wanted[start : start + LOOKUP_CHUNK]),
+            )
+            found.update((e, bool(answered)) for e, answered in rows)
+        return found

@@ -1,0 +1,188 @@
+"""Planning in the PostgreSQL job store: a job's batches cut from its emails and written with
+COPY, cache hits as batches born done, and the cache's freshness lookups and pruning. A layer
+of `pg_store.PgStore`, the twin of store_plan.py.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, cast
+
+from ..options import DEFAULT_CACHE_TTL
+from .pg_store_outcomes import PgOutcomeRecords
+from .plan import split_batches
+from .records import BatchState, Verdict
+from .store_plan import PLAN_CHUNK
+
+if TYPE_CHECKING:
+    from ..pg import Connection
+
+
+class PgPlanRecords(PgOutcomeRecords):
+    """Planning and the verdict cache, on top of the jobs and outcomes."""
+
+    def batched_emails(self, job_id: str) -> list[str]:
+        """Every email in one of the job's batches, except first-attempt planned ones.
+
+        Those are dissolved and re-cut by `plan()`; everything else is settled or in flight.
+        """
+        rows = self._pg.stream(
+            "SELECT e.email FROM batch_emails e JOIN batches b ON b.id = e.batch_id"
+            " WHERE b.job_id = %s AND NOT (b.state = 'planned' AND b.attempt = 1)",
+            (job_id,),
+        )
+        return [email for (email,) in rows]
+
+    def fresh_verdicts(self, cutoff: float) -> Iterator[Verdict]:
+        """Cached verdicts checked at or after `cutoff`, streamed from a server-side cursor.
+
+        fresh = {email for email, _result, _catch_all in store.fresh_verdicts(cutoff)}
+        """
+        rows = self._pg.stream(
+            "SELECT email, result, catch_all FROM verdicts WHERE checked_at >= %s", (cutoff,)
+        )
+        # The rows are (text, text, boolean | None) already: no per-row conversion.
+        return cast("Iterator[Verdict]", rows)
+
+    def prune_verdicts(self, run_ttl: float) -> int:
+        """Drop cached verdicts no job can use any more; returns how many went.
+
+        Kept: everything younger than the longest TTL in use (this run's, the default, or
+        any stored job's), and everything a job not done yet may reuse under its cutoff.
+        """
+        now = self._clock()
+        # The default TTL is kept whatever this run's: one `--cache-ttl 0` run must not empty
+        # the cache that every later default run would use.
+        ttls = [run_ttl, DEFAULT_CACHE_TTL]
+        keep_from = now
+        for created_at, cutoff, state in self._rows(
+            "SELECT created_at, cache_cutoff, state FROM jobs"
+        ):
+            if cutoff != float("inf"):
+                ttls.append(created_at - cutoff)
+                if state != "done":
+                    keep_from = min(keep_from, cutoff)
+        threshold = min(now - max(ttls), keep_from)
+        return self._pg.write(
+            lambda db: (
+                db.execute("DELETE FROM verdicts WHERE checked_at < %s", (threshold,)).rowcount
+            ),
+            serialised=False,
+        )
+
+    def plan(
+        self,
+        job_id: str,
+        *,
+        cached: Sequence[Verdict],
+        new: Sequence[str],
+        chunk_size: int,
+    ) -> None:
+        """Re-plan the job, in transactions of about PLAN_CHUNK emails each, written by COPY.
+
+        Unsubmitted batches are dissolved first (their emails come back in `new` from the
+        caller's set difference), so a changed --chunk-size applies on resume. Cache hits
+        become batches born done. Killed between two transactions, the job re-plans right:
+        batches born done count as batched next time, planned ones are dissolved and re-cut.
+        These transactions do not take the write lock: no other job reads a planned batch
+        or one born done, so other hosts' claims and pages go on meanwhile. Each is
+        idempotent (`_landed`), so one whose commit's answer was lost is retried safely.
+        """
+        now = self._clock()
+        self._pg.write(lambda db: self._drop_planned(db, job_id), idempotent=True)
+        for part in split_batches(cached, PLAN_CHUNK):
+            self._pg.write(
+                functools.partial(self._insert_cached, job_id=job_id, part=part, now=now),
+                idempotent=True,
+                serialised=False,
+            )
+        # Whole batches per transaction: a batch is never cut across two of them.
+        per_transaction = max(1, PLAN_CHUNK // chunk_size) * chunk_size
+        for emails in split_batches(new, per_transaction):
+            chunks = list(split_batches(emails, chunk_size))
+            self._pg.write(
+                functools.partial(self._insert_planned, job_id=job_id, chunks=chunks, now=now),
+                idempotent=True,
+                serialised=False,
+            )
+
+    def _insert_cached(
+        self, db: Connection, job_id: str, part: Sequence[Verdict], now: float
+    ) -> None:
+        if _landed(db, job_id, part[0][0], "b.source = 'cache'"):
+            return
+        batch_id = self._new_batch(db, job_id, BatchState.DONE, len(part), "cache", now)
+        with (
+            db.cursor() as cursor,
+            cursor.copy(
+                "COPY batch_emails (batch_id, email, result, catch_all) FROM STDIN"
+            ) as copy,
+        ):
+            for email, result, catch_all in part:
+                copy.write_row((batch_id, email, result, catch_all))
+
+    def _insert_planned(
+        self, db: Connection, job_id: str, chunks: Sequence[Sequence[str]], now: float
+    ) -> None:
+        if _landed(db, job_id, chunks[0][0], "b.state = 'planned' AND b.attempt = 1"):
+            return
+        # One INSERT for every batch of the transaction; identity values are drawn in the
+        # SELECT's order, so the sorted ids match the chunks' order.
+        rows = db.execute(
+            "INSERT INTO batches (job_id, source, state, attempt, size, updated_at)"
+            " SELECT %s, 'api', 'planned', 1, t.size, %s"
+            " FROM unnest(%s::integer[]) WITH ORDINALITY AS t(size, n) ORDER BY t.n"
+            " RETURNING id",
+            (job_id, now, [len(chunk) for chunk in chunks]),
+        ).fetchall()
+        ids = sorted(int(batch_id) for (batch_id,) in rows)
+        with (
+            db.cursor() as cursor,
+            cursor.copy("COPY batch_emails (batch_id, email) FROM STDIN") as copy,
+        ):
+            for batch_id, chunk in zip(ids, chunks, strict=True):
+                for email in chunk:
+                    copy.write_row((batch_id, email))
+
+    def _drop_planned(self, db: Connection, job_id: str) -> None:
+        # Retry batches (attempt > 1) keep their attempt count, so they are not dissolved.
+        where = "job_id = %s AND state = 'planned' AND attempt = 1"
+        db.execute(
+            f"DELETE FROM batch_emails WHERE batch_id IN (SELECT id FROM batches WHERE {where})",
+            (job_id,),
+        )
+        db.execute(f"DELETE FROM batches WHERE {where}", (job_id,))
+
+    def _new_batch(
+        self,
+        db: Connection,
+        job_id: str,
+        state: BatchState,
+        size: int,
+        source: str,
+        now: float,
+        attempt: int = 1,
+    ) -> int:
+        row = db.execute(
+            "INSERT INTO batches (job_id, source, state, attempt, size, updated_at)"
+            " VALUES (%s,%s,%s,%s,%s,%s) RETURNING id",
+            (job_id, source, state.value, attempt, size, now),
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def _landed(db: Connection, job_id: str, first_email: str, batches: str) -> bool:
+    """Whether a planning transaction starting with `first_email` committed already (its
+    answer lost with the connection), looking in the job's batches matching `batches` (SQL
+    on `b`). Sound because planning's emails are in no other batch
+    of the job of that kind: `new` and `cached` are what the job's batches do not hold, and
+    its first-attempt planned batches were dissolved first."""
+    row = db.execute(
+        "SELECT 1 FROM batch_emails e JOIN batches b ON b.id = e.batch_id"
+        f" WHERE b.job_id = %s AND {batches} AND e.email = %s"
+        " LIMIT 1",
+        (job_id, first_email),
+    ).fetchone()
+    return row is not None
