@@ -18,6 +18,7 @@ from ..errors import AmpleBatchError
 from ..files.join import Verdicts
 from ..jobs.backend import Where, open_store
 from ..jobs.engine import Engine
+from ..jobs.locks import JobLocks
 from ..jobs.plan import plan_emails
 from ..jobs.protocol import JobStore
 from ..jobs.records import BatchState, Job, Progress
@@ -36,11 +37,11 @@ def note_run(store: JobStore, job: Job, limit: Limit) -> None:
 
 
 async def cancel_validations(
-    store: JobStore, job_id: str, client: ValidationClient, scheduler: Scheduler
+    store: JobStore, job_id: str, client: ValidationClient, scheduler: Scheduler, locks: JobLocks
 ) -> int:
     """PATCH the job's running validations to canceled, then page in what they did (the
     partial results are kept; the rest goes back to the plan). Returns how many."""
-    engine = Engine(store, job_id, client, scheduler, stop=asyncio.Event())
+    engine = Engine(store, job_id, client, scheduler, stop=asyncio.Event(), locks=locks)
     running = store.batches(job_id, BatchState.RUNNING)
     for batch in running:
         assert batch.remote_href is not None

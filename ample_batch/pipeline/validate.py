@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Unpack
 
 from ..api.client import ValidationClient
-from ..errors import EXIT_TEMPFAIL, InsufficientCredits, Stopped
+from ..errors import EXIT_TEMPFAIL, AmpleBatchError, InsufficientCredits, Stopped
 from ..files.inspect import fingerprint as fingerprint_of
 from ..files.join import enrich_file
 from ..files.output import check_output, partial_path, remove_temp_files
@@ -222,16 +222,20 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     live.counters = engine.counters
     live.stage = "validating"
     ticker = asyncio.create_task(_tick(live, reporter))
+    # With shared state, `cancel` may run on another host, which cannot signal this process.
+    watcher = asyncio.create_task(_watch_cancel(run)) if run.state.shared else None
     try:
         counters = await engine.run()
         # `ample-batch cancel` stopped this run (SIGTERM): its validations are canceled too.
         canceled = run.locks.cancel_requested(job.id)
         if canceled:
             live.stage = "canceling"
-            await job_steps.cancel_validations(store, job.id, run.canceller, scheduler)
+            await job_steps.cancel_validations(store, job.id, run.canceller, scheduler, run.locks)
             counters.stop_reason = "canceled"
     finally:
         ticker.cancel()
+        if watcher is not None:
+            watcher.cancel()
     progress = await asyncio.to_thread(job_steps.progress, run.state, job.id)
     # Complete means every unique email has a settled verdict. Emails released by a canceled
     # or out-of-credits validation are in no batch at all, so count coverage, not just pending.
@@ -361,6 +365,21 @@ class InsufficientCreditsStop(InsufficientCredits):
             "again (nothing done is paid twice)"
         )
         self.summary = summary
+
+
+CANCEL_POLL_SECONDS = 1.0
+"""How often a run on shared state looks for a cancel request from any host."""
+
+
+async def _watch_cancel(run: _JobRun) -> None:
+    """Stop the run (as SIGTERM would) once `cancel` asks, from whichever host."""
+    while not run.stop.is_set():
+        # The database away for a moment: the store's own calls say so, not this look.
+        with contextlib.suppress(AmpleBatchError):
+            if run.locks.cancel_requested(run.job.id):
+                run.stop.set()
+                return
+        await asyncio.sleep(CANCEL_POLL_SECONDS)
 
 
 async def _tick(live: LiveStatus, reporter: Reporter) -> None:
