@@ -88,10 +88,16 @@ class PgLocks:
         # A run's lock lives on a connection of its own, named after its holder, and lasts
         # exactly as long as that connection.
         conn = self._connect(following=False)
+        held = False
         try:
             held = self._try(conn, key)
             yield held
         finally:
+            # Unlocked first: the server ends a closed session a moment later, and until
+            # then its locks still show.
+            with contextlib.suppress(Exception):
+                if held:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
             conn.close()
 
     def holder(self, job_id: str) -> Holder | None:
