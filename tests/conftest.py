@@ -2,7 +2,8 @@
 PostgreSQL server (`pg_url`: a fresh database per test; tests/postgres_server.py).
 
 The PostgreSQL fixtures are registered here, once, so that every directory's tests share one
-server per worker."""
+server per worker; `state_backend` (tests/cli_backends.py) runs an end-to-end test on each
+state backend."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from cli_backends import state_backend
 from helpers import StartFake, fake_config
 from postgres_server import pg_url, postgres_server
 
 from ample_batch.api.client import new_session
 from ample_batch.fake.server import RunningFake, start_fake
 
-__all__ = ["pg_url", "postgres_server"]
+__all__ = ["pg_url", "postgres_server", "state_backend"]
 
 
 @pytest.fixture

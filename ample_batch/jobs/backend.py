@@ -113,6 +113,19 @@ def has_store(where: Where) -> bool:
         conn.close()
 
 
+def locks_of(store: JobStore) -> JobLocks:
+    """The job locks that go with an open `store`: its state dir's files, or its database's
+    advisory locks (for callers handed a store alone; the pipeline passes its own). Not in
+    the protocol: where the locks live is the backend's business, not the callers'."""
+    state_dir = getattr(store, "state_dir", None)
+    if isinstance(state_dir, Path):
+        return FileLocks(state_dir)
+    url = getattr(store, "url", None)
+    if not isinstance(url, str):
+        raise TypeError(f"{type(store).__name__} has neither a state dir nor a database URL")
+    return job_locks(State(Path(), url=url, schema=getattr(store, "schema", pg.DEFAULT_SCHEMA)))
+
+
 def job_locks(where: Where) -> JobLocks:
     """The job locks of `where`: files in the state dir, or the database's advisory locks.
     Close them when done."""

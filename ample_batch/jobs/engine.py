@@ -41,9 +41,10 @@ from ..errors import (
     UsageLimited,
 )
 from ..quota.scheduler import Admission, Scheduler
+from .backend import locks_of
 from .follow import Counters, Follower, FollowPolicy, note_double_charges, record_if_stopped
 from .inflight import await_adopted
-from .locks import FileLocks, JobLocks
+from .locks import JobLocks
 from .protocol import JobStore
 from .records import Batch, BatchState
 
@@ -86,11 +87,7 @@ class Engine:
     ) -> None:
         self.store = store
         # Other jobs' locks: an adopted batch whose run is gone is followed here (inflight.py).
-        if locks is None:
-            if store.state_dir is None:
-                raise ValueError("a store without a state dir needs its job locks passed")
-            locks = FileLocks(store.state_dir)
-        self.locks: JobLocks = locks
+        self.locks: JobLocks = locks if locks is not None else locks_of(store)
         self.job_id = job_id
         self.client = client
         self.scheduler = scheduler

@@ -32,7 +32,6 @@ Verdicts are `(email, result, catch_all)`; emails are the normalised ones the pl
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, Protocol, Self
 
 from .records import Batch, BatchState, Claim, Job, Progress, Verdict
@@ -41,11 +40,6 @@ from .records import Batch, BatchState, Claim, Job, Progress, Verdict
 class JobStore(Protocol):
     """Jobs, their batches and verdicts, and the verdict cache, shared by every process
     on one state dir. Use as a context manager, or call `close()`."""
-
-    @property
-    def state_dir(self) -> Path | None:
-        """The state dir the store belongs to, where its job locks and ledgers live; None
-        for PgStore, whose locks are the database's (`backend.job_locks` gives either)."""
 
     def __enter__(self) -> Self: ...
 
