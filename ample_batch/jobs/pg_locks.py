@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from .. import pg
+from ..errors import AmpleBatchError
 from .locks import Holder, this_host
 
 if TYPE_CHECKING:
@@ -69,6 +70,8 @@ class PgLocks:
         self.url = url
         self.schema = schema
         self._side: Connection | None = None
+        # The connection holding each of this process's run locks, by job.
+        self._runs: dict[str, Connection] = {}
 
     @contextlib.contextmanager
     def try_job_lock(self, job_id: str, *, following: bool = False) -> Iterator[bool]:
@@ -87,18 +90,45 @@ class PgLocks:
             return
         # A run's lock lives on a connection of its own, named after its holder, and lasts
         # exactly as long as that connection.
-        conn = self._connect(following=False)
+        self._runs[job_id] = self._connect(following=False)
         held = False
         try:
-            held = self._try(conn, key)
+            held = self._try(self._runs[job_id], key)
             yield held
         finally:
+            conn = self._runs.pop(job_id)
             # Unlocked first: the server ends a closed session a moment later, and until
             # then its locks still show.
             with contextlib.suppress(Exception):
                 if held:
                     conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
             conn.close()
+
+    def still_held(self, job_id: str) -> bool:
+        """Whether this process still holds the job's run lock. A lost connection (a
+        database restart, a failover) lost the lock with it: it is taken again on a new
+        connection if nobody else took it meanwhile; False if another run has it (or the
+        database is still away), and this run must stop."""
+        conn = self._runs.get(job_id)
+        if conn is None:
+            return False
+        try:
+            with pg.translated(self.url):
+                conn.execute("SELECT 1")
+            return True
+        except AmpleBatchError:
+            pass
+        with contextlib.suppress(Exception):
+            conn.close()
+        try:
+            fresh = self._connect(following=False)
+        except AmpleBatchError:
+            return False
+        self._runs[job_id] = fresh
+        try:
+            return self._try(fresh, self._job_key(job_id))
+        except AmpleBatchError:
+            return False
 
     def holder(self, job_id: str) -> Holder | None:
         key = self._job_key(job_id)

@@ -372,11 +372,18 @@ CANCEL_POLL_SECONDS = 1.0
 
 
 async def _watch_cancel(run: _JobRun) -> None:
-    """Stop the run (as SIGTERM would) once `cancel` asks, from whichever host."""
+    """Stop the run (as SIGTERM would) once `cancel` asks, from whichever host, or once its
+    job lock is lost for good (its connection dropped and another host took the job)."""
+    from ..jobs.pg_locks import PgLocks
+
+    locks = run.locks
     while not run.stop.is_set():
+        if isinstance(locks, PgLocks) and not locks.still_held(run.job.id):
+            run.stop.set()
+            return
         # The database away for a moment: the store's own calls say so, not this look.
         with contextlib.suppress(AmpleBatchError):
-            if run.locks.cancel_requested(run.job.id):
+            if locks.cancel_requested(run.job.id):
                 run.stop.set()
                 return
         await asyncio.sleep(CANCEL_POLL_SECONDS)

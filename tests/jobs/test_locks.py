@@ -16,7 +16,7 @@ from helpers import wait_until
 from ample_batch.errors import JobBusy
 from ample_batch.jobs.backend import State, job_locks
 from ample_batch.jobs.locks import Holder, JobLocks, job_lock, this_host
-from ample_batch.jobs.pg_locks import holder_name, parse_holder
+from ample_batch.jobs.pg_locks import PgLocks, holder_name, parse_holder
 
 MakeLocks = Callable[[], JobLocks]
 
@@ -132,3 +132,31 @@ def test_holder_names_fit_the_servers_limit_and_read_back() -> None:
     assert parse_holder("psql") == Holder(0, "?")
     assert not Holder(1, "elsewhere").here
     assert Holder(1, "elsewhere").describe() == "process 1 on host elsewhere"
+
+
+def _end_other_sessions(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+def test_a_run_lock_lost_with_its_connection_is_taken_again_unless_taken(pg_url: str) -> None:
+    mine, theirs = PgLocks(pg_url), PgLocks(pg_url)
+    try:
+        with mine.try_job_lock("j1") as held:
+            assert held and mine.still_held("j1")
+            _end_other_sessions(pg_url)  # a database restart, as the run sees it
+            assert mine.still_held("j1")
+            assert theirs.holder("j1") is not None
+            _end_other_sessions(pg_url)
+            with theirs.try_job_lock("j1") as taken:
+                assert taken  # another host got in while this one was cut off
+                assert not mine.still_held("j1")
+        assert not mine.still_held("j1")
+    finally:
+        mine.close()
+        theirs.close()
