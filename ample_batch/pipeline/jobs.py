@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, JobBusy, Stopped
+from ..errors import AmpleBatchError, InputError, JobBusy, Stopped
 from ..jobs.backend import State, Where, as_state, has_store, job_locks, open_store
 from ..jobs.locks import Holder, JobLocks, job_lock
 from ..jobs.protocol import JobStore
@@ -173,3 +173,25 @@ async def _stop_live_run(locks: JobLocks, job_id: str, found: Holder, wait: floa
             )
         await asyncio.sleep(0.1)
     return True
+
+
+CANCEL_POLL_SECONDS = 1.0
+"""How often a run on shared state looks for a cancel request from any host."""
+
+
+async def watch_for_cancel(locks: JobLocks, job_id: str, stop: asyncio.Event) -> None:
+    """The run's side of `cancel` on shared state, where `cancel` may run on another host and
+    cannot signal this process: set `stop` (as SIGTERM would) once a cancel is asked, or once
+    the job lock is lost for good (its connection dropped and another host took the job)."""
+    from ..jobs.pg_locks import PgLocks
+
+    while not stop.is_set():
+        if isinstance(locks, PgLocks) and not locks.still_held(job_id):
+            stop.set()
+            return
+        # The database away for a moment: the store's own calls say so, not this look.
+        with contextlib.suppress(AmpleBatchError):
+            if locks.cancel_requested(job_id):
+                stop.set()
+                return
+        await asyncio.sleep(CANCEL_POLL_SECONDS)

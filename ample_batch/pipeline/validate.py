@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Unpack
 
 from ..api.client import ValidationClient
-from ..errors import EXIT_TEMPFAIL, AmpleBatchError, InsufficientCredits, Stopped
+from ..errors import EXIT_TEMPFAIL, InsufficientCredits, Stopped
 from ..files.inspect import fingerprint as fingerprint_of
 from ..files.join import enrich_file
 from ..files.output import check_output, partial_path, remove_temp_files
@@ -42,6 +42,7 @@ from ..options import ValidateOptions
 from ..quota.scheduler import Scheduler, key_id
 from . import steps as job_steps
 from .html_report import write_run_report
+from .jobs import watch_for_cancel
 from .keywords import FileKeywords, PathLike, resolve
 from .prepare import prepare
 from .session import T, api_session, resolve_api, scheduler_for
@@ -223,7 +224,9 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     live.stage = "validating"
     ticker = asyncio.create_task(_tick(live, reporter))
     # With shared state, `cancel` may run on another host, which cannot signal this process.
-    watcher = asyncio.create_task(_watch_cancel(run)) if run.state.shared else None
+    watcher = None
+    if run.state.shared:
+        watcher = asyncio.create_task(watch_for_cancel(run.locks, job.id, stop))
     try:
         counters = await engine.run()
         # `ample-batch cancel` stopped this run (SIGTERM): its validations are canceled too.
@@ -365,28 +368,6 @@ class InsufficientCreditsStop(InsufficientCredits):
             "again (nothing done is paid twice)"
         )
         self.summary = summary
-
-
-CANCEL_POLL_SECONDS = 1.0
-"""How often a run on shared state looks for a cancel request from any host."""
-
-
-async def _watch_cancel(run: _JobRun) -> None:
-    """Stop the run (as SIGTERM would) once `cancel` asks, from whichever host, or once its
-    job lock is lost for good (its connection dropped and another host took the job)."""
-    from ..jobs.pg_locks import PgLocks
-
-    locks = run.locks
-    while not run.stop.is_set():
-        if isinstance(locks, PgLocks) and not locks.still_held(run.job.id):
-            run.stop.set()
-            return
-        # The database away for a moment: the store's own calls say so, not this look.
-        with contextlib.suppress(AmpleBatchError):
-            if locks.cancel_requested(run.job.id):
-                run.stop.set()
-                return
-        await asyncio.sleep(CANCEL_POLL_SECONDS)
 
 
 async def _tick(live: LiveStatus, reporter: Reporter) -> None:

@@ -119,6 +119,13 @@ class PgLedgerBucket:
                     "SELECT 1 FROM ledgers WHERE key_id = %s AND ledger = %s FOR UPDATE",
                     self._key,
                 )
+                # Retried after a lost answer to a COMMIT that did land: admitted already.
+                done = conn.execute(
+                    "SELECT 1 FROM ledger_entries WHERE key_id = %s AND ticket = %s",
+                    (self._key[0], ticket),
+                ).fetchone()
+                if done is not None:
+                    return 0
                 now = _scalar(conn, f"SELECT {NOW_MS}", ())
                 held = _scalar(conn, *self._in_window_query(now - self.window_ms))
                 if held + weight <= self.capacity:
