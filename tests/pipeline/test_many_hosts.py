@@ -23,6 +23,11 @@ from helpers import KEY, FakeInThread, lead_rows, read_csv, wait_until, write_le
 
 from ample_batch.limits import Limit
 
+_AS_HOST = (
+    "import socket; socket.gethostname = lambda: {name!r}; "
+    "from ample_batch.cli.main import entry; entry()"
+)
+
 LIMITS = ("--usage-limit", "40/1s", "--rate-limit", "200/1s", "--chunk-size", "10")
 FAKE = {"retry_after": 0.2, "emails_per_second": 4000}
 
@@ -33,6 +38,8 @@ class Host:
 
     root: Path
     url: str
+    hostname: str | None = None
+    """Another machine's name for this host's runs (socket.gethostname, as they see it)."""
 
     def __post_init__(self) -> None:
         for folder in ("home", "work"):
@@ -47,7 +54,10 @@ class Host:
         return Path(shutil.copy(src, self.root / "work" / src.name))
 
     def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "ample_batch", *args, "--state-dir", str(self.state_dir)]
+        program = ["-m", "ample_batch"]
+        if self.hostname is not None:
+            program = ["-c", _AS_HOST.format(name=self.hostname)]
+        return [sys.executable, *program, *args, "--state-dir", str(self.state_dir)]
 
     def env(self) -> dict[str, str]:
         return {
@@ -240,3 +250,21 @@ def test_without_the_postgres_extra_a_state_url_is_exit_2_naming_it(tmp_path: Pa
         assert done.returncode == 2, done.stderr
         assert "pip install 'ample-batch[postgres]'" in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_cancel_reaches_a_run_on_another_host(pg_url: str, tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(80))
+    there = Host(tmp_path / "there", pg_url, hostname="host-b")
+    here = Host(tmp_path / "here", pg_url)
+    with FakeInThread(**FAKE) as fake:
+        run = there.start(*validate(there, there.put(src), fake, "--usage-limit", "10/1s"))
+        wait_until(lambda: "running" in batch_states(pg_url) or run.poll() is not None)
+        status = here.run("status")
+        assert f"running in process {run.pid} on host host-b" in status.stdout, status.stdout
+        job = re.findall(rf"(\w+): running in process {run.pid}", status.stdout)[0]
+        # No signal can cross hosts: the run sees the request in the database and stops.
+        cancel = here.run("cancel", job, "--base-url", fake.url, "--usage-limit", "10/1s")
+        assert cancel.returncode == 0, cancel.stderr
+        _, err = run.communicate(timeout=60)
+        assert run.returncode == 75, err
+        assert "canceled" in here.run("status").stdout
