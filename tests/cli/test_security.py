@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from aiohttp import web
-from helpers import FakeInThread, cli, lead_rows, write_leads
+from helpers import KEY, FakeInThread, cli, lead_rows, write_leads
 
 SECRET = "sk-live-9f8e7d6c5b4a-do-not-leak"
 
@@ -180,4 +180,5 @@ def test_the_state_database_password_never_reaches_a_file_a_log_line_or_a_row(
     with psycopg.connect(pg_url) as conn:
         for table in ("jobs", "batches", "ledgers", "ledger_entries"):
             rows = conn.execute(f"SELECT row_to_json(t)::text FROM ample_batch.{table} t")
-            assert PASSWORD not in "".join(row[0] for row in rows), table
+            text = "".join(row[0] for row in rows)
+            assert PASSWORD not in text and KEY not in text, table
