@@ -96,6 +96,11 @@ class ValidateOptions:
     """Emails per POST; min(100000, usage-limit count) when None."""
     state_dir: Path
     """Job state, result cache and quota ledgers."""
+    state_url: str | None = field(default=None, repr=False)
+    """A PostgreSQL URL: the state lives in that database, shared by every host, and nothing
+    is written under `state_dir`. Kept out of the repr: it may hold a password."""
+    state_schema: str = "ample_batch"
+    """The PostgreSQL schema of `state_url`'s tables."""
     cache_ttl: float = DEFAULT_CACHE_TTL
     """Reuse verdicts younger than this many seconds; 0 never reuses."""
     max_runtime: float | None = None

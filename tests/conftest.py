@@ -1,4 +1,9 @@
-"""Shared fixtures: the fake Amplemarket API served over loopback, and a manual clock."""
+"""Shared fixtures: the fake Amplemarket API served over loopback, a manual clock, and a real
+PostgreSQL server (`pg_url`: a fresh database per test; tests/postgres_server.py).
+
+The PostgreSQL fixtures are registered here, once, so that every directory's tests share one
+server per worker; `state_backend` (tests/cli_backends.py) runs an end-to-end test on each
+state backend."""
 
 from __future__ import annotations
 
@@ -6,14 +11,24 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from cli_backends import state_backend
 from helpers import StartFake, fake_config
-from store_backends import backend, jobs_database, postgres_server, store_backend
+from postgres_server import pg_url, postgres_server
+from store_backends import backend, jobs_database, store_backend
 
 from ample_batch.api.client import new_session
 from ample_batch.fake.server import RunningFake, start_fake
 
-# The job store on each backend in turn, for tests taking `backend` (tests/store_backends.py).
-__all__ = ["backend", "jobs_database", "postgres_server", "store_backend"]
+# The job store on each backend in turn, for tests taking `backend` (tests/store_backends.py),
+# and the whole state (`state_backend`, tests/cli_backends.py).
+__all__ = [
+    "backend",
+    "jobs_database",
+    "pg_url",
+    "postgres_server",
+    "state_backend",
+    "store_backend",
+]
 
 
 @pytest.fixture

@@ -26,7 +26,14 @@ from ..errors import (
     JobBusy,
     Stopped,
 )
-from .options import api_options, file_options, limit_options, quota_options, state_dir_option
+from .options import (
+    api_options,
+    file_options,
+    limit_options,
+    quota_options,
+    state_dir_option,
+    state_url_options,
+)
 from .params import ColumnNameType, DurationType
 
 
@@ -170,6 +177,7 @@ def main() -> None:
 )
 @api_options
 @limit_options
+@state_url_options
 @click.option("--max-runtime", type=DurationType(), help="Stop and exit 75 after this long.")
 @click.option("--summary-json", type=click.Path(path_type=Path), help="Write the summary as JSON.")
 @click.option(
@@ -244,6 +252,7 @@ def _validate_options(kw: dict[str, Any]) -> Any:
     job_fields = (
         "input", "output", "email_column", "encoding", "sheet", "chunk_size", "state_dir",
         "cache_ttl", "max_runtime", "report", "recheck",
+        "state_url", "state_schema",
     )  # fmt: skip
     output_fields = ("split", "sent_column")  # validate's --split and --sent-column
     return ValidateOptions(
@@ -255,6 +264,7 @@ def _validate_options(kw: dict[str, Any]) -> Any:
 @main.command()
 @file_options
 @limit_options
+@state_url_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def estimate(**kw: Any) -> None:
     """Pre-flight: rows, unique emails, cache hits, credits and earliest finish. No API call.
@@ -277,8 +287,11 @@ def estimate(**kw: Any) -> None:
 @main.command()
 @click.argument("job", required=False)
 @state_dir_option
+@state_url_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def status(job: str | None, state_dir: Path, as_json: bool) -> None:
+def status(
+    job: str | None, state_dir: Path, as_json: bool, state_url: str | None, state_schema: str
+) -> None:
     """List the jobs in the state dir with their progress (or one JOB by id prefix).
 
     \b
@@ -286,14 +299,16 @@ def status(job: str | None, state_dir: Path, as_json: bool) -> None:
       ample-batch status
       ample-batch status 3f9a
     """
+    from ..pipeline.jobs import state_location
     from ..pipeline.jobs import status as run_status
     from .report import print_status
 
-    jobs = run_status(state_dir, job)
+    state = state_url and state_location(state_dir, state_url, state_schema)
+    jobs = run_status(state or state_dir, job)
     if as_json:
         click.echo(json.dumps([j.as_dict() for j in jobs], indent=2))
     else:
-        print_status(jobs, state_dir)
+        print_status(jobs, state.where() if state else state_dir)
 
 
 @main.command()
@@ -301,6 +316,7 @@ def status(job: str | None, state_dir: Path, as_json: bool) -> None:
 @api_options
 @quota_options
 @state_dir_option
+@state_url_options
 def cancel(job: str, state_dir: Path, **kw: Any) -> None:
     """PATCH JOB's running validations to canceled, keeping their partial results.
 
@@ -313,9 +329,11 @@ def cancel(job: str, state_dir: Path, **kw: Any) -> None:
       ample-batch cancel 3f9a --rate-limit 60/5s
     """
     from ..pipeline.jobs import cancel as run_cancel
+    from ..pipeline.jobs import state_location
 
     _mute_retry_logs()
-    count = run_cancel(state_dir, job, _api_options(kw))
+    state = kw["state_url"] and state_location(state_dir, kw["state_url"], kw["state_schema"])
+    count = run_cancel(state or state_dir, job, _api_options(kw))
     click.echo(f"canceled {count} running validation(s); partial results kept")
 
 

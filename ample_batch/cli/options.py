@@ -30,6 +30,34 @@ def state_dir_option(command: F) -> F:
     )(command)
 
 
+def state_url_options(command: F) -> F:
+    """Shared state in PostgreSQL: many hosts, containers and cron pods on one key."""
+    for decorator in reversed(
+        [
+            click.option(
+                "--state-url",
+                envvar="AMPLE_BATCH_STATE_URL",
+                metavar="URL",
+                default=None,
+                help="Keep jobs, cache, ledgers and locks in PostgreSQL "
+                "(postgresql://user@host/db), shared by every host; nothing is written "
+                "under --state-dir. Needs ample-batch[postgres] [env AMPLE_BATCH_STATE_URL].",
+            ),
+            click.option(
+                "--state-schema",
+                envvar="AMPLE_BATCH_STATE_SCHEMA",
+                metavar="NAME",
+                default="ample_batch",
+                show_default=True,
+                help="The PostgreSQL schema of --state-url's tables "
+                "[env AMPLE_BATCH_STATE_SCHEMA].",
+            ),
+        ]
+    ):
+        command = decorator(command)
+    return command
+
+
 def file_options(command: F) -> F:
     """Options shared by every command that reads a lead list."""
     for decorator in reversed(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -286,12 +287,19 @@ def print_estimate(estimate: Estimate) -> None:
         console.print(f"warning: {warning}", highlight=False)
 
 
-def print_status(jobs: list[JobStatus], state_dir: Path | None = None) -> None:
+def print_status(jobs: list[JobStatus], state_dir: Path | str | None = None) -> None:
+    """The jobs as a table; `state_dir` a dir, or a database as `State.where()` names it."""
     console = _stdout_console()
-    if state_dir is not None:
+    if isinstance(state_dir, Path):
         console.print(f"state dir: {state_dir}")
+    elif state_dir is not None:
+        console.print(f"state: {state_dir}", highlight=False)
     if not jobs:
-        console.print("no jobs in this state dir")
+        console.print(
+            "no jobs in this state dir"
+            if isinstance(state_dir, Path) or state_dir is None
+            else "no jobs in this state database"
+        )
         return
     table = Table()
     table.add_column("job", no_wrap=True)
@@ -316,8 +324,11 @@ def print_status(jobs: list[JobStatus], state_dir: Path | None = None) -> None:
     for item in jobs:
         if item.pid:
             eta = "" if item.eta is None else f", ETA {_clock_time(item.eta)}"
+            # With shared state the run may be on another machine.
+            where = "" if item.host in (None, socket.gethostname()) else f" on host {item.host}"
             console.print(
-                f"{item.job.id}: running in process {item.pid}, output {item.job.output_path}{eta}"
+                f"{item.job.id}: running in process {item.pid}{where}, "
+                f"output {item.job.output_path}{eta}"
             )
 
 

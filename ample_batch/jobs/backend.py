@@ -1,10 +1,13 @@
-"""Which job store a state dir gets: the one place callers obtain a `JobStore`.
+"""Where the state lives and which backend serves it: the one place callers obtain a
+`JobStore`, the job locks and a job's id.
 
-Today always the SQLite store in the state dir; a second backend is chosen here, so the
-pipeline that opens stores does not change.
+A `State` is a state dir (SQLite: the job store, the ledgers and lock files in it) or, with a
+`url`, a PostgreSQL database shared by many hosts (`pg_store.PgStore`, advisory locks, the
+ledgers in the same database), and then nothing is written under the dir.
 
-    if has_store(state_dir):
-        with open_store(state_dir) as store:
+    state = State(Path("~/.local/share/ample-batch"))
+    if has_store(state):
+        with open_store(state) as store:
             store.jobs()
 """
 
@@ -12,26 +15,123 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .. import pg
 from .db import DB_NAME
+from .locks import FileLocks, JobLocks
 from .protocol import JobStore
-from .store import Store
+from .records import job_id_for
+
+SIMULATED_SCHEMA_SUFFIX = "_simulated"
+"""A simulation's PostgreSQL schema is the state's with this added: its made-up verdicts
+never reach the real cache (the twin of the state dir's `simulated` folder)."""
+
+
+@dataclass(frozen=True)
+class State:
+    """Where the job store, the verdict cache, the ledgers and the job locks live."""
+
+    dir: Path
+    """The state dir: everything, unless `url` is given (then nothing is written there)."""
+    url: str | None = field(default=None, repr=False, kw_only=True)
+    """A PostgreSQL URL for state shared by many hosts; kept out of the repr (a password)."""
+    schema: str = field(default=pg.DEFAULT_SCHEMA, kw_only=True)
+    """The PostgreSQL schema holding our tables, with `url`."""
+
+    @property
+    def shared(self) -> bool:
+        """Whether the state is a database that other hosts may share."""
+        return self.url is not None
+
+    def where(self) -> str:
+        """The state as messages name it: the dir, or the URL without its password.
+
+        >>> State(Path("/s"), url="postgresql://ana:pw@db/leads").where()
+        'postgresql://ana:***@db/leads (schema ample_batch)'
+        """
+        if self.url is None:
+            return str(self.dir)
+        return f"{pg.redacted(self.url)} (schema {self.schema})"
+
+    def job_id(self, input_path: str, fingerprint: str, email_column: str) -> str:
+        """The id this state gives the job of an input: SQLite's depends on the path too;
+        the shared state finds a job by its content alone, on any host and under any path."""
+        if self.url is not None:
+            return pg.content_job_id(fingerprint, email_column)
+        return job_id_for(input_path, fingerprint, email_column)
+
+    def simulated(self, subdir: str) -> State:
+        """The state a simulation uses instead: a dir of its own, or a schema of its own."""
+        if self.url is None:
+            return replace(self, dir=self.dir / subdir)
+        return replace(self, schema=pg.check_schema(self.schema + SIMULATED_SCHEMA_SUFFIX))
+
+
+Where = State | Path
+"""A state, or (the SQLite default) just its dir."""
+
+
+def as_state(where: Where) -> State:
+    """`where` as a State: a bare path is a SQLite state dir."""
+    return where if isinstance(where, State) else State(where)
 
 
 def open_store(
-    state_dir: Path, *, clock: Callable[[], float] = time.time, timeout: float = 30.0
+    where: Where, *, clock: Callable[[], float] = time.time, timeout: float = 30.0
 ) -> JobStore:
-    """The job store of `state_dir`, created (with the dir) on first use.
+    """The job store of `where`, created (with the dir, or the schema) on first use.
 
-    `clock` gives the store's times (epoch seconds); `timeout` is how long a write waits
-    for another process's before StateUnavailable.
+    `clock` gives the store's times (epoch seconds); `timeout` is how long a SQLite write
+    waits for another process's before StateUnavailable.
     """
+    state = as_state(where)
+    if state.url is not None:
+        # Here, not at the top: psycopg is an optional extra, and `status` stays light.
+        from .pg_store import PgStore
+
+        store: JobStore = PgStore(state.url, schema=state.schema, clock=clock)
+        return store
+    from .store import Store
+
     # Returned as the protocol, so mypy checks here that the SQLite store conforms to it.
-    return Store(state_dir, clock=clock, timeout=timeout)
+    return Store(state.dir, clock=clock, timeout=timeout)
 
 
-def has_store(state_dir: Path) -> bool:
-    """Whether the state dir holds a job store yet: a look (`status`, `estimate`) must not
+def has_store(where: Where) -> bool:
+    """Whether the state holds a job store yet: a look (`status`, `estimate`) must not
     create one."""
-    return (state_dir / DB_NAME).exists()
+    state = as_state(where)
+    if state.url is None:
+        return (state.dir / DB_NAME).exists()
+    conn = pg.connect(state.url, schema=state.schema, migrate=False)
+    try:
+        with pg.translated(state.url):
+            return pg.schema_version(conn, state.schema) > 0
+    finally:
+        conn.close()
+
+
+def locks_of(store: JobStore) -> JobLocks:
+    """The job locks that go with an open `store`: its state dir's files, or its database's
+    advisory locks (for callers handed a store alone; the pipeline passes its own). Not in
+    the protocol: where the locks live is the backend's business, not the callers'."""
+    state_dir = getattr(store, "state_dir", None)
+    if isinstance(state_dir, Path):
+        return FileLocks(state_dir)
+    url = getattr(store, "url", None)
+    if not isinstance(url, str):
+        raise TypeError(f"{type(store).__name__} has neither a state dir nor a database URL")
+    return job_locks(State(Path(), url=url, schema=getattr(store, "schema", pg.DEFAULT_SCHEMA)))
+
+
+def job_locks(where: Where) -> JobLocks:
+    """The job locks of `where`: files in the state dir, or the database's advisory locks.
+    Close them when done."""
+    state = as_state(where)
+    if state.url is not None:
+        from .pg_locks import PgLocks
+
+        return PgLocks(state.url, schema=state.schema)
+    return FileLocks(state.dir)

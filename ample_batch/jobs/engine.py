@@ -41,8 +41,10 @@ from ..errors import (
     UsageLimited,
 )
 from ..quota.scheduler import Admission, Scheduler
+from .backend import locks_of
 from .follow import Counters, Follower, FollowPolicy, note_double_charges, record_if_stopped
 from .inflight import await_adopted
+from .locks import JobLocks
 from .protocol import JobStore
 from .records import Batch, BatchState
 
@@ -81,8 +83,11 @@ class Engine:
         chunk_size: int | None = None,
         wall_clock: Callable[[], float] = time.time,
         follow_policy: FollowPolicy | None = None,
+        locks: JobLocks | None = None,
     ) -> None:
         self.store = store
+        # Other jobs' locks: an adopted batch whose run is gone is followed here (inflight.py).
+        self.locks: JobLocks = locks if locks is not None else locks_of(store)
         self.job_id = job_id
         self.client = client
         self.scheduler = scheduler

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from .locks import try_job_lock
 from .protocol import JobStore
 from .records import OPEN_STATES, Batch, BatchState
 
@@ -37,7 +36,7 @@ async def await_adopted(engine: Engine, batch: Batch, *, poll: float = POLL_SECO
         owner = store.find_batch(batch.adopts)
         if owner is None or owner.state not in OPEN_STATES:
             break
-        with try_job_lock(store.state_dir, owner.job_id, following=True) as free:
+        with engine.locks.try_job_lock(owner.job_id, following=True) as free:
             if free:
                 await _take_over(engine, store, owner.id, batch)
                 break

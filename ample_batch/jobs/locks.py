@@ -1,7 +1,13 @@
-"""One run per job at a time: an OS file lock in the state dir.
+"""One run per job at a time: the lock seam, and its SQLite-side implementation (OS file locks
+in the state dir). `pg_locks.PgLocks` is the PostgreSQL one (advisory locks); `backend.job_locks`
+picks.
 
-The lock file holds the holder's process id, so `status` can say which process runs a job
-and `cancel` can ask it to stop.
+Either kind is released when its holder dies, even by SIGKILL, and records who holds it (host
+and process), so `status` can say who runs a job and `cancel` can ask that run to stop.
+
+    locks = job_locks(state)
+    with job_lock(locks, job_id):      # JobBusy if another run holds it
+        ...
 """
 
 from __future__ import annotations
@@ -9,10 +15,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import socket
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from ..errors import JobBusy
 from .state_dir import make_state_dir, os_state_error
@@ -20,26 +29,70 @@ from .state_dir import make_state_dir, os_state_error
 _PROBE_TRIES = 5
 
 
-def _lock_path(state_dir: Path, job_id: str) -> Path:
-    make_state_dir(state_dir)
-    locks = state_dir / "locks"
-    try:
-        locks.mkdir(exist_ok=True)
-    except OSError as exc:
-        raise os_state_error(locks, exc) from exc
-    return locks / f"{job_id}.lock"
+def this_host() -> str:
+    """This machine's (or container's) name, as lock holders are recorded."""
+    return socket.gethostname()
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a job's lock: a process on a host."""
+
+    pid: int
+    """The holder's process id, on its host (0 if it could not be read)."""
+    host: str
+    """The holder's host name (`this_host()` there)."""
+    following: bool = False
+    """It only follows the job's open batches for another job (its own run is gone)."""
+
+    @property
+    def here(self) -> bool:
+        """Whether the holder runs on this host, so it can be signalled."""
+        return self.host == this_host()
+
+    def describe(self) -> str:
+        """'process 123', or 'process 123 on host b' when it is another host's."""
+        return f"process {self.pid}" + ("" if self.here else f" on host {self.host}")
+
+
+class JobLocks(Protocol):
+    """Where a state's job locks and cancel requests live."""
+
+    def try_job_lock(self, job_id: str, *, following: bool = False) -> AbstractContextManager[bool]:
+        """The job's lock if it is free (True), else False at once: tells a live run's job
+        from an abandoned one. The lock records this process, and whether it runs the job
+        or only follows its open batches for another job (`following`)."""
+        ...
+
+    def holder(self, job_id: str) -> Holder | None:
+        """Who holds the job's lock, or None if nobody does."""
+        ...
+
+    def request_cancel(self, job_id: str, holder: Holder) -> None:
+        """Ask the run of `holder` to cancel the job's validations when it stops; the
+        request lasts while this process lives (or, for files, until read)."""
+        ...
+
+    def cancel_requested(self, job_id: str) -> bool:
+        """Whether `cancel` asked this process to cancel the job."""
+        ...
+
+    def close(self) -> None:
+        """Release what the locks hold open (a held lock is released by its context)."""
+        ...
 
 
 @contextlib.contextmanager
-def job_lock(state_dir: Path, job_id: str) -> Iterator[None]:
+def job_lock(locks: JobLocks, job_id: str) -> Iterator[None]:
     """Hold the job's lock for the duration; JobBusy if another process has it.
 
-    An OS file lock: it is released when the holder dies, even by SIGKILL.
+    Released when the holder dies, even by SIGKILL (a file lock with the process, an
+    advisory lock with its connection).
     """
-    with try_job_lock(state_dir, job_id) as held:
+    with locks.try_job_lock(job_id) as held:
         if not held:
-            pid = holder(state_dir, job_id)
-            who = f" (process {pid})" if pid else ""
+            found = locks.holder(job_id)
+            who = f" ({found.describe()})" if found else ""
             raise JobBusy(
                 f"job {job_id} is already running in another process{who}; wait for it to "
                 f"finish, or stop it with `ample-batch cancel {job_id}`"
@@ -47,27 +100,74 @@ def job_lock(state_dir: Path, job_id: str) -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def try_job_lock(state_dir: Path, job_id: str, *, following: bool = False) -> Iterator[bool]:
-    """The job's lock if it is free (True), else False at once: tells a live run's job
-    from an abandoned one. The lock file then names this process, and whether it runs the
-    job or only follows its open batches for another job (`following`)."""
-    path = _lock_path(state_dir, job_id)
-    try:
-        handle = open(path, "a+")  # noqa: SIM115 - closed below, after the yield
-    except OSError as exc:
-        raise os_state_error(path, exc) from exc
-    with handle:
-        if not _lock_exclusive(handle):
-            yield False
-            return
+class FileLocks:
+    """Job locks as OS file locks under `<state dir>/locks`, one file per job holding its
+    holder's process id."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+
+    @contextlib.contextmanager
+    def try_job_lock(self, job_id: str, *, following: bool = False) -> Iterator[bool]:
+        path = self._lock_path(job_id)
         try:
-            handle.truncate(0)
-            handle.write(f"{os.getpid()}{' following' if following else ''}\n")
-            handle.flush()
-            yield True
-        finally:
+            handle = open(path, "a+")  # noqa: SIM115 - closed below, after the yield
+        except OSError as exc:
+            raise os_state_error(path, exc) from exc
+        with handle:
+            if not _lock_exclusive(handle):
+                yield False
+                return
+            try:
+                handle.truncate(0)
+                handle.write(f"{os.getpid()}{' following' if following else ''}\n")
+                handle.flush()
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def holder(self, job_id: str) -> Holder | None:
+        path = self.state_dir / "locks" / f"{job_id}.lock"
+        if not path.exists():
+            return None
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                words = handle.read().split()
+                pid = int(words[0]) if words and words[0].isdigit() else 0
+                return Holder(pid, this_host(), following=words[1:2] == ["following"])
             fcntl.flock(handle, fcntl.LOCK_UN)
+            return None
+
+    def request_cancel(self, job_id: str, holder: Holder) -> None:
+        self._cancel_path(job_id).write_text(f"{holder.pid}\n")
+
+    def cancel_requested(self, job_id: str) -> bool:
+        # A request naming another process, left by an earlier run, is ignored and removed.
+        path = self._cancel_path(job_id)
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            return False
+        path.unlink(missing_ok=True)
+        return text == str(os.getpid())
+
+    def close(self) -> None:
+        pass
+
+    def _lock_path(self, job_id: str) -> Path:
+        make_state_dir(self.state_dir)
+        locks = self.state_dir / "locks"
+        try:
+            locks.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise os_state_error(locks, exc) from exc
+        return locks / f"{job_id}.lock"
+
+    def _cancel_path(self, job_id: str) -> Path:
+        return self.state_dir / "locks" / f"{job_id}.cancel"
 
 
 def _lock_exclusive(handle: IO[str]) -> bool:
@@ -81,50 +181,3 @@ def _lock_exclusive(handle: IO[str]) -> bool:
             if attempt + 1 < _PROBE_TRIES:
                 time.sleep(0.005)
     return False
-
-
-def following(state_dir: Path, job_id: str) -> bool:
-    """Whether the process holding the job's lock only follows its open batches for another
-    job (it took over an abandoned batch), rather than running the job itself."""
-    try:
-        words = _lock_path(state_dir, job_id).read_text().split()
-    except OSError:
-        return False
-    return words[1:2] == ["following"]
-
-
-def holder(state_dir: Path, job_id: str) -> int | None:
-    """The process id of the live run holding the job's lock, or None if none holds it."""
-    path = state_dir / "locks" / f"{job_id}.lock"
-    if not path.exists():
-        return None
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            words = handle.read().split()
-            return int(words[0]) if words and words[0].isdigit() else 0
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return None
-
-
-def request_cancel(state_dir: Path, job_id: str, pid: int) -> None:
-    """Ask the run of process `pid` to cancel the job's validations when it stops."""
-    _cancel_path(state_dir, job_id).write_text(f"{pid}\n")
-
-
-def cancel_requested(state_dir: Path, job_id: str) -> bool:
-    """Whether `cancel` asked this process to cancel the job (a request naming another
-    process, left by an earlier run, is ignored and removed)."""
-    path = _cancel_path(state_dir, job_id)
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return False
-    path.unlink(missing_ok=True)
-    return text == str(os.getpid())
-
-
-def _cancel_path(state_dir: Path, job_id: str) -> Path:
-    return state_dir / "locks" / f"{job_id}.cancel"

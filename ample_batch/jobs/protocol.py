@@ -33,7 +33,6 @@ Verdicts are `(email, result, catch_all)`; emails are the normalised ones the pl
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, Protocol, Self
 
 from .records import Batch, BatchState, Claim, Job, Progress, Verdict
@@ -42,10 +41,6 @@ from .records import Batch, BatchState, Claim, Job, Progress, Verdict
 class JobStore(Protocol):
     """Jobs, their batches and verdicts, and the verdict cache, shared by every process
     on one state dir. Use as a context manager, or call `close()`."""
-
-    state_dir: Path
-    """The state dir the store belongs to: job locks and ledgers live there. (PgStore has
-    None: its job locks are the database's; `inflight` is to ask the lock seam instead.)"""
 
     def __enter__(self) -> Self: ...
 

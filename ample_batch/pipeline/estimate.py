@@ -11,7 +11,7 @@ from ..files.scan import scan as scan_file
 from ..jobs.backend import has_store, open_store
 from ..jobs.plan import Plan, plan_emails, schedule_for
 from ..jobs.protocol import JobStore
-from ..jobs.records import Job, job_id_for
+from ..jobs.records import Job
 from ..jobs.stale import StaleVerdicts
 from ..options import ValidateOptions, cache_cutoff
 from ..quota.ideal import night_only_last_submission
@@ -57,16 +57,16 @@ def estimate(options: ValidateOptions) -> Estimate:
     """What `validate` with these options would cost and take: scans the file and the cache,
     makes no API call and spends nothing."""
     # An estimate writes nothing: the output is checked when `validate` runs.
-    spec, _output, chunk, state_dir = prepare(options, writes=False)
+    spec, _output, chunk, state = prepare(options, writes=False)
     scan = scan_file(spec)
     spec = scan.spec
     already: list[str] = []
     cutoff = cache_cutoff(time.time(), options.cache_ttl)
     rechecked = dict.fromkeys((kind for kind, _ in options.recheck.max_age), 0)
-    if has_store(state_dir):
-        with open_store(state_dir) as store:
+    if has_store(state):
+        with open_store(state) as store:
             job = store.get_job(
-                job_id_for(str(spec.path.resolve()), fingerprint_of(spec), spec.email_column)
+                state.job_id(str(spec.path.resolve()), fingerprint_of(spec), spec.email_column)
             )
             if job is not None:
                 already = store.batched_emails(job.id)

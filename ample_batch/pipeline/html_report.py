@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AmpleBatchError, InputError
-from ..jobs.backend import has_store
+from ..jobs.backend import Where, has_store
 from ..options import SIMULATED_DIR
 from .jobs import status
 from .report_charts import (
@@ -135,7 +135,7 @@ def report(state_dir: Path, output: Path, job: str | None = None, *, simulate: b
 
 
 def write_run_report(
-    state_dir: Path, job_id: str, output: Path, summary: dict[str, Any], state: str
+    state_dir: Where, job_id: str, output: Path, summary: dict[str, Any], state: str
 ) -> str | None:
     """The report a validate run writes on itself as it ends (`--report`); the problem as a
     sentence if it could not be written (the run's outcome stands: its verdicts are safe)."""

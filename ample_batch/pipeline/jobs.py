@@ -7,6 +7,7 @@ estimate(ValidateOptions(input=Path("leads.csv"), state_dir=d)).credits_needed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -14,17 +15,17 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, JobBusy, Stopped
-from ..jobs.backend import has_store, open_store
-from ..jobs.locks import following, holder, job_lock, request_cancel
+from ..errors import AmpleBatchError, InputError, JobBusy, Stopped
+from ..jobs.backend import State, Where, as_state, has_store, job_locks, open_store
+from ..jobs.locks import Holder, JobLocks, job_lock
 from ..jobs.protocol import JobStore
 from ..jobs.records import BatchState, Job, Progress
-from ..options import ApiOptions, state_dir_for
+from ..options import SIMULATED_DIR, ApiOptions
 
 
 @dataclass(frozen=True)
 class JobStatus:
-    """One job and how far it got; `pid` is the live run holding it, if any."""
+    """One job and how far it got; `pid` (on `host`) is the live run holding it, if any."""
 
     job: Job
     progress: Progress
@@ -32,6 +33,8 @@ class JobStatus:
     pid: int | None = None
     eta: float | None = None
     """When a live run could be done (epoch seconds), at its quota's pace."""
+    host: str | None = None
+    """The host of the live run, if any (with shared state, maybe another machine's)."""
 
     def as_dict(self) -> dict[str, Any]:
         job = asdict(self.job)
@@ -43,32 +46,48 @@ class JobStatus:
             "progress": progress,
             "state_dir": str(self.state_dir) if self.state_dir else None,
             "pid": self.pid,
+            "host": self.host,
             "eta": self.eta,
         }
 
 
-def status(state_dir: Path, job: str | None = None) -> list[JobStatus]:
-    """The jobs in the state dir (or the one whose id starts with `job`).
+def state_location(state_dir: Path, url: str, schema: str = "ample_batch") -> State:
+    """The shared state at `url` (checked: a PostgreSQL URL, a plain schema name), with
+    `state_dir` kept only for what is never shared.
 
-    A job a live process holds shows as `running`, with that process and an ETA.
+    >>> state_location(Path("/s"), "postgres://db/leads").where()
+    'postgres://db/leads (schema ample_batch)'
     """
-    if not has_store(state_dir):
+    from .. import pg
+
+    return State(state_dir, url=pg.check_url(url), schema=pg.check_schema(schema))
+
+
+def status(state_dir: Where, job: str | None = None) -> list[JobStatus]:
+    """The jobs in the state dir or database (or the one whose id starts with `job`).
+
+    A job a live process holds shows as `running`, with that process, its host and an ETA.
+    """
+    state = as_state(state_dir)
+    if not has_store(state):
         if job:
-            raise InputError(f"no job {job!r}: the state dir {state_dir} holds no jobs")
+            raise InputError(f"no job {job!r}: the state {state.where()} holds no jobs")
         return []
-    with open_store(state_dir) as store:
+    with open_store(state) as store, contextlib.closing(job_locks(state)) as locks:
         jobs = store.jobs() if job is None else [_find(store, job)]
-        return [_status(state_dir, j, store.progress(j.id)) for j in jobs]
+        return [_status(state, locks, j, store.progress(j.id)) for j in jobs]
 
 
-def _status(state_dir: Path, job: Job, progress: Progress) -> JobStatus:
-    pid = holder(state_dir, job.id)
-    if pid is None:
-        return JobStatus(job, progress, state_dir)
+def _status(state: State, locks: JobLocks, job: Job, progress: Progress) -> JobStatus:
+    found = locks.holder(job.id)
+    where = None if state.shared else state.dir
+    if found is None:
+        return JobStatus(job, progress, where)
     run = job.stats.get("run") or {}
     pace = run.get("emails_per_second") or 0
     eta = time.time() + progress.pending / pace if pace > 0 else None
-    return JobStatus(replace(job, state="running"), progress, state_dir, pid or None, eta)
+    running = replace(job, state="running")
+    return JobStatus(running, progress, where, found.pid or None, eta, found.host)
 
 
 def _find(store: JobStore, job: str) -> Job:
@@ -82,66 +101,97 @@ CANCEL_WAIT = 300.0
 """How long `cancel` waits for a live run to cancel its validations and exit."""
 
 
-def cancel(state_dir: Path, job: str, api: ApiOptions, *, wait: float = CANCEL_WAIT) -> int:
+def cancel(state_dir: Where, job: str, api: ApiOptions, *, wait: float = CANCEL_WAIT) -> int:
     """Cancel the job's running validations and keep their partial results.
 
-    A job a live run holds is stopped: that run is asked (SIGTERM, with a cancel request
-    naming it) to cancel its validations, write its partial output and exit 75; this waits
-    for it. The canceled remainder goes back to the plan: running `validate` again submits
-    it. Returns how many validations were canceled.
+    A job a live run holds is stopped: that run is asked (a cancel request naming it, and
+    SIGTERM when it runs on this host) to cancel its validations, write its partial output
+    and exit 75; this waits for it. With shared state the run may be on another host: it
+    sees the request within seconds. The canceled remainder goes back to the plan: running
+    `validate` again submits it. Returns how many validations were canceled.
     """
     return asyncio.run(_cancel(state_dir, job, api, wait))
 
 
-async def _cancel(state_dir: Path, job_ref: str, api: ApiOptions, wait: float) -> int:
+async def _cancel(state_dir: Where, job_ref: str, api: ApiOptions, wait: float) -> int:
+    state = as_state(state_dir)
+    state = state.simulated(SIMULATED_DIR) if api.simulate else state
+    with open_store(state) as store:
+        job = _find(store, job_ref)
+        running = len(store.batches(job.id, BatchState.RUNNING))
+    with contextlib.closing(job_locks(state)) as locks:
+        return await _cancel_with(state, locks, job, running, api, wait)
+
+
+async def _cancel_with(
+    state: State, locks: JobLocks, job: Job, running: int, api: ApiOptions, wait: float
+) -> int:
     # Imported here: `status` shares this module and must not load aiohttp or pyarrow.
     from ..api.client import ValidationClient
     from .session import api_session, scheduler_for
     from .steps import cancel_validations
 
-    state_dir = state_dir_for(api, state_dir)
-    with open_store(state_dir) as store:
-        job = _find(store, job_ref)
-        running = len(store.batches(job.id, BatchState.RUNNING))
-    if following(state_dir, job.id):
+    found = locks.holder(job.id)
+    if found is not None and found.following:
         raise JobBusy(
-            f"job {job.id}'s open batches are being followed by process "
-            f"{holder(state_dir, job.id)} for another job on the same key (its run is gone); "
-            "run cancel again once that finishes"
+            f"job {job.id}'s open batches are being followed by {found.describe()} for "
+            "another job on the same key (its run is gone); run cancel again once that finishes"
         )
-    if holder(state_dir, job.id) is not None and await _stop_live_run(state_dir, job.id, wait):
+    if found is not None and await _stop_live_run(locks, job.id, found, wait):
         return running
-    with open_store(state_dir) as store, job_lock(state_dir, job.id):
+    with open_store(state) as store, job_lock(locks, job.id):
         async with api_session(api) as (session, base_url, api_key):
-            scheduler = scheduler_for(api, state_dir, api_key)
+            scheduler = scheduler_for(api, state, api_key)
             try:
                 client = ValidationClient(
                     session, base_url=base_url, api_key=api_key, throttle=scheduler
                 )
-                running = await cancel_validations(store, job.id, client, scheduler)
+                running = await cancel_validations(store, job.id, client, scheduler, locks)
             finally:
                 scheduler.close()
         store.update_job(job.id, state="canceled", stats=job.stats)
     return running
 
 
-async def _stop_live_run(state_dir: Path, job_id: str, wait: float) -> bool:
+async def _stop_live_run(locks: JobLocks, job_id: str, found: Holder, wait: float) -> bool:
     """Ask the live run holding the job to cancel, and wait for it to exit. False if the
     run ended by itself before it could be asked (the caller cancels then)."""
-    pid = holder(state_dir, job_id)
-    if not pid:
+    if found.here and not found.pid:
         return False
-    request_cancel(state_dir, job_id, pid)
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
+    locks.request_cancel(job_id, found)
+    if found.here:
+        try:
+            os.kill(found.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return False
     deadline = time.monotonic() + wait
-    while holder(state_dir, job_id) is not None:
+    while locks.holder(job_id) is not None:
         if time.monotonic() >= deadline:
             raise Stopped(
-                f"asked process {pid} to cancel job {job_id}; it is still finishing its "
-                "validations: see `ample-batch status`"
+                f"asked {found.describe()} to cancel job {job_id}; it is still finishing "
+                "its validations: see `ample-batch status`"
             )
         await asyncio.sleep(0.1)
     return True
+
+
+CANCEL_POLL_SECONDS = 1.0
+"""How often a run on shared state looks for a cancel request from any host."""
+
+
+async def watch_for_cancel(locks: JobLocks, job_id: str, stop: asyncio.Event) -> None:
+    """The run's side of `cancel` on shared state, where `cancel` may run on another host and
+    cannot signal this process: set `stop` (as SIGTERM would) once a cancel is asked, or once
+    the job lock is lost for good (its connection dropped and another host took the job)."""
+    from ..jobs.pg_locks import PgLocks
+
+    while not stop.is_set():
+        if isinstance(locks, PgLocks) and not locks.still_held(job_id):
+            stop.set()
+            return
+        # The database away for a moment: the store's own calls say so, not this look.
+        with contextlib.suppress(AmpleBatchError):
+            if locks.cancel_requested(job_id):
+                stop.set()
+                return
+        await asyncio.sleep(CANCEL_POLL_SECONDS)

@@ -39,6 +39,10 @@ class RunKeywords(TypedDict, total=False):
     """Use the built-in fake API: no key, no credits, made-up verdicts."""
     state_dir: PathLike
     """Job state, result cache, quota ledgers; AMPLE_BATCH_HOME, else the platform's."""
+    state_url: str | None
+    """PostgreSQL URL for state shared by many hosts; AMPLE_BATCH_STATE_URL when None."""
+    state_schema: str | None
+    """The schema of `state_url`'s tables; AMPLE_BATCH_STATE_SCHEMA, else ample_batch."""
     usage_limit: str | Limit | None
     """Emails submitted per rolling period, e.g. "15000/hour"."""
     rate_limit: str | Limit | None
@@ -116,6 +120,10 @@ def run_options(input_path: PathLike, keywords: Mapping[str, Any]) -> ValidateOp
         recheck=_recheck(keywords),
         split=_flag(keywords, "split"),
         sent_column=_sent_column(keywords.get("sent_column")),
+        state_url=_text(keywords, "state_url") or os.environ.get("AMPLE_BATCH_STATE_URL") or None,
+        state_schema=_text(keywords, "state_schema")
+        or os.environ.get("AMPLE_BATCH_STATE_SCHEMA")
+        or "ample_batch",
     )
 
 

@@ -1,6 +1,6 @@
 """The checks `validate` and `estimate` both make before any network call or full scan.
 
-spec, output, chunk, state_dir = prepare(options)
+spec, output, chunk, state = prepare(options)
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from ..files.join import check_sent_column
 from ..files.output import check_output, default_output_path
 from ..files.spec import InputSpec
 from ..files.split import check_split_paths
+from ..jobs.backend import State
 from ..jobs.plan import chunk_size_for
-from ..options import ValidateOptions, state_dir_for
+from ..options import SIMULATED_DIR, ApiOptions, ValidateOptions
 from .html_report import check_report_path
 
 
@@ -27,8 +28,8 @@ class Prepared(NamedTuple):
     """Where the enriched list goes: the option, else `<stem>.validated<ext>` beside the input."""
     chunk: int
     """Emails per POST."""
-    state_dir: Path
-    """Where this mode's state lives (`state_dir_for`: a simulation has its own)."""
+    state: State
+    """Where this mode's state lives (`state_of`: a simulation has its own)."""
 
 
 def prepare(options: ValidateOptions, *, writes: bool = True) -> Prepared:
@@ -49,4 +50,24 @@ def prepare(options: ValidateOptions, *, writes: bool = True) -> Prepared:
         if options.report is not None:
             check_report_path(options.report)
     chunk = chunk_size_for(options.chunk_size, options.api.resolved_usage_limit)
-    return Prepared(spec, output, chunk, state_dir_for(options.api, options.state_dir))
+    state = state_of(options.api, options.state_dir, options.state_url, options.state_schema)
+    return Prepared(spec, output, chunk, state)
+
+
+def state_of(
+    api: ApiOptions, state_dir: Path, url: str | None = None, schema: str = "ample_batch"
+) -> State:
+    """Where a run keeps its state: the state dir, or the database at `url`; a simulation
+    gets a store of its own in either (a subdir, or a schema), so its made-up verdicts never
+    reach a real job or the real verdict cache, nor touch a real job's ledgers or locks.
+
+    >>> state_of(ApiOptions(simulate=True), Path("/s")).dir
+    PosixPath('/s/simulated')
+    """
+    if url is not None:
+        # A wrong URL or schema name is bad usage (exit 2) before anything is read.
+        from .. import pg
+
+        url, schema = pg.check_url(url), pg.check_schema(schema)
+    state = State(state_dir, url=url, schema=schema)
+    return state.simulated(SIMULATED_DIR) if api.simulate else state

@@ -14,11 +14,10 @@ import collections
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..jobs.backend import open_store
+from ..jobs.backend import Where, open_store
 from ..jobs.records import Batch, BatchState, Job, Progress
 from ..limits import Limit, parse_limit
 
@@ -282,7 +281,7 @@ def report_data(
 
 
 def load_report_data(
-    state_dir: Path,
+    state_dir: Where,
     job_id: str,
     *,
     summary: dict[str, Any] | None = None,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import TypeVar
 
 import aiohttp
 
 from ..api.client import check_base_url, new_session
 from ..errors import InputError
+from ..jobs.backend import State
 from ..options import ApiOptions
 from ..quota.scheduler import ScheduleConfig, Scheduler, key_id
 
@@ -58,13 +58,16 @@ async def api_session(
         yield session, base_url, api_key
 
 
-def scheduler_for(options: ApiOptions, state_dir: Path, api_key: str) -> Scheduler:
-    """The shared ledgers for this key, in the state dir (already `state_dir_for` the mode)."""
+def scheduler_for(options: ApiOptions, state: State, api_key: str) -> Scheduler:
+    """The shared ledgers for this key, in the state (already `state_of` the mode): the
+    state dir's ledger file, or the state database's ledger tables."""
     return Scheduler(
         ScheduleConfig(
             usage_limit=options.resolved_usage_limit,
             rate_limit=options.resolved_rate_limit,
-            ledger_dir=state_dir,
+            ledger_dir=state.dir,
+            state_url=state.url,
+            state_schema=state.schema,
             key_id=key_id(api_key),
         )
     )

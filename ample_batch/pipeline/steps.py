@@ -20,8 +20,9 @@ from ..errors import AmpleBatchError
 from ..files.identity import FileIdentity, fingerprint_with_identity
 from ..files.join import Verdicts
 from ..files.spec import InputSpec
-from ..jobs.backend import has_store, open_store
+from ..jobs.backend import Where, has_store, open_store
 from ..jobs.engine import Engine
+from ..jobs.locks import JobLocks
 from ..jobs.plan import plan_emails
 from ..jobs.protocol import JobStore
 from ..jobs.records import BatchState, Job, Progress
@@ -42,11 +43,11 @@ def note_run(store: JobStore, job: Job, limit: Limit) -> None:
 
 
 async def cancel_validations(
-    store: JobStore, job_id: str, client: ValidationClient, scheduler: Scheduler
+    store: JobStore, job_id: str, client: ValidationClient, scheduler: Scheduler, locks: JobLocks
 ) -> int:
     """PATCH the job's running validations to canceled, then page in what they did (the
     partial results are kept; the rest goes back to the plan). Returns how many."""
-    engine = Engine(store, job_id, client, scheduler, stop=asyncio.Event())
+    engine = Engine(store, job_id, client, scheduler, stop=asyncio.Event(), locks=locks)
     running = store.batches(job_id, BatchState.RUNNING)
     for batch in running:
         assert batch.remote_href is not None
@@ -68,7 +69,7 @@ class PlannedJob:
 
 
 def plan_job(
-    state_dir: Path,
+    state: Where,
     job: Job,
     unique: list[str],
     chunk: int,
@@ -81,7 +82,7 @@ def plan_job(
     (jobs/stale.py): released from the job's batches and deleted from the cache first.
     A re-entry whose plan is already in the store keeps it (`_planned_already`).
     """
-    with open_store(state_dir) as store:
+    with open_store(state) as store:
         stale = None
         if recheck:
             stale = StaleVerdicts.read(store, recheck, now=time.time(), wanted=set(unique))
@@ -122,7 +123,7 @@ def _planned_already(store: JobStore, job_id: str, new: list[str], chunk: int) -
     return len(emails) == len(new) and emails.issuperset(new)
 
 
-def input_fingerprint(state_dir: Path, spec: InputSpec) -> tuple[str, FileIdentity | None]:
+def input_fingerprint(state: Where, spec: InputSpec) -> tuple[str, FileIdentity | None]:
     """The input's fingerprint and identity (`files.identity`): taken from the job that
     last saw this very file when its identity still matches, else hashed in full.
 
@@ -131,9 +132,9 @@ def input_fingerprint(state_dir: Path, spec: InputSpec) -> tuple[str, FileIdenti
     be read here) hashes it as before.
     """
     current = FileIdentity.of(spec.path)
-    if current is not None and has_store(state_dir):
+    if current is not None and has_store(state):
         input_path = str(spec.path.resolve())
-        with contextlib.suppress(AmpleBatchError), open_store(state_dir) as store:
+        with contextlib.suppress(AmpleBatchError), open_store(state) as store:
             for job in store.jobs():
                 if (
                     job.input_path == input_path
@@ -157,24 +158,24 @@ def identity_stats(job: Job, identity: FileIdentity | None) -> dict[str, Any]:
     return {IDENTITY_KEY: known} if known is not None else {}
 
 
-def progress(state_dir: Path, job_id: str) -> Progress:
-    with open_store(state_dir) as store:
+def progress(state: Where, job_id: str) -> Progress:
+    with open_store(state) as store:
         return store.progress(job_id)
 
 
-def prune_cache(state_dir: Path, cache_ttl: float, recheck: RecheckPolicy = NO_RECHECK) -> None:
+def prune_cache(state: Where, cache_ttl: float, recheck: RecheckPolicy = NO_RECHECK) -> None:
     """Housekeeping after the job's outcome is recorded: a locked or full database here must
     not turn that outcome's exit code into another (the next run prunes instead). The store
     raises only our errors (errors.State*), whatever its backend.
 
     Verdicts younger than the longest re-check rule are kept too: a rule judges the job's
     own verdicts by their cached check time, and a pruned one counts as stale."""
-    with contextlib.suppress(AmpleBatchError, OSError), open_store(state_dir) as store:
+    with contextlib.suppress(AmpleBatchError, OSError), open_store(state) as store:
         store.prune_verdicts(max(cache_ttl, recheck.longest))
 
 
-def job_verdicts(state_dir: Path, job_id: str) -> Verdicts:
-    with open_store(state_dir) as store:
+def job_verdicts(state: Where, job_id: str) -> Verdicts:
+    with open_store(state) as store:
         return Verdicts.from_rows(store.job_verdicts(job_id), normalised=True)
 
 

@@ -31,17 +31,18 @@ from ..files.output import check_output, partial_path, remove_temp_files
 from ..files.scan import scan as scan_file
 from ..files.spec import InputSpec
 from ..files.split import SPLIT_VALUES, split_path
-from ..jobs.backend import open_store
+from ..jobs.backend import State, job_locks, open_store
 from ..jobs.db import translated
 from ..jobs.engine import Engine
-from ..jobs.locks import cancel_requested, job_lock
+from ..jobs.locks import JobLocks, job_lock
 from ..jobs.protocol import JobStore
-from ..jobs.records import BatchState, Job, job_id_for
+from ..jobs.records import BatchState, Job
 from ..jobs.state_dir import make_state_dir, refuse_reset_state
 from ..options import ValidateOptions
 from ..quota.scheduler import Scheduler, key_id
 from . import steps as job_steps
 from .html_report import write_run_report
+from .jobs import watch_for_cancel
 from .keywords import FileKeywords, PathLike, resolve
 from .prepare import prepare
 from .session import T, api_session, resolve_api, scheduler_for
@@ -98,10 +99,11 @@ async def _validate(
     options: ValidateOptions, reporter: Reporter, stop: asyncio.Event | None = None
 ) -> Summary:
     started = time.monotonic()
-    spec, output, chunk, state_dir = prepare(options)
+    spec, output, chunk, state = prepare(options)
     _base_url, key = resolve_api(options.api)
-    make_state_dir(state_dir)
-    refuse_reset_state(state_dir, key_id(key))
+    if not state.shared:
+        make_state_dir(state.dir)
+        refuse_reset_state(state.dir, key_id(key))
     live = LiveStatus(stage="reading the input", usage_limit=options.api.resolved_usage_limit)
     reporter(live)
     if stop is None:
@@ -110,18 +112,17 @@ async def _validate(
         # The job is known before the lock, the key check and the scan: a busy job is refused
         # at once, and its stored output path left alone. Hashing is off the loop, so
         # signals stay prompt. An unchanged file is not hashed again (files/identity.py).
-        fingerprint, identity = await asyncio.to_thread(
-            job_steps.input_fingerprint, state_dir, spec
-        )
+        fingerprint, identity = await asyncio.to_thread(job_steps.input_fingerprint, state, spec)
         input_path = str(spec.path.resolve())
-        job_id = job_id_for(input_path, fingerprint, spec.email_column)
-        with job_lock(state_dir, job_id):
+        job_id = state.job_id(input_path, fingerprint, spec.email_column)
+        locks = job_locks(state)
+        with contextlib.closing(locks), job_lock(locks, job_id):
             live.stage = "checking the API key"
             reporter(live)
             async with api_session(options.api) as (session, base_url, api_key):
-                ledger = state_dir / f"ledger-{key_id(api_key)}.sqlite"
+                ledger = state.dir / f"ledger-{key_id(api_key)}.sqlite"
                 with translated(ledger):  # a corrupt or locked ledger, named
-                    scheduler = scheduler_for(options.api, state_dir, api_key)
+                    scheduler = scheduler_for(options.api, state, api_key)
                 live.quota_used = scheduler.usage_in_window
                 live.next_submission = lambda emails: scheduler.wait_for(min(emails, chunk))
                 try:
@@ -141,7 +142,7 @@ async def _validate(
                     )
                     live.stage = "scanning"
                     reporter(live)
-                    with open_store(state_dir) as store:
+                    with open_store(state) as store:
                         job = store.open_job(
                             input_path=input_path,
                             fingerprint=fingerprint,
@@ -167,7 +168,8 @@ async def _validate(
                             scheduler,
                             stop,
                             canceller,
-                            state_dir,
+                            state,
+                            locks,
                             identity_stats,
                         )
                         return await _run_job(run, live, reporter, started)
@@ -189,8 +191,10 @@ class _JobRun:
     scheduler: Scheduler
     stop: asyncio.Event
     canceller: ValidationClient
-    state_dir: Path
-    """Where this run's state lives: `state_dir_for` the mode, not always options.state_dir."""
+    state: State
+    """Where this run's state lives: `state_of` the mode, not always options.state_dir."""
+    locks: JobLocks
+    """The state's job locks: this run holds its job's."""
     identity_stats: dict[str, Any]
     """The input's identity, kept in the job's stats for the next run's cheap re-entry."""
 
@@ -206,29 +210,42 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     live.stage = "planning"
     reporter(live)
     planned = await asyncio.to_thread(
-        job_steps.plan_job, run.state_dir, job, scan.unique.to_pylist(), chunk, options.recheck
+        job_steps.plan_job, run.state, job, scan.unique.to_pylist(), chunk, options.recheck
     )
     live.to_submit = planned.to_submit
     # The emails are in the store now: holding them through the join would add to its peak.
     scan = replace(scan, unique=scan.unique[:0])
     deadline = _deadline(options, started)
     engine = Engine(
-        store, job.id, client, scheduler, stop=stop, deadline=deadline, chunk_size=chunk
+        store,
+        job.id,
+        client,
+        scheduler,
+        stop=stop,
+        deadline=deadline,
+        chunk_size=chunk,
+        locks=run.locks,
     )
     live.counters = engine.counters
     live.stage = "validating"
     ticker = asyncio.create_task(_tick(live, reporter))
+    # With shared state, `cancel` may run on another host, which cannot signal this process.
+    watcher = None
+    if run.state.shared:
+        watcher = asyncio.create_task(watch_for_cancel(run.locks, job.id, stop))
     try:
         counters = await engine.run()
         # `ample-batch cancel` stopped this run (SIGTERM): its validations are canceled too.
-        canceled = cancel_requested(run.state_dir, job.id)
+        canceled = run.locks.cancel_requested(job.id)
         if canceled:
             live.stage = "canceling"
-            await job_steps.cancel_validations(store, job.id, run.canceller, scheduler)
+            await job_steps.cancel_validations(store, job.id, run.canceller, scheduler, run.locks)
             counters.stop_reason = "canceled"
     finally:
         ticker.cancel()
-    progress = await asyncio.to_thread(job_steps.progress, run.state_dir, job.id)
+        if watcher is not None:
+            watcher.cancel()
+    progress = await asyncio.to_thread(job_steps.progress, run.state, job.id)
     # Complete means every unique email has a settled verdict. Emails released by a canceled
     # or out-of-credits validation are in no batch at all, so count coverage, not just pending.
     complete = (
@@ -239,7 +256,7 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     live.stage = "writing"
     reporter(live)
     target = output if complete else partial_path(output)
-    verdicts = await asyncio.to_thread(job_steps.job_verdicts, run.state_dir, job.id)
+    verdicts = await asyncio.to_thread(job_steps.job_verdicts, run.state, job.id)
     job_steps.remove_stale_temp_files(target)
     split = options.split and complete  # split files are the finished list's, never partial
     if split:
@@ -293,16 +310,14 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
     if options.report is not None:
         # On every outcome with a summary, so a stopped run shows how far it got.
         problem = await asyncio.to_thread(
-            write_run_report, run.state_dir, job.id, options.report, summary.as_dict(), state
+            write_run_report, run.state, job.id, options.report, summary.as_dict(), state
         )
         if problem:
             summary.warnings.append(problem)
         else:
             summary.report = str(options.report.absolute())
     store.update_job(job.id, state=state, stats={**summary.as_dict(), **run.identity_stats})
-    await asyncio.to_thread(
-        job_steps.prune_cache, run.state_dir, options.cache_ttl, options.recheck
-    )
+    await asyncio.to_thread(job_steps.prune_cache, run.state, options.cache_ttl, options.recheck)
     if complete:
         return summary
     if counters.out_of_credits:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..limits import Limit
@@ -35,6 +35,11 @@ class ScheduleConfig:
     """Requests per rolling window, all endpoints together."""
     ledger_dir: Path | None = None
     """Where the shared ledgers live; None keeps them in memory (one process only)."""
+    state_url: str | None = field(default=None, repr=False)
+    """A PostgreSQL URL: the ledgers live in that database, shared by every host, and
+    `ledger_dir` is not used. Kept out of the repr: it may hold a password."""
+    state_schema: str = "ample_batch"
+    """The PostgreSQL schema of `state_url`'s tables."""
     key_id: str = "default"
     """Ledgers are per API key: `key_id(api_key)`, never the key itself."""
     margin: float | None = None

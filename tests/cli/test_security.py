@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from aiohttp import web
-from helpers import FakeInThread, cli, lead_rows, write_leads
+from helpers import KEY, FakeInThread, cli, lead_rows, write_leads
 
 SECRET = "sk-live-9f8e7d6c5b4a-do-not-leak"
 
@@ -149,3 +149,36 @@ def test_added_cells_only_use_the_documented_vocabulary(tmp_path: Path) -> None:
     assert table.column("email_result").to_pylist() == ["unknown", "unknown", "risky", "no_email"]
     for cell in table.column("email_catch_all").to_pylist():
         assert cell in ("true", "false", "", None)
+
+
+def test_the_state_database_password_never_reaches_a_file_a_log_line_or_a_row(
+    pg_url: str, tmp_path: Path
+) -> None:
+    import psycopg
+    from postgres_server import PASSWORD
+
+    src = write_leads(tmp_path / "leads.csv", lead_rows(40))
+    summary = tmp_path / "summary.json"
+    with FakeInThread(retry_after=0.1) as fake:
+        common = ("--base-url", fake.url, "--state-dir", str(tmp_path / "state"))
+        runs = [
+            cli("validate", str(src), *common, "-v", "--summary-json", str(summary),
+                "--state-url", pg_url),
+            cli("estimate", str(src), "--state-url", pg_url, "--json"),
+            cli("status", "--json", env={"AMPLE_BATCH_STATE_URL": pg_url}),
+            # Refused: a wrong password, a wrong schema name, a URL that is not PostgreSQL's.
+            cli("status", "--state-url", pg_url.replace(PASSWORD, PASSWORD + "x")),
+            cli("status", "--state-url", pg_url, "--state-schema", "Bad-Name"),
+            cli("status", "--state-url", pg_url.replace("postgresql", "mysql")),
+        ]  # fmt: skip
+    assert [r.returncode for r in runs] == [0, 0, 0, 2, 2, 2], [r.stderr for r in runs]
+    assert "ample:***@" in runs[3].stderr and "refused" in runs[3].stderr
+    printed = "".join(r.stdout + r.stderr for r in runs)
+    assert PASSWORD not in printed and "Traceback" not in printed
+    assert not (tmp_path / "state").exists()
+    assert PASSWORD not in summary.read_text()
+    with psycopg.connect(pg_url) as conn:
+        for table in ("jobs", "batches", "ledgers", "ledger_entries"):
+            rows = conn.execute(f"SELECT row_to_json(t)::text FROM ample_batch.{table} t")
+            text = "".join(row[0] for row in rows)
+            assert PASSWORD not in text and KEY not in text, table

@@ -10,7 +10,7 @@ from store_backends import Backend
 
 from ample_batch.errors import JobBusy
 from ample_batch.jobs.db import MIGRATIONS
-from ample_batch.jobs.locks import job_lock
+from ample_batch.jobs.locks import FileLocks, job_lock
 from ample_batch.jobs.protocol import JobStore
 from ample_batch.jobs.records import BATCH_ATTEMPTS, BatchState
 from ample_batch.jobs.store import Store
@@ -178,11 +178,12 @@ def test_an_older_database_still_opens(tmp_path: Path) -> None:
 
 def test_job_lock_is_exclusive(tmp_path: Path) -> None:
     # File locks in the state dir: the SQLite backend's (PostgreSQL's are advisory locks).
-    with job_lock(tmp_path, "j1"):
-        second = job_lock(tmp_path, "j1")
+    locks = FileLocks(tmp_path)
+    with job_lock(locks, "j1"):
+        second = job_lock(locks, "j1")
         with pytest.raises(JobBusy, match="already running"):
             second.__enter__()
-    with job_lock(tmp_path, "j1"):
+    with job_lock(locks, "j1"):
         pass
 
 

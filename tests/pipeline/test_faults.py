@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cli_backends import StateBackend
 from helpers import FakeInThread, cli, expected_result, lead_rows, read_csv, write_leads
 
 from ample_batch.limits import parse_limit
@@ -180,15 +181,17 @@ def test_a_server_usage_limit_below_ours_is_cut_smaller_not_failed(tmp_path: Pat
     )
 
 
-def test_emails_the_api_refused_are_remembered_across_stops(tmp_path: Path) -> None:
+def test_emails_the_api_refused_are_remembered_across_stops(
+    tmp_path: Path, state_backend: StateBackend
+) -> None:
     src = write_leads(tmp_path / "leads.csv", lead_rows(50))
     refused = {"lead000003@company3.com"}
     with FakeInThread(retry_after=0.1, rejects=frozenset(refused), credits=0) as fake:
-        first = run(fake, src, tmp_path)
+        first = run(fake, src, tmp_path, *state_backend.args)
         assert first.returncode == 4, first.stderr
         seen = len(fake.api.log)
         fake.add_credits(100)
-        second = run(fake, src, tmp_path)
+        second = run(fake, src, tmp_path, *state_backend.args)
         again = [r.status for r in fake.api.log[seen:] if r.method == "POST"]
     assert second.returncode == 0, second.stderr
     assert again == [202]  # the rerun did not learn the refusal again at the price of a stamp

@@ -93,3 +93,21 @@ def test_the_keyword_form_writes_the_report_it_is_asked_for(tmp_path: Path) -> N
     assert "<svg" in page.read_text(encoding="utf-8")
     with pytest.raises(InputError, match="html"):
         ample_batch.validate(src, simulate=True, state_dir=tmp_path / "s", report=src)
+
+
+def test_state_url_keeps_a_simulation_in_a_schema_of_its_own(pg_url: str, tmp_path: Path) -> None:
+    import psycopg
+
+    src = write_leads(tmp_path / "leads.csv", lead_rows(20))
+    state = tmp_path / "state"
+    summary = ample_batch.validate(src, simulate=True, state_dir=state, state_url=pg_url)
+    assert summary.complete and summary.simulated
+    assert not state.exists()  # nothing under the state dir
+    with psycopg.connect(pg_url) as conn:
+        jobs = conn.execute("SELECT count(*) FROM ample_batch_simulated.jobs").fetchone()
+        real = conn.execute("SELECT to_regnamespace('ample_batch')").fetchone()
+    assert jobs == (1,) and real == (None,)  # made-up verdicts never reach the real cache
+    with pytest.raises(InputError, match="not a PostgreSQL URL"):
+        ample_batch.estimate(
+            ValidateOptions(input=src, state_dir=state, state_url="mysql://db/leads")
+        )

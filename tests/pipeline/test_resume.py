@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from helpers import KEY, FakeInThread, batch_states, cli, lead_rows, write_leads
+from cli_backends import StateBackend
+from helpers import KEY, FakeInThread, cli, lead_rows, write_leads
 
 FAKE = {"retry_after": 0.2, "emails_per_second": 4000}
 # Two seconds between batches: the kill points below land between POSTs, not inside one.
@@ -50,7 +51,9 @@ def kill_when(
     raise AssertionError("the run neither reached the kill point nor finished")
 
 
-def test_sigkill_at_every_stage_resumes_to_the_same_output(tmp_path: Path) -> None:
+def test_sigkill_at_every_stage_resumes_to_the_same_output(
+    tmp_path: Path, state_backend: StateBackend
+) -> None:
     rows = lead_rows(3000, blanks=15, invalid=5)
     src = write_leads(tmp_path / "leads.csv", rows)
     reference_dir = tmp_path / "reference"
@@ -75,6 +78,10 @@ def test_sigkill_at_every_stage_resumes_to_the_same_output(tmp_path: Path) -> No
 
     state = tmp_path / "state"
     output_dir = tmp_path
+
+    def batch_states(_state: Path) -> list[tuple[str, str | None]]:
+        return state_backend.batch_states(state)
+
     stages: list[tuple[str, Callable[[], bool]]] = [
         ("first batch running", lambda: any(s == "running" for s, _ in batch_states(state))),
         (
@@ -86,15 +93,21 @@ def test_sigkill_at_every_stage_resumes_to_the_same_output(tmp_path: Path) -> No
             "second batch accepted",
             lambda: sum(s in ("running", "fetching", "done") for s, _ in batch_states(state)) >= 2,
         ),
-        ("all batches done, writing", lambda: _all_done(state) or _temp_output(output_dir)),
+        (
+            "all batches done, writing",
+            lambda: _all_done(batch_states(state)) or _temp_output(output_dir),
+        ),
     ]
     killed = []
     with FakeInThread(**FAKE) as fake:
         for name, reached in stages:
-            proc = start(fake, src, state, "--summary-json", str(tmp_path / f"{len(killed)}.json"))
+            summary_json = str(tmp_path / f"{len(killed)}.json")
+            proc = start(fake, src, state, "--summary-json", summary_json, *state_backend.args)
             if kill_when(proc, reached):
                 killed.append(name)
-        final = start(fake, src, state, "--summary-json", str(tmp_path / "final.json"))
+        final = start(
+            fake, src, state, "--summary-json", str(tmp_path / "final.json"), *state_backend.args
+        )
         _out, err = final.communicate(timeout=120)
         assert final.returncode == 0, err
         summary = fake.summary()
@@ -110,8 +123,7 @@ def test_sigkill_at_every_stage_resumes_to_the_same_output(tmp_path: Path) -> No
     assert summary.credits_spent == 3000 + summary.emails_charged_twice
 
 
-def _all_done(state: Path) -> bool:
-    states = batch_states(state)
+def _all_done(states: list[tuple[str, str | None]]) -> bool:
     return bool(states) and all(s in ("done", "failed") for s, _ in states)
 
 

@@ -18,7 +18,7 @@ from ample_batch.cli.main import exit_for
 from ample_batch.errors import JobBusy, OutputUnwritten, StateUnavailable, StateUnusable, Stopped
 from ample_batch.jobs.db import DB_NAME
 from ample_batch.jobs.engine import Engine
-from ample_batch.jobs.locks import holder, try_job_lock
+from ample_batch.jobs.locks import FileLocks, Holder, this_host
 from ample_batch.jobs.records import BatchState
 from ample_batch.jobs.store import Store
 from ample_batch.limits import Limit
@@ -120,8 +120,9 @@ def test_cancel_never_signals_a_run_that_only_follows_the_job(tmp_path: Path) ->
         )  # fmt: skip
     # Another job's run took over this abandoned job's open batch: it holds the lock, but
     # SIGTERM would stop that other job, and cancel nothing of this one.
-    with try_job_lock(state, job.id, following=True) as held:
+    locks = FileLocks(state)
+    with locks.try_job_lock(job.id, following=True) as held:
         assert held
-        assert holder(state, job.id) == os.getpid()
+        assert locks.holder(job.id) == Holder(os.getpid(), this_host(), following=True)
         with pytest.raises(JobBusy, match="followed by process"):
             cancel(state, job.id, ApiOptions(simulate=False, api_key=KEY))

@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+from cli_backends import StateBackend
 from helpers import (
     FakeInThread,
     batch_states,
@@ -101,28 +102,36 @@ def test_email_column_by_content_is_the_one_with_addresses(tmp_path: Path) -> No
     assert [line.split(",")[3] for line in lines[1:]][1] == "invalid_syntax"
 
 
-def test_rerun_of_a_finished_job_spends_nothing(tmp_path: Path) -> None:
+def test_rerun_of_a_finished_job_spends_nothing(
+    tmp_path: Path, state_backend: StateBackend
+) -> None:
     src = write_leads(tmp_path / "leads.csv", lead_rows(300))
     with FakeInThread(**FAST) as fake:
-        assert cli(*validate_args(fake, src, tmp_path / "s")).returncode == 0
+        args = validate_args(fake, src, tmp_path / "s", *state_backend.args)
+        assert cli(*args).returncode == 0
         first = (tmp_path / "leads.validated.csv").read_bytes()
-        again = cli(*validate_args(fake, src, tmp_path / "s"))
+        again = cli(*args)
         assert again.returncode == 0, again.stderr
         assert (tmp_path / "leads.validated.csv").read_bytes() == first
         assert fake.summary().credits_spent == 300
 
 
-def test_overlapping_file_reuses_cached_verdicts(tmp_path: Path) -> None:
+def test_overlapping_file_reuses_cached_verdicts(
+    tmp_path: Path, state_backend: StateBackend
+) -> None:
     first = write_leads(tmp_path / "a.csv", lead_rows(500))
     second = write_leads(tmp_path / "b.csv", lead_rows(500, start=300))
+    shared = state_backend.args
     with FakeInThread(**FAST) as fake:
-        assert cli(*validate_args(fake, first, tmp_path / "s")).returncode == 0
+        assert cli(*validate_args(fake, first, tmp_path / "s", *shared)).returncode == 0
         assert fake.summary().credits_spent == 500
-        done = cli(*validate_args(fake, second, tmp_path / "s"))
+        done = cli(*validate_args(fake, second, tmp_path / "s", *shared))
         assert done.returncode == 0, done.stderr
         assert fake.summary().credits_spent == 500 + 300
         assert_output_exact(second, tmp_path / "b.validated.csv")
-        fresh = cli(*validate_args(fake, second, tmp_path / "s2"), "--cache-ttl", "0")
+        # Another state (with PostgreSQL another schema: the same content is the same job).
+        apart = [*shared, "--state-schema", "apart"] if state_backend.url else shared
+        fresh = cli(*validate_args(fake, second, tmp_path / "s2", *apart), "--cache-ttl", "0")
         assert fresh.returncode == 0
         assert fake.summary().credits_spent == 500 + 300 + 500
 

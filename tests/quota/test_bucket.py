@@ -1,6 +1,9 @@
 """Every ledger backend keeps the `Bucket` contract: the same signatures (checked at run time
 and by mypy) and the same behaviour, run against each one: a window never holds more than the
 capacity, a refund or restamp touches one ticket's entries only, a pause only ever extends.
+
+PostgreSQL's bucket keeps the server's time, which no `VirtualClock` moves: it runs the tests
+that do not move time here, and tests/quota/test_pg_ledger.py holds its timed ones.
 """
 
 from __future__ import annotations
@@ -19,11 +22,15 @@ from hypothesis import strategies as st
 
 from ample_batch.quota.bucket import Bucket, MemoryBucket
 from ample_batch.quota.clock import VirtualClock
+from ample_batch.quota.pg_ledger import PgLedgerBucket, PgLedgers
 from ample_batch.quota.sqlite_ledger import SQLiteLedgerBucket, SQLiteLedgerFile
 
 MakeBucket = Callable[[int, int, VirtualClock], Bucket]
 
 BACKENDS = ["memory", "sqlite"]
+"""The backends whose time a VirtualClock drives."""
+
+EVERY_BACKEND = [*BACKENDS, "postgres"]
 
 
 def _protocol_members() -> list[str]:
@@ -38,7 +45,7 @@ def _signature(function: Callable[..., object]) -> list[tuple[str, object]]:
     return [(p.name, p.kind) for p in inspect.signature(function).parameters.values()]
 
 
-@pytest.mark.parametrize("implementation", [MemoryBucket, SQLiteLedgerBucket])
+@pytest.mark.parametrize("implementation", [MemoryBucket, SQLiteLedgerBucket, PgLedgerBucket])
 def test_each_backend_has_every_member_with_the_protocol_signature(implementation: type) -> None:
     members = _protocol_members()
     assert {"try_acquire", "in_window", "restamp_ticket", "refund_ticket", "close"} <= set(members)
@@ -54,9 +61,12 @@ def test_the_backends_satisfy_the_protocol_for_mypy(tmp_path: Path) -> None:
     check = tmp_path / "check_buckets.py"
     check.write_text(
         "from ample_batch.quota.bucket import Bucket, MemoryBucket\n"
+        "from ample_batch.quota.pg_ledger import PgLedgerBucket\n"
         "from ample_batch.quota.sqlite_ledger import SQLiteLedgerBucket\n\n\n"
-        "def as_buckets(memory: MemoryBucket, shared: SQLiteLedgerBucket) -> list[Bucket]:\n"
-        "    return [memory, shared]\n"
+        "def as_buckets(\n"
+        "    memory: MemoryBucket, shared: SQLiteLedgerBucket, hosts: PgLedgerBucket\n"
+        ") -> list[Bucket]:\n"
+        "    return [memory, shared, hosts]\n"
     )
     options = ["--strict", "--ignore-missing-imports", "--cache-dir", str(tmp_path / "cache")]
     done = subprocess.run(
@@ -68,24 +78,41 @@ def test_the_backends_satisfy_the_protocol_for_mypy(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.fixture(params=BACKENDS)
-def make_bucket(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeBucket]:
-    """Buckets of one backend; a SQLite file per test, closed afterwards."""
-    files: list[SQLiteLedgerFile] = []
+def _buckets(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[MakeBucket]:
+    """Buckets of one backend: a SQLite file, or a key in a fresh PostgreSQL database, each."""
+    opened: list[SQLiteLedgerFile | PgLedgers] = []
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else ""
 
     def make(capacity: int, window_ms: int, clock: VirtualClock) -> Bucket:
-        if request.param == "memory":
+        if backend == "memory":
             return MemoryBucket(capacity, window_ms, clock)
-        files.append(SQLiteLedgerFile(tmp_path / f"ledger-{len(files)}.sqlite"))
-        return files[-1].bucket("usage", capacity, window_ms, clock)
+        if backend == "postgres":
+            ledgers = PgLedgers(url, key_id=f"key{len(opened)}")
+            opened.append(ledgers)
+            return ledgers.bucket("usage", capacity, window_ms)
+        file = SQLiteLedgerFile(tmp_path / f"ledger-{len(opened)}.sqlite")
+        opened.append(file)
+        return file.bucket("usage", capacity, window_ms, clock)
 
     yield make
-    for file in files:
-        file.close()
+    for store in opened:
+        store.close()
 
 
-def test_instances_are_buckets(make_bucket: MakeBucket) -> None:
-    bucket = make_bucket(10, 1000, VirtualClock())
+@pytest.fixture(params=BACKENDS)
+def make_bucket(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeBucket]:
+    """Buckets of a backend whose time the VirtualClock passed drives."""
+    yield from _buckets(request.param, tmp_path, request)
+
+
+@pytest.fixture(params=EVERY_BACKEND)
+def any_bucket(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeBucket]:
+    """Buckets of every backend, for the tests that never move time."""
+    yield from _buckets(request.param, tmp_path, request)
+
+
+def test_instances_are_buckets(any_bucket: MakeBucket) -> None:
+    bucket = any_bucket(10, 1000, VirtualClock())
     assert isinstance(bucket, Bucket)
     assert (bucket.capacity, bucket.window_ms) == (10, 1000)
 
@@ -134,9 +161,9 @@ def test_a_window_never_holds_more_than_the_capacity(
             file.close()
 
 
-def test_refund_deletes_exactly_one_ticket(make_bucket: MakeBucket) -> None:
+def test_refund_deletes_exactly_one_ticket(any_bucket: MakeBucket) -> None:
     clock = VirtualClock()
-    bucket = make_bucket(100, 10_000, clock)
+    bucket = any_bucket(100, 10_000, clock)
     since = bucket.now()
     assert bucket.try_acquire("mine:1", 30) == 0
     assert bucket.try_acquire("theirs:1", 20) == 0
@@ -180,9 +207,9 @@ def test_forget_before_drops_only_older_entries(make_bucket: MakeBucket) -> None
     assert bucket.in_window(0) == 4
 
 
-def test_a_pause_extends_and_never_shortens(make_bucket: MakeBucket) -> None:
+def test_a_pause_extends_and_never_shortens(any_bucket: MakeBucket) -> None:
     clock = VirtualClock()
-    bucket = make_bucket(10, 1000, clock)
+    bucket = any_bucket(10, 1000, clock)
     assert bucket.paused_until() == 0
     now = bucket.now()
     bucket.pause_until(now + 3000)

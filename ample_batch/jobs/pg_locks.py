@@ -1,0 +1,201 @@
+"""Job locks in PostgreSQL: session-level advisory locks, one key per job and schema.
+
+A run holds its job's lock on a connection of its own, whose `application_name` records who
+it is (`ample-batch <pid> run|follow <host>`): `holder` reads it back through `pg_locks` and
+`pg_stat_activity`, so `status` and `cancel` on any host can say which host runs a job. A
+host that dies (kill -9, a lost network) loses its connection, and the server frees the lock
+with it: another host takes the job over.
+
+A cancel request is an advisory lock too (another key per job), held by `cancel` while it
+waits for the run to stop: a run that sees it held was asked to cancel, and a `cancel` that
+dies leaves no stale request behind. Nothing needs a table, so nothing needs a migration.
+
+    locks = PgLocks("postgresql://ana@db/leads")
+    with job_lock(locks, job_id):
+        ...
+    locks.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from .. import pg
+from ..errors import AmpleBatchError
+from .locks import Holder, this_host
+
+if TYPE_CHECKING:
+    from ..pg import Connection
+
+_TAG = "ample-batch"
+_NAME_BYTES = 63  # PostgreSQL keeps at most NAMEDATALEN - 1 bytes of application_name
+
+
+def holder_name(pid: int, host: str, *, following: bool) -> str:
+    """The `application_name` of a lock's connection: who holds it, cut to what the server
+    keeps.
+
+    >>> holder_name(4242, "batch-7f9c", following=False)
+    'ample-batch 4242 run batch-7f9c'
+    """
+    name = f"{_TAG} {pid} {'follow' if following else 'run'} {host}"
+    return name.encode()[:_NAME_BYTES].decode(errors="ignore")
+
+
+def parse_holder(name: str | None) -> Holder:
+    """The Holder an `application_name` records; pid 0 and host '?' where it cannot tell
+    (a connection of another database user, whose name the server hides).
+
+    >>> parse_holder("ample-batch 4242 follow batch-7f9c")
+    Holder(pid=4242, host='batch-7f9c', following=True)
+    """
+    words = (name or "").split(" ", 3)
+    if len(words) < 4 or words[0] != _TAG or not words[1].isdigit():
+        return Holder(0, "?")
+    host = words[3]
+    here = this_host()
+    if name is not None and len(name.encode()) >= _NAME_BYTES - 3 and here.startswith(host):
+        host = here  # cut by the server's limit: a long host name, maybe this one
+    return Holder(int(words[1]), host, following=words[2] == "follow")
+
+
+class PgLocks:
+    """Job locks as advisory locks in the state database at `url` (keys include `schema`:
+    advisory locks are per database)."""
+
+    def __init__(self, url: str, *, schema: str = pg.DEFAULT_SCHEMA) -> None:
+        self.url = url
+        self.schema = schema
+        self._side: Connection | None = None
+        # The connection holding each of this process's run locks, by job.
+        self._runs: dict[str, Connection] = {}
+
+    @contextlib.contextmanager
+    def try_job_lock(self, job_id: str, *, following: bool = False) -> Iterator[bool]:
+        key = self._job_key(job_id)
+        if following:
+            # Followers only try for an instant, often: one connection serves them all.
+            conn = self._side_connection()
+            if not self._try(conn, key):
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                with contextlib.suppress(Exception):  # a lost connection freed it already
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            return
+        # A run's lock lives on a connection of its own, named after its holder, and lasts
+        # exactly as long as that connection.
+        self._runs[job_id] = self._connect(following=False)
+        held = False
+        try:
+            held = self._try(self._runs[job_id], key)
+            yield held
+        finally:
+            conn = self._runs.pop(job_id)
+            # Unlocked first: the server ends a closed session a moment later, and until
+            # then its locks still show.
+            with contextlib.suppress(Exception):
+                if held:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            conn.close()
+
+    def still_held(self, job_id: str) -> bool:
+        """Whether this process still holds the job's run lock. A lost connection (a
+        database restart, a failover) lost the lock with it: it is taken again on a new
+        connection if nobody else took it meanwhile; False if another run has it (or the
+        database is still away), and this run must stop."""
+        conn = self._runs.get(job_id)
+        if conn is None:
+            return False
+        try:
+            with pg.translated(self.url):
+                conn.execute("SELECT 1")
+            return True
+        except AmpleBatchError:
+            pass
+        with contextlib.suppress(Exception):
+            conn.close()
+        try:
+            fresh = self._connect(following=False)
+        except AmpleBatchError:
+            return False
+        self._runs[job_id] = fresh
+        try:
+            return self._try(fresh, self._job_key(job_id))
+        except AmpleBatchError:
+            return False
+
+    def holder(self, job_id: str) -> Holder | None:
+        key = self._job_key(job_id)
+        with pg.translated(self.url):
+            row = (
+                self._side_connection()
+                .execute(
+                    "SELECT a.application_name FROM pg_locks l"
+                    " LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+                    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+                    " AND l.database = (SELECT oid FROM pg_database"
+                    "                    WHERE datname = current_database())"
+                    " AND l.classid::bigint = %s AND l.objid::bigint = %s"
+                    " LIMIT 1",
+                    ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF),
+                )
+                .fetchone()
+            )
+        return None if row is None else parse_holder(row[0])
+
+    def request_cancel(self, job_id: str, holder: Holder) -> None:
+        with pg.translated(self.url):
+            self._side_connection().execute(
+                "SELECT pg_advisory_lock(%s)", (self._cancel_key(job_id),)
+            )
+
+    def cancel_requested(self, job_id: str) -> bool:
+        key = self._cancel_key(job_id)
+        conn = self._side_connection()
+        if self._try(conn, key):
+            with pg.translated(self.url):
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            return False
+        return True
+
+    def close(self) -> None:
+        """Close the shared connection (releasing a cancel request this process made)."""
+        if self._side is not None:
+            with contextlib.suppress(Exception):
+                self._side.close()
+            self._side = None
+
+    def _job_key(self, job_id: str) -> int:
+        return pg.advisory_key(self.schema, "job", job_id)
+
+    def _cancel_key(self, job_id: str) -> int:
+        return pg.advisory_key(self.schema, "cancel", job_id)
+
+    def _try(self, conn: Connection, key: int) -> bool:
+        with pg.translated(self.url):
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        return bool(row and row[0])
+
+    def _side_connection(self) -> Connection:
+        if self._side is None or self._side.broken:
+            self._side = self._connect(following=True)
+        return self._side
+
+    def _connect(self, *, following: bool) -> Connection:
+        conn = pg.connect(self.url, schema=self.schema, migrate=False)
+        try:
+            with pg.translated(self.url):
+                conn.execute(
+                    "SELECT set_config('application_name', %s, false)",
+                    (holder_name(os.getpid(), this_host(), following=following),),
+                )
+        except BaseException:
+            conn.close()
+            raise
+        return conn
