@@ -20,7 +20,7 @@ import pytest
 from helpers import KEY, ROOT, FakeInThread, cli, lead_rows, read_csv, write_leads
 
 from ample_batch.files.inspect import fingerprint, inspect_input
-from ample_batch.jobs.locks import job_lock
+from ample_batch.jobs.locks import FileLocks, job_lock
 from ample_batch.jobs.records import job_id_for
 from ample_batch.jobs.state_dir import make_state_dir
 from ample_batch.limits import parse_duration, parse_limit
@@ -216,7 +216,7 @@ def test_quiet_when_the_previous_run_still_holds_the_job(tmp_path: Path) -> None
     spec = inspect_input(src)
     job_id = job_id_for(str(src.resolve()), fingerprint(spec), spec.email_column)
     make_state_dir(state)
-    with FakeInThread() as fake, job_lock(state, job_id):
+    with FakeInThread() as fake, job_lock(FileLocks(state), job_id):
         loud = cli(*_validate(fake, src, state))
         assert loud.returncode == 75 and "already running" in loud.stderr
         _quiet(cli(*_validate(fake, src, state, "-q")), "a busy job")
