@@ -159,6 +159,17 @@ def check(tmp: Path) -> None:
     if "--port" not in run([tool, "mock-server", "--help"], cwd=work, env=env):
         raise CheckFailed("ample-batch mock-server --help does not document --port")
 
+    # Without the `postgres` extra a --state-url is a one-line exit 2 naming the extra.
+    url = "postgresql://ample:s3cret@127.0.0.1:9/leads"
+    print(f"check-dist: $ {tool} status --state-url {url.replace('s3cret', '***')}", flush=True)
+    done = subprocess.run(
+        [str(tool), "status", "--state-url", url], cwd=work, env=env, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    said = done.stdout + done.stderr
+    if done.returncode != 2 or "ample-batch[postgres]" not in said or "s3cret" in said:
+        raise CheckFailed(f"status --state-url without the extra: exit {done.returncode}\n{said}")
+
     blocks = PYTHON_BLOCK.findall((ROOT / "README.md").read_text())
     if not blocks:
         raise CheckFailed("README.md has no ```python block to run")
