@@ -265,6 +265,12 @@ def print_estimate(estimate: Estimate) -> None:
     table.add_column(justify="right")
     finish = datetime.fromtimestamp(estimate.earliest_finish).strftime("%Y-%m-%d %H:%M")
     night = datetime.fromtimestamp(estimate.night_only_finish).strftime("%Y-%m-%d %H:%M")
+    finishes = (
+        f"{finish} (round the clock)",
+        f"{night} ({estimate.night_only_nights:,} night(s), 8 h each)",
+    )
+    if not estimate.credits_needed:
+        finishes = ("now: nothing to send", "now: nothing to send")
     for name, value in [
         ("email column", estimate.email_column),
         ("rows", f"{estimate.rows:,}"),
@@ -278,8 +284,8 @@ def print_estimate(estimate: Estimate) -> None:
         ("batches", f"{estimate.batches:,}"),
         ("requests (approx.)", f"{estimate.requests:,}"),
         ("last submission in", f"{estimate.seconds_to_last_submission / 3600:.1f} h"),
-        ("earliest finish", f"{finish} (round the clock)"),
-        ("night-only finish", f"{night} ({estimate.night_only_nights:,} night(s), 8 h each)"),
+        ("earliest finish", finishes[0]),
+        ("night-only finish", finishes[1]),
     ]:
         table.add_row(name, value)
     console.print(table)

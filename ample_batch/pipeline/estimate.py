@@ -14,7 +14,7 @@ from ..jobs.protocol import JobStore
 from ..jobs.records import Job
 from ..jobs.stale import StaleVerdicts
 from ..options import ValidateOptions, cache_cutoff
-from ..quota.ideal import night_only_last_submission
+from ..quota.ideal import NightOnly, night_only_last_submission
 from ..recheck import RecheckPolicy
 from .prepare import prepare
 
@@ -84,8 +84,13 @@ def estimate(options: ValidateOptions) -> Estimate:
         rate=options.api.resolved_rate_limit,
     )
     now = time.time()
-    night = night_only_last_submission(
-        now, timing.last_submission, options.api.resolved_usage_limit.period
+    # Nothing to send is done now, not at the next night's start.
+    night = (
+        night_only_last_submission(
+            now, timing.last_submission, options.api.resolved_usage_limit.period
+        )
+        if plan.new
+        else NightOnly(now, 0)
     )
     return Estimate(
         input=str(spec.path),

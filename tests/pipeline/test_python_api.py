@@ -54,6 +54,9 @@ def test_estimate_before_and_after_a_run(tmp_path: Path) -> None:
 
     assert (before.rows, before.unique_emails, before.credits_needed) == (277, 250, 250)
     assert (after.credits_needed, after.already_done) == (0, 250)
+    # Nothing left to send finishes now on both schedules, not at the next night's start.
+    assert after.night_only_nights == 0
+    assert after.night_only_finish == pytest.approx(after.earliest_finish, abs=5)
     assert again.credits_spent == 0 and charged == 250
 
 
