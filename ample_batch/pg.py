@@ -39,10 +39,17 @@ CONNECT_TIMEOUT = 10
 """Seconds to wait for the server when neither the URL nor PGCONNECT_TIMEOUT says: libpq's
 own default is to wait forever on a host that drops packets."""
 
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+MAX_SCHEMA_LENGTH = 63
+"""PostgreSQL's longest identifier (NAMEDATALEN - 1)."""
+
+_SCHEMA_NAME = re.compile(rf"[a-z_][a-z0-9_]{{0,{MAX_SCHEMA_LENGTH - 1}}}")
 
 # Query parameters whose values are secrets (libpq's `password` and `sslpassword`).
 _SECRET_PARAM = re.compile(r"([?&])([^=&#]*=)([^&#]*)")
+
+# The same in libpq's keyword form (`host=db password='s e' dbname=x`), which a mistyped
+# setting may hold instead of a URL: a value is quoted (with \\ escapes) or runs to a space.
+_SECRET_KEYWORD = re.compile(r"(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)", re.I)
 
 
 def check_url(url: str) -> str:
@@ -88,10 +95,12 @@ def redacted(url: str) -> str:
     'postgres://ana@db/leads?password=***&sslpassword=***&sslmode=verify-full'
     >>> redacted("postgresql://ana:p/w?@d@db/leads")
     'postgresql://ana:***@db/leads'
+    >>> redacted("host=db user=ana password='s3 cret' dbname=leads")
+    'host=db user=ana password=*** dbname=leads'
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
-        scheme, rest = "", url
+        return _SECRET_KEYWORD.sub(lambda m: f"{m.group(1)}***", url)
     if "@" in rest:
         userinfo, _, hostpart = rest.rpartition("@")
         user, colon, _ = userinfo.partition(":")
@@ -117,6 +126,8 @@ def _secrets(url: str) -> list[str]:
     for match in _SECRET_PARAM.finditer(url):
         if "password" in unquote(match.group(2)[:-1]).lower():
             found.append(match.group(3))
+    if "://" not in url:
+        found += [m.group(2).strip("'") for m in _SECRET_KEYWORD.finditer(url)]
     both = found + [unquote(s) for s in found]
     return sorted({s for s in both if s}, key=len, reverse=True)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .. import pg
+from ..errors import InputError
 from .db import DB_NAME
 from .locks import FileLocks, JobLocks
 from .protocol import JobStore
@@ -66,7 +67,14 @@ class State:
         """The state a simulation uses instead: a dir of its own, or a schema of its own."""
         if self.url is None:
             return replace(self, dir=self.dir / subdir)
-        return replace(self, schema=pg.check_schema(self.schema + SIMULATED_SCHEMA_SUFFIX))
+        schema = self.schema + SIMULATED_SCHEMA_SUFFIX
+        if len(schema) > pg.MAX_SCHEMA_LENGTH:
+            room = pg.MAX_SCHEMA_LENGTH - len(SIMULATED_SCHEMA_SUFFIX)
+            raise InputError(
+                f"--state-schema {self.schema}: at most {room} characters with --simulate, "
+                f"which keeps its made-up verdicts in {self.schema}{SIMULATED_SCHEMA_SUFFIX}"
+            )
+        return replace(self, schema=pg.check_schema(schema))
 
 
 Where = State | Path

@@ -116,7 +116,11 @@ class JobRecords:
 
     def get_job(self, job_id: str) -> Job | None:
         """A job by id or by a unique id prefix."""
-        rows = self._rows("SELECT * FROM jobs WHERE id LIKE ? || '%' ORDER BY id", (job_id,))
+        # A prefix compared as text, not LIKE: `_` and `%` in what the user typed are no wildcards.
+        rows = self._rows(
+            "SELECT * FROM jobs WHERE substr(id, 1, length(?1)) = lower(?1) ORDER BY id LIMIT 2",
+            (job_id,),
+        )
         return self._job(rows[0]) if len(rows) == 1 else None
 
     def jobs(self) -> list[Job]:

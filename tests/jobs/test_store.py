@@ -285,3 +285,10 @@ def test_estimate_streams_the_cache(tmp_path: Path) -> None:
     assert result.credits_needed == 50
     # Loaded whole, the cache's 300,000 verdicts peaked over 60 MB; streamed, under 20 MB.
     assert peak < 30_000_000, peak
+
+
+def test_a_job_prefix_is_text_not_a_pattern(store: JobStore) -> None:
+    job = open_job(store)
+    assert store.get_job(job.id[:3].upper()) == store.get_job(job.id[:3]) is not None
+    assert store.get_job("_") is None and store.get_job("%") is None
+    assert store.get_job(job.id[:2] + "_") is None

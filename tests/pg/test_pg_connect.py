@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -187,4 +188,32 @@ def test_without_psycopg_a_state_url_names_the_extra() -> None:
     assert done.stdout == (
         "2 --state-url needs the PostgreSQL driver, an optional extra: "
         "pip install 'ample-batch[postgres]'\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("dsn", "password"),
+    [
+        (f"host=db user=ana password={SECRET} dbname=leads", SECRET),
+        (f"host=db password = '{SECRET} with spaces' dbname=leads", f"{SECRET} with spaces"),
+        (f"host=db sslpassword={SECRET}", SECRET),
+        (f"PASSWORD={SECRET}", SECRET),
+    ],
+)
+def test_a_keyword_form_setting_is_refused_without_its_password(dsn: str, password: str) -> None:
+    # A secret holding libpq's `key=value` form instead of a URL is echoed in the error.
+    with pytest.raises(InputError) as caught:
+        pg.check_url(dsn)
+    assert SECRET not in str(caught.value) and "***" in str(caught.value)
+    assert SECRET not in pg.scrubbed(f"server said {password}", dsn)
+
+
+def test_a_schema_too_long_for_its_simulated_twin_names_the_option() -> None:
+    from ample_batch.jobs.backend import State
+
+    state = State(Path("/s"), url="postgresql://ana@db/leads", schema="a" * 60)
+    with pytest.raises(InputError, match=r"--state-schema a{60}: at most 53 characters"):
+        state.simulated("simulated")
+    assert State(Path("/s"), url="postgresql://db/x", schema="a" * 53).simulated("x").schema == (
+        "a" * 53 + "_simulated"
     )
