@@ -99,16 +99,19 @@ def test_a_stopped_job_reports_partial_progress(tmp_path: Path) -> None:
         assert shown.figures["remaining"] == data["remaining"]
 
 
-def test_a_simulated_job_is_found_with_simulate(tmp_path: Path) -> None:
+def test_a_simulated_job_is_found_with_simulate(
+    tmp_path: Path, state_backend: StateBackend
+) -> None:
     src = write_leads(tmp_path / "leads.csv", lead_rows(50))
-    state = tmp_path / "s"
-    assert cli("validate", str(src), "--simulate", "--state-dir", str(state), "-q").returncode == 0
+    state = ["--state-dir", str(tmp_path / "s"), *state_backend.args]
+    assert cli("validate", str(src), "--simulate", *state, "-q").returncode == 0
     page = tmp_path / "r.html"
-    real = cli("report", "-o", str(page), "--state-dir", str(state))
+    real = cli("report", "-o", str(page), *state)
     assert real.returncode == 2 and "no jobs" in real.stderr and "add --simulate" in real.stderr
-    made = cli("report", "-o", str(page), "--state-dir", str(state), "--simulate")
+    made = cli("report", "-o", str(page), *state, "--simulate")
     assert made.returncode == 0, made.stderr
     assert read_report(page).banners == ["simulated"]
+    assert (tmp_path / "s").exists() is (state_backend.url is None)
 
 
 @pytest.mark.parametrize(

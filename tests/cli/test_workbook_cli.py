@@ -87,6 +87,12 @@ def test_two_sheets_of_one_workbook_are_two_jobs(
         assert again.returncode == 0, again.stderr
         assert fake.summary().credits_spent == 4
         [first] = _jobs(state, state_backend)
+        # The estimate of West knows it is another job: nothing of it done, two cached.
+        estimate = cli("estimate", str(src), "--sheet", "West", "--json", "--state-dir",
+                       str(state), *state_backend.args)  # fmt: skip
+        assert estimate.returncode == 0, estimate.stderr
+        figures = json.loads(estimate.stdout)
+        assert (figures["already_done"], figures["cached"], figures["credits_needed"]) == (0, 2, 3)
         # West: a job of its own, paying only for the three addresses East did not buy.
         west = cli(*_validate(fake, src, state, "--sheet", "West", "-o", str(west_out),
                               *state_backend.args))  # fmt: skip
