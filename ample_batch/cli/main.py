@@ -348,8 +348,16 @@ def cancel(job: str, state_dir: Path, **kw: Any) -> None:
     help="The HTML file to write.",
 )
 @state_dir_option
+@state_url_options
 @click.option("--simulate", is_flag=True, help="A job of a --simulate run.")
-def report_command(job: str | None, output: Path, state_dir: Path, simulate: bool) -> None:
+def report_command(
+    job: str | None,
+    output: Path,
+    state_dir: Path,
+    simulate: bool,
+    state_url: str | None,
+    state_schema: str,
+) -> None:
     """Write JOB's report (by id prefix; default: the most recent job) as one HTML file.
 
     Verdicts, where the credits went, the domains with the most undeliverable and catch-all
@@ -360,10 +368,13 @@ def report_command(job: str | None, output: Path, state_dir: Path, simulate: boo
     Example:
       ample-batch report -o leads.report.html
       ample-batch report 3f9a -o leads.report.html
+      ample-batch report -o leads.report.html --state-url postgresql://ample@db/leads
     """
     from ..pipeline.html_report import report as write_report
+    from ..pipeline.jobs import state_location
 
-    job_id = write_report(state_dir, output, job, simulate=simulate)
+    state = state_url and state_location(state_dir, state_url, state_schema)
+    job_id = write_report(state or state_dir, output, job, simulate=simulate)
     click.echo(f"wrote the report of job {job_id} to {output}")
 
 

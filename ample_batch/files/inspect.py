@@ -177,15 +177,17 @@ def _inspect_xlsx(path: Path, email_column: str | None, sheet: str | None) -> In
     """The sheet given, else the first; when the first has no email column (a summary sheet
     before `Leads`), the one other sheet that has one, or a message naming the sheets."""
     if sheet is not None:
-        return _inspect_sheet(path, email_column, sheet)
-    names = xlsx_sheet_names(path)
-    first = _SheetHead.read(path, names[0])
-    if len(names) == 1 or first.has_email_column(email_column):
-        return _inspect_sheet(path, email_column, names[0], first)
-    heads = [_SheetHead.read(path, name) for name in names[1:]]
-    found = [head for head in heads if head.has_email_column(email_column)]
+        spec = _inspect_sheet(path, email_column, sheet)
+        # A sheet other than the one read without --sheet is a job of its own; the default
+        # sheet keeps the id it always had (`InputSpec.identity_sheet`).
+        names, found = _email_sheets(path, email_column)
+        default = found[0].name if len(found) == 1 else None
+        return dataclasses.replace(spec, sheet_in_identity=spec.sheet != default)
+    names, found = _email_sheets(path, email_column)
     listed = ", ".join(repr(name) for name in names)
     column = "an email column" if email_column is None else f"a column {email_column!r}"
+    if len(found) == 1 and found[0].name == names[0]:
+        return _inspect_sheet(path, email_column, names[0], found[0])
     if len(found) == 1:
         spec = _inspect_sheet(path, email_column, found[0].name, found[0])
         note = (
@@ -203,6 +205,18 @@ def _inspect_xlsx(path: Path, email_column: str | None, sheet: str | None) -> In
         f"{path.name}: no sheet has {column}; choose the sheet with --sheet NAME "
         f"(sheets: {listed}) and its column with --email-column NAME"
     )
+
+
+def _email_sheets(path: Path, email_column: str | None) -> tuple[list[str], list[_SheetHead]]:
+    """The workbook's sheet names, and the sheets reading without --sheet would choose
+    among: the first alone when it is the only one or has an email column, else every
+    other sheet that has one (one: it is read; several: the user must choose)."""
+    names = xlsx_sheet_names(path)
+    first = _SheetHead.read(path, names[0])
+    if len(names) == 1 or first.has_email_column(email_column):
+        return names, [first]
+    heads = [_SheetHead.read(path, name) for name in names[1:]]
+    return names, [head for head in heads if head.has_email_column(email_column)]
 
 
 @dataclasses.dataclass(frozen=True)

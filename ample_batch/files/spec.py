@@ -94,6 +94,9 @@ class InputSpec:
     """`gzip` for a .csv.gz; None otherwise."""
     sheet: str | None = None
     """The XLSX sheet read; None for CSV and Parquet."""
+    sheet_in_identity: bool = False
+    """`sheet` is not the one the workbook gives without --sheet, so it is part of the
+    job's identity (`identity_sheet`): two sheets of one workbook are two jobs."""
     email_column: str
     """The header of the column holding the email."""
     columns: list[str]
@@ -108,3 +111,14 @@ class InputSpec:
     """Blank lines before the CSV header, skipped."""
     rows_hint: int | None = None
     """The row count when the format stores it (Parquet, XLSX); None for CSV."""
+
+    @property
+    def identity_sheet(self) -> str | None:
+        """The sheet as the job's id names it: None for the sheet read without --sheet (so
+        the ids of jobs made before sheets were told apart stay the same), else its name.
+
+        >>> InputSpec(path=Path("b.xlsx"), format="xlsx", sheet="West", sheet_in_identity=True,
+        ...           email_column="Email", columns=["Email"]).identity_sheet
+        'West'
+        """
+        return self.sheet if self.sheet_in_identity else None

@@ -56,12 +56,15 @@ class State:
             return str(self.dir)
         return f"{pg.redacted(self.url)} (schema {self.schema})"
 
-    def job_id(self, input_path: str, fingerprint: str, email_column: str) -> str:
+    def job_id(
+        self, input_path: str, fingerprint: str, email_column: str, *, sheet: str | None = None
+    ) -> str:
         """The id this state gives the job of an input: SQLite's depends on the path too;
-        the shared state finds a job by its content alone, on any host and under any path."""
+        the shared state finds a job by its content alone, on any host and under any path.
+        `sheet` is `InputSpec.identity_sheet`: a workbook's other sheets are other jobs."""
         if self.url is not None:
-            return pg.content_job_id(fingerprint, email_column)
-        return job_id_for(input_path, fingerprint, email_column)
+            return pg.content_job_id(fingerprint, email_column, sheet=sheet)
+        return job_id_for(input_path, fingerprint, email_column, sheet=sheet)
 
     def simulated(self, subdir: str) -> State:
         """The state a simulation uses instead: a dir of its own, or a schema of its own."""

@@ -69,9 +69,11 @@ class JobStore(Protocol):
         given, key id and base URL (never the key). One transaction. Called holding the
         job's lock.
 
-        Its id: SQLite's is the input's path, content and column (`records.job_id_for`;
-        `sheet` is not part of it); a shared store's is what the input is wherever it lies,
-        content, column and `sheet` (`pg.content_job_id`)."""
+        Its id: SQLite's is the input's path, content and column (`records.job_id_for`);
+        a shared store's is what the input is wherever it lies, content and column
+        (`pg.content_job_id`). Both add `sheet`, a workbook's sheet other than the one read
+        without --sheet (`InputSpec.identity_sheet`; None keeps the id as it always was),
+        so two sheets of one workbook are two jobs."""
 
     def get_job(self, job_id: str) -> Job | None:
         """The job whose id is `job_id` or starts with it; None if none or several do."""

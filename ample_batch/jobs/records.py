@@ -128,7 +128,17 @@ class Claim:
     """Emails left the batch or gained a verdict: it must be read again, not POSTed as is."""
 
 
-def job_id_for(input_path: str, fingerprint: str, email_column: str) -> str:
-    """A short stable id: the same file, content and column always give the same job."""
-    digest = hashlib.sha256("\0".join((input_path, fingerprint, email_column)).encode())
+def job_id_for(
+    input_path: str, fingerprint: str, email_column: str, *, sheet: str | None = None
+) -> str:
+    """A short stable id: the same file, content, column (and sheet) give the same job.
+
+    `sheet` (`InputSpec.identity_sheet`) keeps two sheets of one workbook apart; None, the
+    sheet read without --sheet, leaves the id as it was before sheets were told apart.
+
+    >>> job_id_for("/d/b.xlsx", "f", "Email") != job_id_for("/d/b.xlsx", "f", "Email", sheet="B")
+    True
+    """
+    parts = (input_path, fingerprint, email_column, *(() if sheet is None else ("sheet", sheet)))
+    digest = hashlib.sha256("\0".join(parts).encode())
     return digest.hexdigest()[:12]

@@ -93,10 +93,11 @@ class JobRecords:
 
         Call it holding the job's lock (locks.job_lock): it records this run's output path
         and API identity (key id and base URL, never the key), which a busy job must keep.
-        The id is the input's path, content and column; `sheet` is not part of it (ids of
-        existing jobs do not change), nor kept.
+        The id is the input's path, content and column, and `sheet` when given (the
+        workbook's sheet when it is not the default one: `InputSpec.identity_sheet`; the
+        default sheet's jobs keep the ids they had). The sheet is not kept apart.
         """
-        job_id = job_id_for(input_path, fingerprint, email_column)
+        job_id = job_id_for(input_path, fingerprint, email_column, sheet=sheet)
         now = self._clock()
         cutoff = cache_cutoff(now, cache_ttl)
         with self._transaction() as db:

@@ -65,9 +65,13 @@ def estimate(options: ValidateOptions) -> Estimate:
     rechecked = dict.fromkeys((kind for kind, _ in options.recheck.max_age), 0)
     if has_store(state):
         with open_store(state) as store:
-            job = store.get_job(
-                state.job_id(str(spec.path.resolve()), fingerprint_of(spec), spec.email_column)
+            job_id = state.job_id(
+                str(spec.path.resolve()),
+                fingerprint_of(spec),
+                spec.email_column,
+                sheet=spec.identity_sheet,
             )
+            job = store.get_job(job_id)
             if job is not None:
                 already = store.batched_emails(job.id)
                 cutoff = job.cache_cutoff

@@ -6,7 +6,9 @@
 The frame's text columns are written as Parquet under the state dir, at a path named by the
 file's content hash, and validated as a file is: the job id comes from that path and content,
 so the same frame resumes the same job (after a Stopped, say) and a second call is served from
-the state without a credit. The verdicts are read back and appended to the caller's frame.
+the state without a credit. With `state_url` the file goes to a private temp dir instead
+(nothing is written under the state dir; the shared state's job id is the content alone).
+The verdicts are read back and appended to the caller's frame.
 """
 
 from __future__ import annotations
@@ -119,21 +121,35 @@ async def _frame(frame: F, email_column: str | None, call: Call, stop: asyncio.E
     table = await asyncio.to_thread(text_table, frame, kind)
     if table.num_rows == 0:
         return _appended(frame, kind, [], [])
-    folder = state_dir_for(call.options.api, call.options.state_dir) / FRAMES_DIR
-    make_state_dir(folder)
-    path = await asyncio.to_thread(_write, table, folder)
-    output = default_output_path(path)
-    options = replace(call.options, input=path, output=output, email_column=email_column)
-    with _named(path):
-        summary = await avalidate(options, reporter=call.reporter, stop=stop)
-    call.done(summary)
-    read = await asyncio.to_thread(
-        pq.read_table, output, columns=["email_result", "email_catch_all"]
-    )
-    for done in (path, output):
-        done.unlink(missing_ok=True)  # the verdicts are in the state; the copy is not needed
+    with _frames_folder(call) as folder:
+        path = await asyncio.to_thread(_write, table, folder)
+        output = default_output_path(path)
+        options = replace(call.options, input=path, output=output, email_column=email_column)
+        with _named(path):
+            summary = await avalidate(options, reporter=call.reporter, stop=stop)
+        call.done(summary)
+        read = await asyncio.to_thread(
+            pq.read_table, output, columns=["email_result", "email_catch_all"]
+        )
+        for done in (path, output):
+            done.unlink(missing_ok=True)  # the verdicts are in the state; the copy is not needed
     enriched: F = with_verdicts(frame, kind, read.column(0), read.column(1))
     return enriched
+
+
+@contextlib.contextmanager
+def _frames_folder(call: Call) -> Iterator[Path]:
+    """Where the frame's file is written: `frames` under the (mode's) state dir; with a
+    `state_url` a private temp dir, removed after, since nothing may be written under the
+    state dir then (the shared state finds the job by content, not by path, so the same
+    frame still resumes its job from any folder)."""
+    if call.options.state_url is None:
+        folder = state_dir_for(call.options.api, call.options.state_dir) / FRAMES_DIR
+        make_state_dir(folder)
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix="ample-batch-frame-") as private:
+        yield Path(private)
 
 
 def _appended(frame: F, kind: FrameKind, result: list[str], catch_all: list[bool]) -> F:

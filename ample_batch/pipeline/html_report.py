@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AmpleBatchError, InputError
-from ..jobs.backend import Where, has_store
+from ..jobs.backend import Where, as_state, has_store
 from ..options import SIMULATED_DIR
 from .jobs import status
 from .report_charts import (
@@ -109,27 +109,32 @@ def check_report_path(path: Path) -> None:
     check_writable("--report", path)
 
 
-def report(state_dir: Path, output: Path, job: str | None = None, *, simulate: bool = False) -> str:
+def report(
+    state_dir: Where, output: Path, job: str | None = None, *, simulate: bool = False
+) -> str:
     """Write the HTML report of `job` (an id prefix; the most recent job when None) to
-    `output`; returns the job's id. `simulate`: a job of a --simulate run (they keep a store
-    of their own). InputError for an unknown job or a bad path."""
+    `output`; returns the job's id. `state_dir` is a state dir or a `State` (a PostgreSQL
+    one too); `simulate`: a job of a --simulate run (they keep a store of their own).
+    InputError for an unknown job or a bad path."""
     check_report_path(output)
-    where = state_dir / SIMULATED_DIR if simulate else state_dir
+    state = as_state(state_dir)
+    where = state.simulated(SIMULATED_DIR) if simulate else state
     found = status(where, job)
     if not found:
         hint = (
             " (or add --simulate for a --simulate run's job)"
-            if not simulate and has_store(state_dir / SIMULATED_DIR)
+            if not simulate and has_store(state.simulated(SIMULATED_DIR))
             else ""
         )
+        kind = "state database" if where.shared else "state dir"
         raise InputError(
-            f"no jobs in the state dir {where}: run `ample-batch validate` first{hint}"
+            f"no jobs in the {kind} {where.where()}: run `ample-batch validate` first{hint}"
         )
     chosen = found[0]  # `status` lists the most recently updated job first
-    state = chosen.job.state
-    if state != "running" and summary_of(chosen.job.stats) is None:
-        state = "new"  # a job whose every run was killed before it could record an outcome
-    data = load_report_data(where, chosen.job.id, state=state)
+    job_state = chosen.job.state
+    if job_state != "running" and summary_of(chosen.job.stats) is None:
+        job_state = "new"  # a job whose every run was killed before it could record an outcome
+    data = load_report_data(where, chosen.job.id, state=job_state)
     write_html(output, render(data))
     return chosen.job.id
 

@@ -114,7 +114,7 @@ async def _validate(
         # signals stay prompt. An unchanged file is not hashed again (files/identity.py).
         fingerprint, identity = await asyncio.to_thread(job_steps.input_fingerprint, state, spec)
         input_path = str(spec.path.resolve())
-        job_id = state.job_id(input_path, fingerprint, spec.email_column)
+        job_id = state.job_id(input_path, fingerprint, spec.email_column, sheet=spec.identity_sheet)
         locks = job_locks(state)
         with contextlib.closing(locks), job_lock(locks, job_id):
             live.stage = "checking the API key"
@@ -151,6 +151,7 @@ async def _validate(
                             cache_ttl=options.cache_ttl,
                             key_id=key_id(api_key),
                             base_url=base_url,
+                            sheet=spec.identity_sheet,
                         )
                         job_steps.note_run(store, job, options.api.resolved_usage_limit)
                         # Cancels go out even once a stop is asked for (it is what `cancel` asks).

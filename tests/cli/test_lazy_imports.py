@@ -1,5 +1,6 @@
-"""The quick commands stay quick: `--help` and `status` load no aiohttp, pyarrow or polars,
-and the fake API loads only for `mock-server` (and `--simulate`)."""
+"""The quick commands stay quick: `--help` and `status` (and `report`), on a state dir or a
+`--state-url`, load no aiohttp, pyarrow or polars, and the fake API loads only for
+`mock-server` (and `--simulate`)."""
 
 from __future__ import annotations
 
@@ -29,11 +30,17 @@ print(json.dumps(heavy), file=sys.stderr)
 
 def loaded(*args: str) -> set[str]:
     """The heavy modules a fresh interpreter has loaded after running the command."""
+    return probe(*args)[0]
+
+
+def probe(*args: str) -> tuple[set[str], str]:
+    """The heavy modules loaded after running the command, and what it printed."""
     done = subprocess.run(
         [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True
     )
     modules = json.loads(done.stderr.strip().splitlines()[-1])
-    return {next(h for h in HEAVY if m == h or m.startswith(h + ".")) for m in modules}
+    heavy = {next(h for h in HEAVY if m == h or m.startswith(h + ".")) for m in modules}
+    return heavy, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("args", [["--help"], ["status"], ["cancel", "--help"]])
@@ -41,6 +48,29 @@ def test_quick_commands_load_nothing_heavy(args: list[str], tmp_path: Path) -> N
     if args == ["status"]:
         args = [*args, "--state-dir", str(tmp_path)]
     assert loaded(*args) == set()
+
+
+def test_status_and_report_on_a_state_url_load_nothing_heavy(tmp_path: Path, pg_url: str) -> None:
+    state = ["--state-url", pg_url, "--state-dir", str(tmp_path / "s")]
+    heavy, said = probe("status", *state)  # no schema yet: nothing to open
+    assert heavy == set() and "no jobs in this state database" in said, said
+    from ample_batch.jobs.pg_store import PgStore
+
+    with PgStore(pg_url) as store:
+        job = store.open_job(
+            input_path="/data/leads.csv",
+            fingerprint="f" * 40,
+            email_column="Email",
+            output_path=None,
+            cache_ttl=0,
+        )
+    for args in (["status"], ["status", job.id[:4], "--json"]):
+        heavy, said = probe(*args, *state)  # the store, its progress and its advisory locks
+        assert heavy == set() and job.id in said, said
+    page = tmp_path / "r.html"
+    heavy, said = probe("report", "-o", str(page), *state)
+    assert heavy == set() and page.exists(), said
+    assert not (tmp_path / "s").exists()
 
 
 def test_mock_server_loads_the_fake_when_asked() -> None:

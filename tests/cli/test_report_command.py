@@ -1,6 +1,7 @@
 """`validate --report PATH.html` and `ample-batch report [JOB] -o PATH.html`: the real command
 against the fake API over loopback; every figure on the page equals the --summary-json's, for
-a finished job and for one stopped early; bad ids and paths are one line, exit 2."""
+a finished job (on both state backends) and for one stopped early; bad ids and paths are one
+line, exit 2."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_backends import StateBackend
 from helpers import KEY, FakeInThread, cli, lead_rows, write_leads
+from postgres_server import PASSWORD
 from report_page import assert_matches_summary, assert_self_contained, read_report
 
 
@@ -24,12 +27,15 @@ def _json(path: Path) -> dict[str, Any]:
     return data
 
 
-def test_validate_report_and_the_report_command_show_the_summary(tmp_path: Path) -> None:
+def test_validate_report_and_the_report_command_show_the_summary(
+    tmp_path: Path, state_backend: StateBackend
+) -> None:
     src = write_leads(tmp_path / "leads.csv", lead_rows(1500, blanks=5, invalid=2))
     state, summary, page = tmp_path / "s", tmp_path / "s.json", tmp_path / "run.html"
     with FakeInThread(retry_after=0.1, emails_per_second=50000) as fake:
         done = cli(*_validate(fake, src, state, "--report", str(page), "--summary-json",
-                              str(summary), "--usage-limit", "1000/3s"))  # fmt: skip
+                              str(summary), "--usage-limit", "1000/3s",
+                              *state_backend.args))  # fmt: skip
     assert done.returncode == 0, done.stderr
     data = _json(summary)
     assert data["report"] == str(page) and data["usage_limit"] == "1000/3s"
@@ -41,9 +47,12 @@ def test_validate_report_and_the_report_command_show_the_summary(tmp_path: Path)
     assert KEY not in first.text
 
     # Later, from the state alone: the most recent job, and the same job by its id prefix.
+    # PostgreSQL: the URL from the environment once, and once as --state-url.
+    env = {"AMPLE_BATCH_STATE_URL": state_backend.url} if state_backend.url else None
     for job in ([], [data["job"][:4]]):
         again = tmp_path / f"again{len(job)}.html"
-        made = cli("report", *job, "-o", str(again), "--state-dir", str(state))
+        given = state_backend.args if job else []
+        made = cli("report", *job, "-o", str(again), "--state-dir", str(state), *given, env=env)
         assert made.returncode == 0, made.stderr
         assert made.stdout == f"wrote the report of job {data['job']} to {again}\n"
         later = read_report(again)
@@ -52,6 +61,22 @@ def test_validate_report_and_the_report_command_show_the_summary(tmp_path: Path)
         assert (later.undeliverable, later.catch_all) == (first.undeliverable, first.catch_all)
         assert later.hour_bars == first.hour_bars
         assert later.figures["limit_per_hour"] == 1_200_000
+        if state_backend.url:
+            assert PASSWORD not in later.text and PASSWORD not in made.stdout + made.stderr
+    if state_backend.url:
+        assert not state.exists(), "with --state-url nothing is written under --state-dir"
+
+
+def test_the_report_of_a_state_database_without_jobs_is_one_line_exit_2(
+    tmp_path: Path, pg_url: str
+) -> None:
+    done = cli("report", "-o", str(tmp_path / "r.html"), "--state-url", pg_url,
+               "--state-dir", str(tmp_path / "s"))  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("ample-batch: no jobs in the state database postgresql://")
+    assert "(schema ample_batch)" in done.stderr and PASSWORD not in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+    assert not (tmp_path / "s").exists() and not (tmp_path / "r.html").exists()
 
 
 def test_a_stopped_job_reports_partial_progress(tmp_path: Path) -> None:
@@ -74,16 +99,19 @@ def test_a_stopped_job_reports_partial_progress(tmp_path: Path) -> None:
         assert shown.figures["remaining"] == data["remaining"]
 
 
-def test_a_simulated_job_is_found_with_simulate(tmp_path: Path) -> None:
+def test_a_simulated_job_is_found_with_simulate(
+    tmp_path: Path, state_backend: StateBackend
+) -> None:
     src = write_leads(tmp_path / "leads.csv", lead_rows(50))
-    state = tmp_path / "s"
-    assert cli("validate", str(src), "--simulate", "--state-dir", str(state), "-q").returncode == 0
+    state = ["--state-dir", str(tmp_path / "s"), *state_backend.args]
+    assert cli("validate", str(src), "--simulate", *state, "-q").returncode == 0
     page = tmp_path / "r.html"
-    real = cli("report", "-o", str(page), "--state-dir", str(state))
+    real = cli("report", "-o", str(page), *state)
     assert real.returncode == 2 and "no jobs" in real.stderr and "add --simulate" in real.stderr
-    made = cli("report", "-o", str(page), "--state-dir", str(state), "--simulate")
+    made = cli("report", "-o", str(page), *state, "--simulate")
     assert made.returncode == 0, made.stderr
     assert read_report(page).banners == ["simulated"]
+    assert (tmp_path / "s").exists() is (state_backend.url is None)
 
 
 @pytest.mark.parametrize(

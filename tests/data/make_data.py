@@ -135,6 +135,7 @@ def xlsx_files() -> None:
     book.create_sheet("Empty")
     book.save(HERE / "leads.xlsx")
     summary_first()
+    two_sheets()
 
 
 def summary_first() -> None:
@@ -160,6 +161,27 @@ def summary_first() -> None:
     notes = book.create_sheet("Notes")
     notes.append(["Call after 10:00", 3, 2.5, True])
     book.save(HERE / "summary_first.xlsx")
+
+
+def two_sheets() -> None:
+    """Two regions' leads in one workbook, each sheet with an `Email` column, two addresses
+    on both: `--sheet East` (the default, the first) and `--sheet West` are two jobs, and the
+    second buys only the three addresses the first did not."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    east = book.active
+    east.title = "East"
+    east.append(["Name", "Email", "Region"])
+    for name in ("ana", "bo", "cy", "dee"):
+        east.append([name.title(), f"{name}@east.example.com", "East"])
+    west = book.create_sheet("West")
+    west.append(["Name", "Email", "Region"])
+    for name, domain in (("cy", "east"), ("dee", "east"), ("eve", "west"), ("fay", "west")):
+        west.append([name.title(), f"{name}@{domain}.example.com", "West"])
+    west.append(["Gus", "GUS@west.example.com ", "West"])
+    west.append(["Nobody", None, "West"])
+    book.save(HERE / "two_sheets.xlsx")
 
 
 def main() -> None:

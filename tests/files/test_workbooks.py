@@ -89,6 +89,24 @@ def test_a_single_sheet_without_emails_still_suggests_email_column(tmp_path: Pat
         inspect_input(path)
 
 
+def test_only_a_sheet_other_than_the_default_enters_the_job_identity(tmp_path: Path) -> None:
+    # The default sheet (the first, or the one with emails after a summary) keeps the id its
+    # jobs always had, given by name or not; any other sheet is a job of its own.
+    cases = {
+        (DATA / "two_sheets.xlsx", None): None,
+        (DATA / "two_sheets.xlsx", "East"): None,
+        (DATA / "two_sheets.xlsx", "West"): "West",
+        (DATA / "summary_first.xlsx", None): None,
+        (DATA / "summary_first.xlsx", "Leads"): None,
+        (DATA / "leads.xlsx", "Other"): "Other",
+    }
+    several = workbook(tmp_path / "w.xlsx", {"Summary": SUMMARY, "Q1": LEADS, "Q2": LEADS})
+    cases[(several, "Q1")] = "Q1"  # no default here: every sheet is named in its id
+    for (path, sheet), expected in cases.items():
+        assert inspect_input(path, sheet=sheet).identity_sheet == expected, (path.name, sheet)
+    assert inspect_input(DATA / "two_sheets.xlsx", sheet="West").warnings == []
+
+
 def _cells(sheet: Any) -> list[list[Any]]:
     return [[cell.value for cell in row] for row in sheet.iter_rows()]
 

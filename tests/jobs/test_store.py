@@ -8,11 +8,12 @@ import pytest
 from helpers import ManualClock
 from store_backends import Backend
 
+from ample_batch import pg
 from ample_batch.errors import JobBusy
 from ample_batch.jobs.db import MIGRATIONS
 from ample_batch.jobs.locks import FileLocks, job_lock
 from ample_batch.jobs.protocol import JobStore
-from ample_batch.jobs.records import BATCH_ATTEMPTS, BatchState
+from ample_batch.jobs.records import BATCH_ATTEMPTS, BatchState, job_id_for
 from ample_batch.jobs.store import Store
 
 
@@ -54,10 +55,8 @@ def test_same_input_same_job(store: JobStore) -> None:
     assert store.get_job(first.id[:4]) is not None or len(store.jobs()) == 2
 
 
-def test_a_sheet_is_another_job_where_jobs_are_their_content(
-    store: JobStore, backend: Backend
-) -> None:
-    first, second = (
+def test_a_sheet_is_another_job_on_either_backend(store: JobStore) -> None:
+    default, first, second = (
         store.open_job(
             input_path="/data/book.xlsx",
             fingerprint="abc",
@@ -66,11 +65,16 @@ def test_a_sheet_is_another_job_where_jobs_are_their_content(
             cache_ttl=0,
             sheet=sheet,
         )
-        for sheet in ("Leads", "Leads 2")
+        for sheet in (None, "Leads", "Leads 2")
     )
-    # SQLite's ids stay what they were (path, content, column); the shared store's are
-    # what the input is, and a workbook's two sheets are two inputs.
-    assert (first.id != second.id) is (backend.name == "postgres")
+    # A workbook's sheets are inputs of their own; the default sheet (no `sheet`) keeps the
+    # id its jobs had before: SQLite's of path, content and column, the shared store's of
+    # content and column.
+    assert len({default.id, first.id, second.id}) == 3
+    assert default.id in (
+        job_id_for("/data/book.xlsx", "abc", "Email"),
+        pg.content_job_id("abc", "Email"),
+    )
 
 
 def test_batch_walks_the_state_machine(store: JobStore) -> None:

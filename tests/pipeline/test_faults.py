@@ -1,5 +1,9 @@
 """Faults, through the CLI, against the fake API's fault switches: every valid row still gets
-its verdict (or `failed`, only after the retry budget), every limit holds, no traceback."""
+its verdict (or `failed`, only after the retry budget), every limit holds, no traceback.
+
+The matrix and a representative few (errored batches, credits running out) also run on
+PostgreSQL state (`state_backend`); the rest are about the client and the engine, the same
+on either backend."""
 
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ def run(fake: FakeInThread, src: Path, tmp_path: Path, *extra: str):
     )
 
 
-def test_fault_matrix(tmp_path: Path) -> None:
+def test_fault_matrix(tmp_path: Path, state_backend: StateBackend) -> None:
     src = write_leads(tmp_path / "leads.csv", lead_rows(3000, blanks=10, invalid=10))
     faults = {
         "fail_5xx": 0.08,
@@ -50,9 +54,10 @@ def test_fault_matrix(tmp_path: Path) -> None:
         seed=7,
         **faults,
     ) as fake:
-        done = run(fake, src, tmp_path, "-v")
+        done = run(fake, src, tmp_path, "-v", *state_backend.args)
         summary = fake.summary()
     assert done.returncode == 0, done.stderr
+    assert (tmp_path / "state").exists() is (state_backend.url is None)
     assert "Traceback" not in done.stderr + done.stdout
     assert summary.usage_limited == 0
     assert summary.rate_limited == 0
@@ -93,10 +98,12 @@ def test_long_queue_http_date_retry_after_and_skewed_server_clock(tmp_path: Path
     )
 
 
-def test_every_batch_erroring_ends_failed_after_three_attempts(tmp_path: Path) -> None:
+def test_every_batch_erroring_ends_failed_after_three_attempts(
+    tmp_path: Path, state_backend: StateBackend
+) -> None:
     src = write_leads(tmp_path / "leads.csv", lead_rows(200, blanks=1))
     with FakeInThread(retry_after=0.1, batch_error=1.0) as fake:
-        done = run(fake, src, tmp_path)
+        done = run(fake, src, tmp_path, *state_backend.args)
         posts = sum(1 for r in fake.api.log if r.method == "POST")
         charged_twice = fake.summary().emails_charged_twice
     assert done.returncode == 0, done.stderr
@@ -140,10 +147,12 @@ def test_retries_are_not_logged_to_the_user(tmp_path: Path) -> None:
     assert "retry_scheduled" not in done.stderr
 
 
-def test_a_402_on_a_poll_exits_4_with_the_partial_output(tmp_path: Path) -> None:
+def test_a_402_on_a_poll_exits_4_with_the_partial_output(
+    tmp_path: Path, state_backend: StateBackend
+) -> None:
     src = write_leads(tmp_path / "leads.csv", lead_rows(50))
     with FakeInThread(retry_after=0.1, get_fault=402) as fake:
-        done = run(fake, src, tmp_path)
+        done = run(fake, src, tmp_path, *state_backend.args)
     assert done.returncode == 4, done.stderr
     assert "Traceback" not in done.stderr
     assert "out of email credits" in done.stderr
@@ -152,10 +161,12 @@ def test_a_402_on_a_poll_exits_4_with_the_partial_output(tmp_path: Path) -> None
     assert json.loads((tmp_path / "summary.json").read_text())["complete"] is False
 
 
-def test_credits_left_are_used_by_smaller_batches_then_exit_4(tmp_path: Path) -> None:
+def test_credits_left_are_used_by_smaller_batches_then_exit_4(
+    tmp_path: Path, state_backend: StateBackend
+) -> None:
     src = write_leads(tmp_path / "leads.csv", lead_rows(478))
     with FakeInThread(retry_after=0.1, credits=300) as fake:
-        done = run(fake, src, tmp_path)
+        done = run(fake, src, tmp_path, *state_backend.args)
         summary = fake.summary()
     assert done.returncode == 4, done.stderr
     assert summary.credits_spent == 300

@@ -8,6 +8,7 @@ import _thread
 import asyncio
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,35 @@ def test_a_pandas_frame_comes_back_whole_and_a_second_call_costs_nothing(tmp_pat
         assert (result, None if pd.isna(catch_all) else bool(catch_all)) == _expected(cell)
     pd.testing.assert_frame_equal(again, out)
     assert not list((tmp_path / "s" / "frames").glob("*.parquet")), "no copy left behind"
+
+
+def test_with_a_state_url_nothing_is_written_under_the_state_dir(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The frame's file goes to a private temp dir, removed after: watch that dir too.
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    frame = _leads(120, blanks=2, invalid=1)
+    state = tmp_path / "s"
+    with FakeInThread(**FAST) as fake:
+        options = {"api_key": KEY, "base_url": fake.url, "state_dir": state, "state_url": pg_url}
+        out = ample_batch.validate_frame(frame, usage_limit=LIMIT, **options)
+        posts = _posts(fake)
+        # Another temp dir each call: the shared state finds the job by content alone.
+        again = ample_batch.validate_frame(frame, usage_limit=LIMIT, **options)
+        assert _posts(fake) == posts, "the same frame again is served from the state"
+        emails = ["ana@acme.com", "", "not-an-email", "lead000001@company1.com"]
+        verdicts = ample_batch.validate_emails(emails, **options)
+        assert fake.summary().credits_spent == 120 + 1  # lead 1 is cached; ana is new
+    pd.testing.assert_frame_equal(again, out)
+    for cell, result in zip(frame["Email"], out["email_result"], strict=True):
+        assert result == _expected(cell)[0]
+    assert verdicts[""] == {"result": "no_email", "catch_all": None}
+    result, catch_all = _expected("lead000001@company1.com")
+    assert verdicts["lead000001@company1.com"] == {"result": result, "catch_all": catch_all}
+    assert not state.exists(), "with state_url nothing is written under the state dir"
+    assert list(temp.iterdir()) == [], "the private temp dirs are removed"
 
 
 def test_a_polars_frame_and_an_arrow_table_come_back_as_they_went(tmp_path: Path) -> None:

@@ -136,10 +136,11 @@ def test_overlapping_file_reuses_cached_verdicts(
         assert fake.summary().credits_spent == 500 + 300 + 500
 
 
-def test_out_of_credits_then_top_up(tmp_path: Path) -> None:
+def test_out_of_credits_then_top_up(tmp_path: Path, state_backend: StateBackend) -> None:
     src = write_leads(tmp_path / "leads.csv", lead_rows(1000))
     with FakeInThread(**FAST, credits=450) as fake:
-        args = [*validate_args(fake, src, tmp_path / "s"), "--usage-limit", "200/1s"]
+        args = [*validate_args(fake, src, tmp_path / "s", *state_backend.args), "--usage-limit",
+                "200/1s"]  # fmt: skip
         dry = cli(*args)
         assert dry.returncode == 4, dry.stderr
         assert "out of email credits" in dry.stderr
@@ -156,6 +157,7 @@ def test_out_of_credits_then_top_up(tmp_path: Path) -> None:
         assert fake.summary().credits_spent == 1000
         assert fake.summary().emails_charged_twice == 0
         assert not (tmp_path / "leads.validated.partial.csv").exists()
+    assert (tmp_path / "s").exists() is (state_backend.url is None)
 
 
 def test_bad_key_exits_3_and_missing_key_exits_2(tmp_path: Path) -> None:
