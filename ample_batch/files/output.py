@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -67,10 +68,24 @@ def output_kind(output: Path) -> OutputKind:
     return kind
 
 
-def default_output_path(input_path: Path) -> Path:
-    """`<stem>.validated<ext>` beside the input (`leads.csv.gz` -> `leads.validated.csv.gz`)."""
+def default_output_path(input_path: Path, sheet: str | None = None) -> Path:
+    """`<stem>.validated<ext>` beside the input (`leads.csv.gz` -> `leads.validated.csv.gz`);
+    `<stem>.<sheet>.validated<ext>` for a workbook sheet other than the default one, so that
+    two sheets' runs do not write over each other's output.
+
+    >>> default_output_path(Path("regions.xlsx"), "West / 2026").name
+    'regions.West-2026.validated.xlsx'
+    """
     stem, ext = stem_and_extension(input_path)
+    if sheet is not None:
+        stem = f"{stem}.{_file_name_part(sheet)}"
     return input_path.with_name(f"{stem}.validated{ext}")
+
+
+def _file_name_part(text: str) -> str:
+    """`text` as one part of a file name: runs of anything but letters, digits, `_` and `-`
+    become one `-` (a sheet may be named `West / 2026`)."""
+    return re.sub(r"[^\w-]+", "-", text).strip("-") or "sheet"
 
 
 def partial_path(output: Path) -> Path:

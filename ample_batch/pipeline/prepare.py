@@ -41,7 +41,7 @@ def prepare(options: ValidateOptions, *, writes: bool = True) -> Prepared:
         encoding=options.encoding,
         sheet=options.sheet,
     )
-    output = options.output or default_output_path(options.input)
+    output = options.output or default_output_path(options.input, spec.identity_sheet)
     if writes:
         check_output(spec, output)
         check_sent_column(spec, options.sent_column)

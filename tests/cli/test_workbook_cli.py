@@ -119,3 +119,23 @@ def test_two_sheets_of_one_workbook_are_two_jobs(
     assert [r[3] for r in _sheet_rows(west_out, "West")[1:]][-1] == "no_email"
     if state_backend.url is not None:
         assert not state.exists()
+
+
+def test_each_sheet_has_its_own_default_output(tmp_path: Path) -> None:
+    src = tmp_path / "regions.xlsx"
+    shutil.copy(DATA / "two_sheets.xlsx", src)
+    with FakeInThread(**FAST) as fake:
+        for sheet in ([], ["--sheet", "East"], ["--sheet", "West"]):
+            done = cli(*_validate(fake, src, tmp_path / "s", *sheet))
+            assert done.returncode == 0, done.stderr
+    # The default sheet (named or not) writes the usual name; another sheet one of its own,
+    # so its run does not write over the default sheet's verdicts.
+    assert sorted(p.name for p in tmp_path.glob("*.validated.xlsx")) == [
+        "regions.West.validated.xlsx",
+        "regions.validated.xlsx",
+    ]
+    assert _sheet_rows(tmp_path / "regions.validated.xlsx", "East")[0][-2:] == [
+        "email_result",
+        "email_catch_all",
+    ]
+    assert _sheet_rows(tmp_path / "regions.West.validated.xlsx", "West")[0][-1] == "email_catch_all"
