@@ -175,8 +175,8 @@ class PgLocks:
         database is still away), and this run must stop."""
         with self._guard:
             conn = self._runs.get(job_id)
-            if conn is None:
-                return False
+            if conn is None or job_id in self._lost:
+                return False  # lost for good: the job is another run's now
             try:
                 with pg.translated(self.url):
                     conn.execute("SELECT 1")
