@@ -287,6 +287,10 @@ class PgLocks:
         with self._guard:
             if self._side is not None:
                 with contextlib.suppress(Exception):
+                    # Released before the close returns: the server ends a closed session
+                    # a moment later, and until then its locks still show.
+                    self._side.execute("SELECT pg_advisory_unlock_all()")
+                with contextlib.suppress(Exception):
                     self._side.close()
                 self._side = None
 
