@@ -7,6 +7,7 @@
     ├── StateFailed             the state database failed unnamed; report it    (exit 1)
     ├── Stopped                 deadline or interrupt; run again to resume      (exit 75)
     │   ├── StateUnavailable    the state is locked or its disk full            (exit 75)
+    │   ├── JobLockLost         another run took this run's job lock            (exit 75)
     │   └── OutputUnwritten     the output failed after the work was done       (exit 75)
     └── ApiError                anything the Amplemarket API said or did
         ├── RetryableError      waiting and trying again may work
@@ -206,6 +207,13 @@ class StateUnusable(InputError):
 
 class StateUnavailable(Stopped):
     """The state database cannot be written right now (locked, disk full): run again later."""
+
+    planned = False
+
+
+class JobLockLost(Stopped):
+    """This run's job lock was lost with its database connection, and another run took the
+    job: it submits nothing more for it (that run owns the job now)."""
 
     planned = False
 

@@ -179,6 +179,19 @@ def _psycopg() -> Any:
     return psycopg
 
 
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 4,
+    "tcp_user_timeout": 30_000,
+}
+"""TCP settings (libpq's names; seconds, the last in ms) that find a server cut off without a
+word within about 30 s, where the system's defaults wait hours (idle) or ~15 minutes (unsent
+data): a run waiting on it would hold its job, Ctrl-C and --max-runtime that long. Any the
+URL (or a libpq environment variable, or a service file) sets wins."""
+
+
 def connect(url: str, *, schema: str = DEFAULT_SCHEMA, migrate: bool = True) -> Connection:
     """Connect to the state database at `url` (autocommit: transactions are explicit, with
     `conn.transaction()`), with `schema` first on the search path, migrated unless told not.
@@ -201,6 +214,17 @@ def connect(url: str, *, schema: str = DEFAULT_SCHEMA, migrate: bool = True) -> 
     extra: dict[str, Any] = {"autocommit": True, "fallback_application_name": "ample-batch"}
     if "connect_timeout" not in given and not os.environ.get("PGCONNECT_TIMEOUT"):
         extra["connect_timeout"] = CONNECT_TIMEOUT
+    # A service file may set them: it is the user's word, so ours stay out of its way.
+    if "service" not in given and not os.environ.get("PGSERVICE"):
+        # Each option's environment variable, for those this libpq knows (tcp_user_timeout
+        # came with libpq 12).
+        known = {
+            option.keyword.decode(): (option.envvar or b"").decode()
+            for option in psycopg.pq.Conninfo.get_defaults()
+        }
+        for name, value in KEEPALIVES.items():
+            if name in known and name not in given and not os.environ.get(known[name] or "-"):
+                extra[name] = value
     with translated(url, connecting=True):
         conn: Connection = psycopg.connect(url, **extra)
     try:

@@ -146,3 +146,30 @@ def job_locks(where: Where) -> JobLocks:
 
         return PgLocks(state.url, schema=state.schema)
     return FileLocks(state.dir)
+
+
+def fence_claims(store: JobStore, locks: JobLocks, job_id: str) -> None:
+    """Make the store's claims for `job_id` (`mark_submitting`) check in their own
+    transaction that this process still holds the job's lock, when both the store and the
+    locks are PostgreSQL's and the locks hold the job: a run whose lock connection died while
+    another host took the job then buys nothing more (JobLockLost, exit 75). File locks
+    cannot be lost while their process lives: nothing to check there.
+
+        fence_claims(store, locks, job_id)   # once the run holds the job's lock
+    """
+    if getattr(store, "url", None) is None:
+        return
+    from .pg_locks import PgLocks
+    from .pg_store import PgStore
+
+    if isinstance(store, PgStore) and isinstance(locks, PgLocks):
+        fence = locks.fence(job_id)
+        if fence is not None:
+            store.fence_claims(fence)
+
+
+def lock_lost(locks: JobLocks, job_id: str) -> str | None:
+    """Why the run must stop, if another run took the job's lock from it; else None."""
+    from .pg_locks import LOCK_LOST, PgLocks
+
+    return LOCK_LOST if isinstance(locks, PgLocks) and locks.lost(job_id) else None

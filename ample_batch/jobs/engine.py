@@ -33,6 +33,7 @@ from ..errors import (
     BadRequest,
     InputError,
     InsufficientCredits,
+    JobLockLost,
     RateLimited,
     RetryableError,
     SubmissionUnknown,
@@ -41,7 +42,7 @@ from ..errors import (
     UsageLimited,
 )
 from ..quota.scheduler import Admission, Scheduler
-from .backend import locks_of
+from .backend import fence_claims, lock_lost, locks_of
 from .follow import Counters, Follower, FollowPolicy, note_double_charges, record_if_stopped
 from .inflight import await_adopted
 from .locks import JobLocks
@@ -88,6 +89,8 @@ class Engine:
         self.store = store
         # Other jobs' locks: an adopted batch whose run is gone is followed here (inflight.py).
         self.locks: JobLocks = locks if locks is not None else locks_of(store)
+        # With shared state every claim checks that this run still holds the job's lock.
+        fence_claims(store, self.locks, job_id)
         self.job_id = job_id
         self.client = client
         self.scheduler = scheduler
@@ -136,6 +139,10 @@ class Engine:
             await self._submit_loop()
         finally:
             await self._drain()
+        # The cancel watcher stopped the run because another run took the job: say so.
+        lost = lock_lost(self.locks, self.job_id)
+        if lost is not None and self.stop.is_set():
+            self.counters.stop_reason = lost
         return self.counters
 
     async def _submit_loop(self) -> None:
@@ -301,6 +308,12 @@ class Engine:
                 self.store.back_to_planned(batch.id)
             for waiting in exc.ids:
                 self._await_adopted(waiting)
+            return
+        except JobLockLost as exc:
+            # Another run owns the job now: nothing was sent, and its batches are its own.
+            self.scheduler.refund(admissions.pop())
+            self.counters.stop_reason = lock_lost(self.locks, self.job_id) or str(exc)
+            self.stop.set()
             return
         except BaseException as exc:
             self._close_admission(admissions, exc)

@@ -6,6 +6,11 @@ it is (`ample-batch <pid> run|follow <host>`): `holder` reads it back through `p
 host that dies (kill -9, a lost network) loses its connection, and the server frees the lock
 with it: another host takes the job over.
 
+A run's claims are fenced by its lock (`fence`): each `mark_submitting` checks, in its own
+transaction, that the run's lock session still holds the lock, so a run whose lock connection
+died while another host took the job buys nothing more (exit 75), not even until its cancel
+watcher's next look.
+
 A cancel request is an advisory lock too (another key per job), held by `cancel` while it
 waits for the run to stop: a run that sees it held was asked to cancel, and a `cancel` that
 dies leaves no stale request behind. Nothing needs a table, so nothing needs a migration.
@@ -20,11 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from .. import pg
-from ..errors import AmpleBatchError
+from ..errors import AmpleBatchError, JobLockLost
 from .locks import Holder, this_host
 
 if TYPE_CHECKING:
@@ -32,6 +40,28 @@ if TYPE_CHECKING:
 
 _TAG = "ample-batch"
 _NAME_BYTES = 63  # PostgreSQL keeps at most NAMEDATALEN - 1 bytes of application_name
+
+LOCK_LOST = "lost the job's lock to another run (its connection to the state database dropped)"
+"""Why a run stops when another run took its job's lock: its stop reason and message."""
+
+# Whether the session `pid`, started at `backend_start`, holds the advisory lock of a key
+# (classid and objid are the key's 32-bit halves; objsubid 1 marks a bigint key). The start
+# time keeps a server process id reused by another session from passing for ours.
+_HELD_BY = (
+    "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " AND l.classid::bigint = %s AND l.objid::bigint = %s"
+    " AND l.pid = %s AND a.backend_start = %s)"
+)
+
+
+@dataclass(frozen=True)
+class _Session:
+    """The server session holding a run's lock, as `pg_locks` and `pg_stat_activity` name it."""
+
+    pid: int
+    started: datetime
 
 
 def holder_name(pid: int, host: str, *, following: bool) -> str:
@@ -70,33 +100,67 @@ class PgLocks:
         self.url = url
         self.schema = schema
         self._side: Connection | None = None
-        # The connection holding each of this process's run locks, by job.
+        # The connection holding each of this process's run locks, by job, and its session.
         self._runs: dict[str, Connection] = {}
+        self._sessions: dict[str, _Session] = {}
+        # Jobs this object holds a lock of (run or follower): one session takes an advisory
+        # lock twice, so a second try here is refused as a second file lock would be.
+        self._held: set[str] = set()
+        # Jobs whose run lock another run took while this one was cut off.
+        self._lost: set[str] = set()
+        # The run's cancel watcher looks from a thread while the loop submits and follows.
+        self._guard = threading.RLock()
 
     @contextlib.contextmanager
     def try_job_lock(self, job_id: str, *, following: bool = False) -> Iterator[bool]:
-        key = self._job_key(job_id)
-        if following:
-            # Followers only try for an instant, often: one connection serves them all.
-            conn = self._side_connection()
-            if not self._try(conn, key):
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                with contextlib.suppress(Exception):  # a lost connection freed it already
-                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        with self._guard:
+            mine = job_id not in self._held
+            self._held.add(job_id)
+        if not mine:
+            yield False  # this process holds it already (a run, or another follower)
             return
+        try:
+            if following:
+                with self._follower_lock(job_id) as held:
+                    yield held
+            else:
+                with self._run_lock(job_id) as held:
+                    yield held
+        finally:
+            with self._guard:
+                self._held.discard(job_id)
+
+    @contextlib.contextmanager
+    def _follower_lock(self, job_id: str) -> Iterator[bool]:
+        # Followers only try for an instant, often: one connection serves them all.
+        key = self._job_key(job_id)
+        conn = self._side_connection()
+        if not self._try(conn, key):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            with contextlib.suppress(Exception):  # a lost connection freed it already
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    @contextlib.contextmanager
+    def _run_lock(self, job_id: str) -> Iterator[bool]:
         # A run's lock lives on a connection of its own, named after its holder, and lasts
         # exactly as long as that connection.
-        self._runs[job_id] = self._connect(following=False)
+        key = self._job_key(job_id)
+        with self._guard:
+            self._runs[job_id] = self._connect(following=False)
+            self._lost.discard(job_id)
         held = False
         try:
-            held = self._try(self._runs[job_id], key)
+            with self._guard:
+                held = self._take_run_lock(job_id, self._runs[job_id])
             yield held
         finally:
-            conn = self._runs.pop(job_id)
+            with self._guard:
+                conn = self._runs.pop(job_id)
+                self._sessions.pop(job_id, None)
             # Unlocked first: the server ends a closed session a moment later, and until
             # then its locks still show.
             with contextlib.suppress(Exception):
@@ -109,26 +173,80 @@ class PgLocks:
         database restart, a failover) lost the lock with it: it is taken again on a new
         connection if nobody else took it meanwhile; False if another run has it (or the
         database is still away), and this run must stop."""
-        conn = self._runs.get(job_id)
-        if conn is None:
+        with self._guard:
+            conn = self._runs.get(job_id)
+            if conn is None or job_id in self._lost:
+                return False  # lost for good: the job is another run's now
+            try:
+                with pg.translated(self.url):
+                    conn.execute("SELECT 1")
+                return True
+            except AmpleBatchError:
+                pass
+            with contextlib.suppress(Exception):
+                conn.close()
+            self._sessions.pop(job_id, None)
+            try:
+                fresh = self._connect(following=False)
+            except AmpleBatchError:
+                return False
+            self._runs[job_id] = fresh
+            try:
+                taken = self._take_run_lock(job_id, fresh)
+            except AmpleBatchError:
+                return False
+            if not taken:
+                self._lost.add(job_id)
+            return taken
+
+    def lost(self, job_id: str) -> bool:
+        """Whether another run took the job's lock while this one's connection was lost."""
+        return job_id in self._lost
+
+    def fence(self, job_id: str) -> Callable[[Connection], None] | None:
+        """The check a claim for the job makes inside its own transaction (on the store's
+        connection `db`): it raises JobLockLost unless this run's lock session still holds the
+        job's lock. A lock lost with its connection is taken again first if nobody took it
+        meanwhile (as `still_held`). None if this object holds no run lock of the job.
+
+            store.fence_claims(locks.fence(job_id))
+        """
+        if job_id not in self._runs:
+            return None
+
+        def check(db: Connection) -> None:
+            if self._held_in(db, job_id):
+                return
+            if not (self.still_held(job_id) and self._held_in(db, job_id)):
+                self._lost.add(job_id)
+                raise JobLockLost(f"{LOCK_LOST}; run again once that run is done")
+
+        return check
+
+    def _held_in(self, db: Connection, job_id: str) -> bool:
+        """Whether the job's run lock is held by this run's session, as `db`'s server sees."""
+        session = self._sessions.get(job_id)
+        if session is None:
             return False
-        try:
-            with pg.translated(self.url):
-                conn.execute("SELECT 1")
-            return True
-        except AmpleBatchError:
-            pass
-        with contextlib.suppress(Exception):
-            conn.close()
-        try:
-            fresh = self._connect(following=False)
-        except AmpleBatchError:
+        key = self._job_key(job_id)
+        row = db.execute(
+            _HELD_BY, ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF, session.pid, session.started)
+        ).fetchone()
+        return bool(row and row[0])
+
+    def _take_run_lock(self, job_id: str, conn: Connection) -> bool:
+        """Try the job's lock on the run's connection, recording its session if taken."""
+        with pg.translated(self.url):
+            row = conn.execute(
+                "SELECT pg_try_advisory_lock(%s), pg_backend_pid(),"
+                " (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid())",
+                (self._job_key(job_id),),
+            ).fetchone()
+        if not (row and row[0]):
             return False
-        self._runs[job_id] = fresh
-        try:
-            return self._try(fresh, self._job_key(job_id))
-        except AmpleBatchError:
-            return False
+        self._sessions[job_id] = _Session(int(row[1]), row[2])
+        self._lost.discard(job_id)
+        return True
 
     def holder(self, job_id: str) -> Holder | None:
         key = self._job_key(job_id)
@@ -166,10 +284,15 @@ class PgLocks:
 
     def close(self) -> None:
         """Close the shared connection (releasing a cancel request this process made)."""
-        if self._side is not None:
-            with contextlib.suppress(Exception):
-                self._side.close()
-            self._side = None
+        with self._guard:
+            if self._side is not None:
+                with contextlib.suppress(Exception):
+                    # Released before the close returns: the server ends a closed session
+                    # a moment later, and until then its locks still show.
+                    self._side.execute("SELECT pg_advisory_unlock_all()")
+                with contextlib.suppress(Exception):
+                    self._side.close()
+                self._side = None
 
     def _job_key(self, job_id: str) -> int:
         return pg.advisory_key(self.schema, "job", job_id)
@@ -183,9 +306,10 @@ class PgLocks:
         return bool(row and row[0])
 
     def _side_connection(self) -> Connection:
-        if self._side is None or self._side.broken:
-            self._side = self._connect(following=True)
-        return self._side
+        with self._guard:
+            if self._side is None or self._side.broken:
+                self._side = self._connect(following=True)
+            return self._side
 
     def _connect(self, *, following: bool) -> Connection:
         conn = pg.connect(self.url, schema=self.schema, migrate=False)

@@ -29,7 +29,7 @@ StateUnavailable then, and the next run resumes from what the database holds.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StateFailed
@@ -51,6 +51,14 @@ class PgStore(PgPlanRecords):
     (`pg_store_jobs.PgJobRecords`), outcomes and reads (`pg_store_outcomes`), planning and
     the cache (`pg_store_plan`), and here the batch state machine.
     """
+
+    _claim_fence: Callable[[Connection], None] | None = None
+
+    def fence_claims(self, fence: Callable[[Connection], None]) -> None:
+        """Run `fence` inside every `mark_submitting` transaction, before the move: it raises
+        (JobLockLost) when the run no longer holds its job's lock, and nothing is claimed
+        (`pg_locks.PgLocks.fence`; wired by `backend.fence_claims`)."""
+        self._claim_fence = fence
 
     # -- batches -------------------------------------------------------------------------
 
@@ -129,10 +137,13 @@ class PgStore(PgPlanRecords):
         verdicts are cached, or they are in its open batch: see adoption.py). Then the batch
         stays planned and `claim.changed` says so: the caller must not POST the old list.
         Checked in the same transaction as the move, under the write lock, so two hosts
-        never both buy one email.
+        never both buy one email; and, fenced (`fence_claims`), that this run still holds
+        its job's lock, so a run that lost it to another host buys nothing more.
         """
 
         def work(db: Connection) -> Claim:
+            if self._claim_fence is not None:
+                self._claim_fence(db)
             adopted = claim_or_adopt(db, batch_id, self._clock())
             if not adopted.changed:
                 now = self._clock()

@@ -106,8 +106,9 @@ def cancel(state_dir: Where, job: str, api: ApiOptions, *, wait: float = CANCEL_
 
     A job a live run holds is stopped: that run is asked (a cancel request naming it, and
     SIGTERM when it runs on this host) to cancel its validations, write its partial output
-    and exit 75; this waits for it. With shared state the run may be on another host: it
-    sees the request within seconds. The canceled remainder goes back to the plan: running
+    and exit 75; this waits for it. With shared state the run may be on another host (or in
+    another container with the same host name): it is never signalled, and sees the request
+    in the database within seconds. The canceled remainder goes back to the plan: running
     `validate` again submits it. Returns how many validations were canceled.
     """
     return asyncio.run(_cancel(state_dir, job, api, wait))
@@ -137,7 +138,7 @@ async def _cancel_with(
             f"job {job.id}'s open batches are being followed by {found.describe()} for "
             "another job on the same key (its run is gone); run cancel again once that finishes"
         )
-    if found is not None and await _stop_live_run(locks, job.id, found, wait):
+    if found is not None and await _stop_live_run(locks, job.id, found, wait, state.shared):
         return running
     with open_store(state) as store, job_lock(locks, job.id):
         async with api_session(api) as (session, base_url, api_key):
@@ -153,13 +154,20 @@ async def _cancel_with(
     return running
 
 
-async def _stop_live_run(locks: JobLocks, job_id: str, found: Holder, wait: float) -> bool:
+async def _stop_live_run(
+    locks: JobLocks, job_id: str, found: Holder, wait: float, shared: bool
+) -> bool:
     """Ask the live run holding the job to cancel, and wait for it to exit. False if the
-    run ended by itself before it could be asked (the caller cancels then)."""
-    if found.here and not found.pid:
+    run ended by itself before it could be asked (the caller cancels then).
+
+    With shared state the run is never signalled: containers share host names but not PID
+    namespaces, so a pid "here" may be another process altogether; the run sees the
+    request in the database within `CANCEL_POLL_SECONDS`."""
+    signalled = found.here and not shared
+    if signalled and not found.pid:
         return False
     locks.request_cancel(job_id, found)
-    if found.here:
+    if signalled:
         try:
             os.kill(found.pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -182,16 +190,24 @@ CANCEL_POLL_SECONDS = 1.0
 async def watch_for_cancel(locks: JobLocks, job_id: str, stop: asyncio.Event) -> None:
     """The run's side of `cancel` on shared state, where `cancel` may run on another host and
     cannot signal this process: set `stop` (as SIGTERM would) once a cancel is asked, or once
-    the job lock is lost for good (its connection dropped and another host took the job)."""
-    from ..jobs.pg_locks import PgLocks
+    the job lock is lost for good (its connection dropped and another host took the job).
 
+    The looks run in a thread: a database cut off without a word must not freeze the loop
+    (Ctrl-C, --max-runtime) until TCP gives up."""
     while not stop.is_set():
-        if isinstance(locks, PgLocks) and not locks.still_held(job_id):
+        if await asyncio.to_thread(_should_stop, locks, job_id):
             stop.set()
             return
-        # The database away for a moment: the store's own calls say so, not this look.
-        with contextlib.suppress(AmpleBatchError):
-            if locks.cancel_requested(job_id):
-                stop.set()
-                return
         await asyncio.sleep(CANCEL_POLL_SECONDS)
+
+
+def _should_stop(locks: JobLocks, job_id: str) -> bool:
+    """Whether the run must stop: its job lock lost for good, or a cancel asked."""
+    from ..jobs.pg_locks import PgLocks
+
+    if isinstance(locks, PgLocks) and not locks.still_held(job_id):
+        return True
+    # The database away for a moment: the store's own calls say so, not this look.
+    with contextlib.suppress(AmpleBatchError):
+        return locks.cancel_requested(job_id)
+    return False

@@ -160,3 +160,60 @@ def test_a_run_lock_lost_with_its_connection_is_taken_again_unless_taken(pg_url:
     finally:
         mine.close()
         theirs.close()
+
+
+def test_a_second_lock_on_a_held_job_is_refused_in_the_same_process(
+    make_locks: MakeLocks,
+) -> None:
+    """One PostgreSQL session takes an advisory lock twice; a file lock refuses the second
+    try: both refuse it, whether the first holder runs the job or follows it."""
+    locks = make_locks()
+    for first, second in ((True, True), (True, False), (False, True), (False, False)):
+        with locks.try_job_lock("j1", following=first) as held:
+            assert held
+            with locks.try_job_lock("j1", following=second) as again:
+                assert not again, (first, second)
+            assert locks.holder("j1") is not None  # the refusal released nothing
+        with locks.try_job_lock("j1", following=second) as free:
+            assert free, (first, second)
+    assert locks.holder("j1") is None
+
+
+def _end_run_lock_sessions(url: str) -> None:
+    """End the sessions holding run locks (named 'ample-batch <pid> run <host>'), as a
+    failover or a proxy would end one connection, and wait until they are gone."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name LIKE 'ample-batch % run %'"
+        )
+
+
+def test_a_fence_passes_while_the_run_holds_its_lock_and_not_once_another_took_it(
+    pg_url: str,
+) -> None:
+    import psycopg
+
+    from ample_batch.errors import JobLockLost
+
+    mine, theirs = PgLocks(pg_url), PgLocks(pg_url)
+    assert mine.fence("j1") is None  # holds nothing: nothing to fence
+    try:
+        with mine.try_job_lock("j1") as held, psycopg.connect(pg_url, autocommit=True) as db:
+            fence = mine.fence("j1")
+            assert held and fence is not None
+            fence(db)  # held: the claim goes ahead
+            _end_run_lock_sessions(pg_url)
+            fence(db)  # lost, but nobody took it: taken again, as still_held does
+            assert not mine.lost("j1")
+            _end_run_lock_sessions(pg_url)
+            with theirs.try_job_lock("j1") as taken:
+                assert taken
+                with pytest.raises(JobLockLost, match="lost the job's lock to another run"):
+                    fence(db)
+                assert mine.lost("j1") and not mine.still_held("j1")
+    finally:
+        mine.close()
+        theirs.close()

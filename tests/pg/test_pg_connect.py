@@ -217,3 +217,37 @@ def test_a_schema_too_long_for_its_simulated_twin_names_the_option() -> None:
     assert State(Path("/s"), url="postgresql://db/x", schema="a" * 53).simulated("x").schema == (
         "a" * 53 + "_simulated"
     )
+
+
+def _tcp_settings(conn: psycopg.Connection) -> dict[str, int]:
+    """The keepalive settings as the connection's own socket holds them."""
+    sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+    try:
+        return {
+            "keepalives": sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+            "keepalives_idle": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+            "keepalives_interval": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+            "keepalives_count": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+            "tcp_user_timeout": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+        }
+    finally:
+        sock.close()
+
+
+def test_a_silent_network_partition_is_found_in_seconds_unless_the_url_says(
+    pg_url: str,
+) -> None:
+    conn = pg.connect(pg_url, migrate=False)
+    try:
+        assert _tcp_settings(conn) == pg.KEEPALIVES
+    finally:
+        conn.close()
+    conn = pg.connect(pg_url + "?keepalives_idle=77&tcp_user_timeout=0", migrate=False)
+    try:
+        assert _tcp_settings(conn) == {
+            **pg.KEEPALIVES,
+            "keepalives_idle": 77,
+            "tcp_user_timeout": 0,
+        }
+    finally:
+        conn.close()

@@ -305,3 +305,35 @@ async def test_an_engine_run_survives_its_connection_killed_at_each_stage(
     summary = fake.api.summary()
     assert summary.emails_submitted == 50
     assert summary.emails_submitted_twice == 0
+
+
+def test_a_claim_fenced_by_a_lock_another_run_took_claims_nothing(pg_url: str) -> None:
+    from ample_batch.errors import JobLockLost
+    from ample_batch.jobs.backend import fence_claims
+    from ample_batch.jobs.pg_locks import PgLocks
+
+    mine, theirs = PgLocks(pg_url), PgLocks(pg_url)
+    try:
+        with PgStore(pg_url, retry_waits=FAST) as store:
+            job = _open(store)
+            store.plan(job.id, cached=[], new=["a@x.co", "b@x.co"], chunk_size=1)
+            first, second = (b.id for b in store.batches(job.id))
+            with mine.try_job_lock(job.id) as held:
+                assert held
+                fence_claims(store, mine, job.id)
+                assert not store.mark_submitting(first).changed  # held: claimed
+                with psycopg.connect(pg_url, autocommit=True) as admin:
+                    admin.execute(
+                        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
+                        " WHERE datname = current_database()"
+                        " AND application_name LIKE 'ample-batch % run %'"
+                    )
+                with theirs.try_job_lock(job.id) as taken:
+                    assert taken
+                    with pytest.raises(JobLockLost, match="lost the job's lock to another run"):
+                        store.mark_submitting(second)
+            assert store.batch(first).state is BatchState.SUBMITTING
+            assert store.batch(second).state is BatchState.PLANNED
+    finally:
+        mine.close()
+        theirs.close()

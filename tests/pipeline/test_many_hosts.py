@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +23,21 @@ import psycopg
 from helpers import KEY, FakeInThread, lead_rows, read_csv, wait_until, write_leads
 
 from ample_batch.limits import Limit
+from ample_batch.pg import advisory_key
 
 _AS_HOST = (
     "import socket; socket.gethostname = lambda: {name!r}; "
     "from ample_batch.cli.main import entry; entry()"
 )
+# A run in a PID namespace of its own (a container sharing the host's name): its job lock
+# records the pid that namespace gives it, which on this side may be another process's.
+_IN_PID_NAMESPACE = (
+    "import types, ample_batch.jobs.pg_locks as locks; "
+    "locks.os = types.SimpleNamespace(getpid=lambda: {pid}); "
+    "from ample_batch.cli.main import entry; entry()"
+)
+
+SCHEMA = "ample_batch"
 
 LIMITS = ("--usage-limit", "40/1s", "--rate-limit", "200/1s", "--chunk-size", "10")
 FAKE = {"retry_after": 0.2, "emails_per_second": 4000}
@@ -40,6 +51,8 @@ class Host:
     url: str
     hostname: str | None = None
     """Another machine's name for this host's runs (socket.gethostname, as they see it)."""
+    pid: int | None = None
+    """The pid its runs' locks record, as their own PID namespace numbers them."""
 
     def __post_init__(self) -> None:
         for folder in ("home", "work"):
@@ -57,6 +70,8 @@ class Host:
         program = ["-m", "ample_batch"]
         if self.hostname is not None:
             program = ["-c", _AS_HOST.format(name=self.hostname)]
+        if self.pid is not None:
+            program = ["-c", _IN_PID_NAMESPACE.format(pid=self.pid)]
         return [sys.executable, *program, *args, "--state-dir", str(self.state_dir)]
 
     def env(self) -> dict[str, str]:
@@ -268,3 +283,88 @@ def test_cancel_reaches_a_run_on_another_host(pg_url: str, tmp_path: Path) -> No
         _, err = run.communicate(timeout=60)
         assert run.returncode == 75, err
         assert "canceled" in here.run("status").stdout
+
+
+def test_cancel_on_shared_state_signals_no_process_of_this_host(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The run's lock names a pid that, on this side of its PID namespace, is an unrelated
+    process (here a sleep): cancel must not signal it, and the run stops all the same."""
+    src = write_leads(tmp_path / "leads.csv", lead_rows(80))
+    bystander = subprocess.Popen(["sleep", "120"])
+    try:
+        there = Host(tmp_path / "there", pg_url, pid=bystander.pid)
+        with FakeInThread(**FAKE) as fake:
+            run = there.start(*validate(there, there.put(src), fake, "--usage-limit", "10/1s"))
+            wait_until(lambda: "running" in batch_states(pg_url) or run.poll() is not None)
+            status = there.run("status")
+            assert f"running in process {bystander.pid}" in status.stdout, status.stdout
+            job = re.findall(r"(\w+): running in process", status.stdout)[0]
+            cancel = there.run("cancel", job, "--base-url", fake.url, "--usage-limit", "10/1s")
+            assert cancel.returncode == 0, cancel.stderr
+            _, err = run.communicate(timeout=60)
+            assert run.returncode == 75, err
+        assert bystander.poll() is None, "cancel signalled a process that was not the run"
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def _posts(fake: FakeInThread) -> int:
+    return sum(record.method == "POST" for record in list(fake.api.log))
+
+
+def test_a_run_that_lost_its_lock_to_another_host_posts_nothing_more(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The run's lock connection dies (a failover, a proxy) and host B takes the job at
+    once: the run's next claim sees it (the fence) and nothing more is POSTed, not even
+    before its cancel watcher's next look. Deterministic: the claims wait behind the store's
+    write lock while no POST is in flight, and host B queues for the job lock so that it has
+    it the instant the server frees it."""
+    src = write_leads(tmp_path / "leads.csv", lead_rows(400))
+    one = Host(tmp_path / "one", pg_url)
+    limits = ("--usage-limit", "100000/1s", "--rate-limit", "6/1s", "--chunk-size", "10")
+    with (
+        FakeInThread(**FAKE) as fake,
+        psycopg.connect(pg_url, autocommit=True) as claims,
+        psycopg.connect(pg_url, autocommit=True, application_name="host-b") as host_b,
+    ):
+        run = one.start(*validate(one, one.put(src), fake, *limits))
+        wait_until(lambda: batch_states(pg_url).count("running") >= 2 or run.poll() is not None)
+        assert run.poll() is None, "the run finished before its lock was lost"
+        while True:
+            claims.execute("BEGIN")
+            claims.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key("store", SCHEMA),))
+            if "submitting" not in batch_states(pg_url):
+                break  # no POST claimed and unsent; none can be claimed until COMMIT
+            claims.execute("ROLLBACK")
+        (job_id,) = host_b.execute(f"SELECT id FROM {SCHEMA}.jobs").fetchone() or ("",)
+        job_key = advisory_key(SCHEMA, "job", job_id)
+        queued = threading.Thread(
+            target=lambda: host_b.execute("SELECT pg_advisory_lock(%s)", (job_key,))
+        )
+        queued.start()
+        wait_until(lambda: _waiting_for_a_lock(claims, "host-b"))
+        claims.execute(
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name LIKE 'ample-batch % run %'"
+        )
+        queued.join(timeout=10)
+        assert not queued.is_alive(), "host B never got the job's lock"
+        posted = _posts(fake)
+        claims.execute("COMMIT")
+        _, err = run.communicate(timeout=60)
+        assert _posts(fake) == posted, "POSTed after host B took the job"
+        assert run.returncode == 75, err
+        assert "lost the job's lock to another run" in err
+        assert fake.summary().emails_charged_twice == 0
+
+
+def _waiting_for_a_lock(conn: psycopg.Connection, application_name: str) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE NOT l.granted AND a.application_name = %s",
+        (application_name,),
+    ).fetchone()
+    return bool(row and row[0])
