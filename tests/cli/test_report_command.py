@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import KEY, FakeInThread, cli, lead_rows, write_leads
+from helpers import FAST_RETRY, KEY, FakeInThread, cli, lead_rows, write_leads
 from report_page import assert_matches_summary, assert_self_contained, read_report
 
 import ample_batch
@@ -96,7 +96,7 @@ def finished_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("finished")
     src = write_leads(root / "leads.csv", lead_rows(20))
     with FakeInThread(retry_after=0.1) as fake:
-        api = ApiOptions(api_key=KEY, base_url=fake.url)
+        api = ApiOptions(api_key=KEY, base_url=fake.url, retry=FAST_RETRY)
         options = ValidateOptions(input=src, state_dir=root / "s", api=api)
         assert ample_batch.validate(options).complete
     return root / "s"
