@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from helpers import (
+    FAST_RETRY,
     KEY,
     FakeInThread,
     ManualClock,
@@ -24,6 +25,8 @@ from helpers import (
     write_leads,
 )
 
+import ample_batch
+from ample_batch import ApiOptions, ValidateOptions
 from ample_batch.cli.main import main
 from ample_batch.limits import parse_limit
 
@@ -74,10 +77,7 @@ def test_estimate_spends_nothing_and_counts_the_cache(tmp_path: Path) -> None:
     assert not state.exists(), "estimate must not create state"
 
     with FakeInThread(retry_after=0.1) as fake:
-        assert (
-            cli("validate", str(src), "--base-url", fake.url, "--state-dir", str(state)).returncode
-            == 0
-        )
+        _validate_in_process(fake, src, state)
     overlap = write_leads(tmp_path / "b.csv", lead_rows(1000, start=600))
     after = json.loads(cli("estimate", str(overlap), "--state-dir", str(state), "--json").stdout)
     assert (after["cached"], after["credits_needed"]) == (400, 600)
@@ -91,10 +91,7 @@ def test_status_lists_jobs_and_their_progress(tmp_path: Path) -> None:
     assert empty.returncode == 0 and "no jobs" in empty.stdout
     src = write_leads(tmp_path / "a.csv", lead_rows(200))
     with FakeInThread(retry_after=0.1) as fake:
-        assert (
-            cli("validate", str(src), "--base-url", fake.url, "--state-dir", str(state)).returncode
-            == 0
-        )
+        _validate_in_process(fake, src, state)
     jobs = json.loads(cli("status", "--state-dir", str(state), "--json").stdout)
     assert len(jobs) == 1
     assert jobs[0]["job"]["state"] == "done"
@@ -105,6 +102,14 @@ def test_status_lists_jobs_and_their_progress(tmp_path: Path) -> None:
     assert one.returncode == 0 and job_id in one.stdout
     missing = cli("status", "zzzz", "--state-dir", str(state))
     assert missing.returncode == 2 and "no job 'zzzz'" in missing.stderr
+
+
+def _validate_in_process(fake: FakeInThread, src: Path, state: Path) -> None:
+    """What `ample-batch validate SRC --state-dir STATE` does, as the set-up of a test of
+    another command: in-process, and polling on FAST_RETRY's schedule (its first poll after
+    0.05 s, not 1 s), so it costs no interpreter start and no second of waiting."""
+    api = ApiOptions(api_key=KEY, base_url=fake.url, retry=FAST_RETRY)
+    assert ample_batch.validate(ValidateOptions(input=src, state_dir=state, api=api)).complete
 
 
 def _stop_once_charged(
