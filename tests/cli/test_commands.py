@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from helpers import (
+    FAST_RETRY,
     KEY,
     FakeInThread,
     ManualClock,
@@ -24,6 +25,8 @@ from helpers import (
     write_leads,
 )
 
+import ample_batch
+from ample_batch import ApiOptions, ValidateOptions
 from ample_batch.cli.main import main
 from ample_batch.limits import parse_limit
 
@@ -74,10 +77,7 @@ def test_estimate_spends_nothing_and_counts_the_cache(tmp_path: Path) -> None:
     assert not state.exists(), "estimate must not create state"
 
     with FakeInThread(retry_after=0.1) as fake:
-        assert (
-            cli("validate", str(src), "--base-url", fake.url, "--state-dir", str(state)).returncode
-            == 0
-        )
+        _validate_in_process(fake, src, state)
     overlap = write_leads(tmp_path / "b.csv", lead_rows(1000, start=600))
     after = json.loads(cli("estimate", str(overlap), "--state-dir", str(state), "--json").stdout)
     assert (after["cached"], after["credits_needed"]) == (400, 600)
@@ -91,10 +91,7 @@ def test_status_lists_jobs_and_their_progress(tmp_path: Path) -> None:
     assert empty.returncode == 0 and "no jobs" in empty.stdout
     src = write_leads(tmp_path / "a.csv", lead_rows(200))
     with FakeInThread(retry_after=0.1) as fake:
-        assert (
-            cli("validate", str(src), "--base-url", fake.url, "--state-dir", str(state)).returncode
-            == 0
-        )
+        _validate_in_process(fake, src, state)
     jobs = json.loads(cli("status", "--state-dir", str(state), "--json").stdout)
     assert len(jobs) == 1
     assert jobs[0]["job"]["state"] == "done"
@@ -107,11 +104,19 @@ def test_status_lists_jobs_and_their_progress(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no job 'zzzz'" in missing.stderr
 
 
+def _validate_in_process(fake: FakeInThread, src: Path, state: Path) -> None:
+    """What `ample-batch validate SRC --state-dir STATE` does, as the set-up of a test of
+    another command: in-process, and polling on FAST_RETRY's schedule (its first poll after
+    0.05 s, not 1 s), so it costs no interpreter start and no second of waiting."""
+    api = ApiOptions(api_key=KEY, base_url=fake.url, retry=FAST_RETRY)
+    assert ample_batch.validate(ValidateOptions(input=src, state_dir=state, api=api)).complete
+
+
 def _stop_once_charged(
     fake: FakeInThread, args: list[str], charged: int, then: Any = None
 ) -> tuple[int, str]:
     """Run `ample-batch validate ARGS` until the fake has charged `charged` credits (its batch
-    is running), then SIGTERM it (and call `then`); its exit code and stderr. A fixed
+    is running), then call `then` and SIGTERM it; its exit code and stderr. A fixed
     --max-runtime instead raced the machine's load: a busy run had not even posted yet."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "ample_batch", "validate", *args],
@@ -126,9 +131,10 @@ def _stop_once_charged(
             proc.kill()
             raise AssertionError(f"no {charged} credits charged: {proc.communicate()[1]}")
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    # `then` first: a test that stops the fake's clock stops it before the run's wrap-up.
     if then is not None:
         then()
+    proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     return proc.returncode, stderr
 
@@ -136,10 +142,11 @@ def _stop_once_charged(
 def test_cancel_keeps_partial_results_and_validate_finishes_the_rest(tmp_path: Path) -> None:
     src = write_leads(tmp_path / "a.csv", lead_rows(1000))
     state = tmp_path / "s"
-    # Slow processing: when the run stops, the batch is still running on the server; then the
-    # fake's clock stands still so nothing more is processed until the test says so.
+    # Slow processing: when the run stops, the batch is still running on the server (1.8 s of
+    # work is left after the 100th email); then the fake's clock stands still so nothing more
+    # is processed until the test says so.
     clock = ManualClock(start=0.0, running=True)
-    with FakeInThread(retry_after=0.2, emails_per_second=200, clock=clock) as fake:
+    with FakeInThread(retry_after=0.2, emails_per_second=500, clock=clock) as fake:
         base = ["--base-url", fake.url, "--state-dir", str(state)]
         code, stderr = _stop_once_charged(fake, [str(src), *base], 100, then=clock.pause)
         assert code == 75, stderr
@@ -175,13 +182,14 @@ def test_cancel_keeps_the_given_request_limit_on_the_shared_ledger(tmp_path: Pat
     # --rate-limit and --usage-limit as validate.
     src = write_leads(tmp_path / "a.csv", lead_rows(1000))
     state = tmp_path / "s"
-    # The account allows 3 requests in 2 s; the runs are told 2, so a request delayed by a busy
-    # machine between its slot and the wire cannot make a 429 on its own.
-    fake_limit = parse_limit("3/2s")
-    # Slow enough that the batch is still running when cancel comes (the fake's clock cannot
-    # be paused here: its rate-limit window would stand still too).
-    with FakeInThread(retry_after=0.2, emails_per_second=50, rate_limit=fake_limit) as fake:
-        base = ["--base-url", fake.url, "--state-dir", str(state), "--rate-limit", "2/2s"]
+    # The account allows 3 requests a second; the runs are told 2, so a request delayed by a
+    # busy machine between its slot and the wire cannot make a 429 on its own. (The ledger
+    # stamps a request at its answer, so the window's length does not change that margin.)
+    fake_limit = parse_limit("3/1s")
+    # Slow enough that the batch is still running when cancel comes, 7 s after the 300th email
+    # (the fake's clock cannot be paused here: its rate-limit window would stand still too).
+    with FakeInThread(retry_after=0.2, emails_per_second=100, rate_limit=fake_limit) as fake:
+        base = ["--base-url", fake.url, "--state-dir", str(state), "--rate-limit", "2/1s"]
         code, stderr = _stop_once_charged(fake, [str(src), *base], 300)
         assert code == 75, stderr
         job_id = json.loads(cli("status", "--state-dir", str(state), "--json").stdout)[0]["job"][

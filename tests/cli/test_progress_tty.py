@@ -81,8 +81,9 @@ def _env(tmp_path: Path, term: str) -> dict[str, str]:
 
 WAIT_LINE = re.compile(r"^[\d-]+ [\d:]+ validating · waiting for quota: next batch at", re.M)
 
-# Three batches of 500 in a 500/2s window: the second and third each wait for the window.
-QUOTA_BOUND = ["--simulate", "--usage-limit", "500/2s", "--chunk-size", "500"]
+# Three batches of 500 in a 500/1s window: the second and third each wait for the window,
+# which is twice the display's tick (0.5 s), so every wait is seen.
+QUOTA_BOUND = ["--simulate", "--usage-limit", "500/1s", "--chunk-size", "500"]
 
 
 @pytest.mark.parametrize(
@@ -109,7 +110,7 @@ def test_validate_on_a_terminal_through_waits_for_quota(
     if term == "dumb":
         assert len(WAIT_LINE.findall(text)) >= 2, text
     # The quota shown never exceeds the limit.
-    for used in re.findall(r"quota ([\d,]+)/500/2s", text):
+    for used in re.findall(r"quota ([\d,]+)/500/1s", text):
         assert int(used.replace(",", "")) <= 500, text
 
 
@@ -137,7 +138,7 @@ def test_log_lines_without_a_terminal_say_when_the_next_batch_goes(tmp_path: Pat
     )
     assert done.returncode == 0, done.stderr
     assert len(WAIT_LINE.findall(done.stderr)) >= 2, done.stderr
-    for used in re.findall(r"quota ([\d,]+)/500/2s", done.stderr):
+    for used in re.findall(r"quota ([\d,]+)/500/1s", done.stderr):
         assert int(used.replace(",", "")) <= 500, done.stderr
 
 

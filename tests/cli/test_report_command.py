@@ -13,9 +13,12 @@ from typing import Any
 
 import pytest
 from cli_backends import StateBackend
-from helpers import KEY, FakeInThread, cli, lead_rows, write_leads
+from helpers import FAST_RETRY, KEY, FakeInThread, cli, lead_rows, write_leads
 from postgres_server import PASSWORD
 from report_page import assert_matches_summary, assert_self_contained, read_report
+
+import ample_batch
+from ample_batch import ApiOptions, ValidateOptions
 
 
 def _validate(fake: FakeInThread, src: Path, state: Path, *extra: str) -> list[str]:
@@ -34,16 +37,16 @@ def test_validate_report_and_the_report_command_show_the_summary(
     state, summary, page = tmp_path / "s", tmp_path / "s.json", tmp_path / "run.html"
     with FakeInThread(retry_after=0.1, emails_per_second=50000) as fake:
         done = cli(*_validate(fake, src, state, "--report", str(page), "--summary-json",
-                              str(summary), "--usage-limit", "1000/3s",
+                              str(summary), "--usage-limit", "1000/1s",
                               *state_backend.args))  # fmt: skip
     assert done.returncode == 0, done.stderr
     data = _json(summary)
-    assert data["report"] == str(page) and data["usage_limit"] == "1000/3s"
+    assert data["report"] == str(page) and data["usage_limit"] == "1000/1s"
     first = read_report(page)
     assert_self_contained(first)
     assert_matches_summary(first, data)
     assert first.figures["submitted"] == data["credits_spent"] == 1500
-    assert first.figures["limit_per_hour"] == 1_200_000
+    assert first.figures["limit_per_hour"] == 3_600_000
     assert KEY not in first.text
 
     # Later, from the state alone: the most recent job, and the same job by its id prefix.
@@ -60,7 +63,7 @@ def test_validate_report_and_the_report_command_show_the_summary(
         assert_matches_summary(later, data)
         assert (later.undeliverable, later.catch_all) == (first.undeliverable, first.catch_all)
         assert later.hour_bars == first.hour_bars
-        assert later.figures["limit_per_hour"] == 1_200_000
+        assert later.figures["limit_per_hour"] == 3_600_000
         if state_backend.url:
             assert PASSWORD not in later.text and PASSWORD not in made.stdout + made.stderr
     if state_backend.url:
@@ -114,6 +117,19 @@ def test_a_simulated_job_is_found_with_simulate(
     assert (tmp_path / "s").exists() is (state_backend.url is None)
 
 
+@pytest.fixture(scope="module")
+def finished_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A state dir holding one finished job, shared by the tests that only read it: the job
+    is set up in-process (the `report` command under test runs as a subprocess)."""
+    root = tmp_path_factory.mktemp("finished")
+    src = write_leads(root / "leads.csv", lead_rows(20))
+    with FakeInThread(retry_after=0.1) as fake:
+        api = ApiOptions(api_key=KEY, base_url=fake.url, retry=FAST_RETRY)
+        options = ValidateOptions(input=src, state_dir=root / "s", api=api)
+        assert ample_batch.validate(options).complete
+    return root / "s"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -125,14 +141,10 @@ def test_a_simulated_job_is_found_with_simulate(
     ids=["bad-id", "not-html", "no-directory", "no-output"],
 )
 def test_bad_report_arguments_are_one_line_exit_2(
-    tmp_path: Path, args: list[str], message: str
+    tmp_path: Path, finished_state: Path, args: list[str], message: str
 ) -> None:
-    src = write_leads(tmp_path / "leads.csv", lead_rows(20))
-    state = tmp_path / "s"
-    with FakeInThread(retry_after=0.1) as fake:
-        assert cli(*_validate(fake, src, state, "-q")).returncode == 0
     done = subprocess.run(
-        [sys.executable, "-m", "ample_batch", "report", *args, "--state-dir", str(state)],
+        [sys.executable, "-m", "ample_batch", "report", *args, "--state-dir", str(finished_state)],
         capture_output=True, text=True, cwd=tmp_path, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2, done.stderr

@@ -38,8 +38,9 @@ def test_a_regenerated_input_adopts_the_previous_jobs_batch(tmp_path: Path) -> N
     rows = lead_rows(300)
     src = write_leads(tmp_path / "leads.csv", rows)
     state = tmp_path / "state"
-    # Slow processing: the first job's batch is still running when it is stopped.
-    with FakeInThread(retry_after=0.2, emails_per_second=60) as fake:
+    # Slow processing: the first job's batch is still running when it is stopped (its 300
+    # emails take 2.5 s; the stop comes within ~10 ms of the batch being seen running).
+    with FakeInThread(retry_after=0.2, emails_per_second=120) as fake:
         first = popen_cli(*_args(fake, src, state, "--usage-limit", "1000/2s"))
         wait_until(lambda: [s for s, _ in batch_states(state)] == ["running"])
         first.send_signal(signal.SIGTERM)
@@ -66,7 +67,8 @@ def test_two_concurrent_jobs_buy_each_shared_email_once(tmp_path: Path) -> None:
     first = write_leads(tmp_path / "a.csv", lead_rows(2000))
     second = write_leads(tmp_path / "b.csv", lead_rows(2000, start=1000))
     state = tmp_path / "state"
-    limits = ("--usage-limit", "500/1s", "--rate-limit", "200/1s")
+    # Six batches of 500 on the shared ledger, half a second apart: the two runs overlap.
+    limits = ("--usage-limit", "500/0.5s", "--rate-limit", "200/1s")
     with FakeInThread(retry_after=0.2, emails_per_second=2000) as fake:
         procs = [popen_cli(*_args(fake, src, state, *limits)) for src in (first, second)]
         for proc in procs:

@@ -207,8 +207,9 @@ def test_a_frame_stopped_by_max_runtime_resumes_where_it_stopped(tmp_path: Path)
 )
 def test_an_interrupted_notebook_cell_wraps_up_and_the_next_run_resumes(tmp_path: Path) -> None:
     frame = pd.DataFrame({"Email": [f"lead{i:04d}@acme{i % 13}.com" for i in range(2000)]})
-    # Slow enough that the interrupt comes while the first batch is being processed.
-    with FakeInThread(retry_after=0.1, emails_per_second=400) as fake:
+    # Slow enough that the interrupt comes while the first batch is being processed (it takes
+    # a second; the first charge is seen at the first poll, 0.1 s in).
+    with FakeInThread(retry_after=0.1, emails_per_second=1000) as fake:
         options = {"api_key": KEY, "base_url": fake.url, "state_dir": tmp_path / "s"}
 
         def interrupt_once_charged() -> None:

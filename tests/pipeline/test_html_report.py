@@ -5,25 +5,31 @@ self-contained (no network, no script); everything user-provided escaped."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import html
 from pathlib import Path
 
 import pytest
-from helpers import KEY, FakeInThread, lead_rows, read_csv, write_leads
+from helpers import FAST_RETRY, KEY, FakeInThread, lead_rows, read_csv, write_leads
 from report_page import assert_matches_summary, assert_self_contained, read_report
 
 import ample_batch
 from ample_batch import ApiOptions, InputError, Stopped, ValidateOptions
+from ample_batch.api.retries import RetryPolicy
 from ample_batch.jobs.records import Batch, BatchState, Job, Progress
 from ample_batch.limits import Limit
 from ample_batch.pipeline.html_report import render, write_run_report
 from ample_batch.pipeline.report_data import TOP_DOMAINS, per_hour, report_data
 
-LIMIT = Limit(1000, 3.0)
+LIMIT = Limit(1000, 1.0)  # three batches of the 2400 emails: two waits for the window
 
 
-def _options(fake: FakeInThread, src: Path, state: Path, **kw: object) -> ValidateOptions:
+def _options(
+    fake: FakeInThread, src: Path, state: Path, *, retry: RetryPolicy | None = None, **kw: object
+) -> ValidateOptions:
     api = ApiOptions(api_key=KEY, base_url=fake.url, usage_limit=LIMIT)
+    if retry is not None:
+        api = dataclasses.replace(api, retry=retry)
     return ValidateOptions(input=src, state_dir=state, api=api, **kw)  # type: ignore[arg-type]
 
 
@@ -53,18 +59,20 @@ def test_a_complete_run_reports_the_summarys_figures(tmp_path: Path) -> None:
     src = write_leads(tmp_path / "leads.csv", lead_rows(2400, blanks=6, invalid=4))
     path = tmp_path / "leads.report.html"
     with FakeInThread(retry_after=0.1, emails_per_second=50000, usage_limit=LIMIT) as fake:
-        summary = ample_batch.validate(_options(fake, src, tmp_path / "s", report=path))
+        # FAST_RETRY: the first poll of each batch after 0.05 s, not the default 1 s.
+        options = _options(fake, src, tmp_path / "s", retry=FAST_RETRY, report=path)
+        summary = ample_batch.validate(options)
         charged = fake.summary().credits_spent
 
     assert summary.complete and summary.report == str(path.absolute())
-    assert summary.usage_limit == "1000/3s"
+    assert summary.usage_limit == "1000/1s"
     page = read_report(path)
     assert_self_contained(page)
     assert_matches_summary(page, summary.as_dict())
     assert page.banners == []  # no partial or simulated banner
     # One clean run: the timeline holds exactly what was bought, under the limit's line.
     assert page.figures["submitted"] == summary.credits_spent == charged == 2400
-    assert page.figures["limit_per_hour"] == per_hour(LIMIT) == 1_200_000
+    assert page.figures["limit_per_hour"] == per_hour(LIMIT) == 3_600_000
     assert (page.undeliverable, page.catch_all) == _expected_domains(Path(summary.output))
     assert len(page.undeliverable) == TOP_DOMAINS
     assert KEY not in page.text
