@@ -28,8 +28,7 @@ StateUnavailable then, and the next run resumes from what the database holds.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StateFailed
@@ -69,12 +68,6 @@ class PgStore(PgPlanRecords):
             query += " AND state = ANY(%s)"
             params.append([state.value for state in states])
         return [batch_from_row(row) for row in self._rows(query + " ORDER BY id", params)]
-
-    def batch(self, batch_id: int) -> Batch:
-        found = self.find_batch(batch_id)
-        if found is None:
-            raise KeyError(f"no batch {batch_id}")
-        return found
 
     def find_batch(self, batch_id: int) -> Batch | None:
         row = self._row(f"SELECT {BATCH_COLUMNS} FROM batches WHERE id = %s", (batch_id,))
@@ -200,32 +193,6 @@ class PgStore(PgPlanRecords):
             serialised=False,
         )
 
-    def mark_fetching(
-        self,
-        batch_id: int,
-        *,
-        first_href: str,
-        remote_status: str,
-        errors: Sequence[dict[str, Any]] = (),
-    ) -> None:
-        """Terminal on the server: paging starts. Its `_errors` are kept for a resumed run."""
-        self._move(
-            batch_id,
-            BatchState.FETCHING,
-            next_href=first_href,
-            remote_status=remote_status,
-            error=json.dumps(list(errors)) if errors else None,
-        )
-
-    def remote_errors(self, batch_id: int) -> list[dict[str, Any]]:
-        """The `_errors` the validation ended with, as saved by `mark_fetching`."""
-        saved = self.batch(batch_id).error
-        try:
-            errors = json.loads(saved) if saved else []
-        except ValueError:
-            return []
-        return errors if isinstance(errors, list) else []
-
     def split(self, batch_id: int, size: int) -> None:
         """Re-cut a planned batch into batches of at most `size`, keeping its attempt count."""
         now = self._clock()
@@ -256,10 +223,6 @@ class PgStore(PgPlanRecords):
         if row is None:
             raise KeyError(f"no batch {batch_id}")
         return batch_from_row(row)
-
-    def fail(self, batch_id: int, *, error: str) -> None:
-        """Give up on a batch: its emails without a verdict are written `failed`."""
-        self._move(batch_id, BatchState.FAILED, next_href=None, error=error)
 
     def record_page(
         self,

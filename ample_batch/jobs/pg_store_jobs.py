@@ -13,12 +13,13 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from .. import pg
 from ..options import cache_cutoff
 from .pg_conn import RECONNECT_WAITS, PgConnection
 from .records import Batch, BatchState, Job
+from .store_shared import SharedStore
 
 if TYPE_CHECKING:
     from ..pg import Connection
@@ -42,7 +43,7 @@ def batch_from_row(row: Sequence[Any]) -> Batch:
     return Batch(**values)
 
 
-class PgJobRecords:
+class PgJobRecords(SharedStore):
     """The connection and the jobs table; the base of `pg_store.PgStore`."""
 
     state_dir: Path | None = None
@@ -63,12 +64,6 @@ class PgJobRecords:
         self._pg = PgConnection(url, schema=schema, retry_waits=retry_waits)
         self.where = self._pg.where
         """The URL without its password, for messages."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         self._pg.close()

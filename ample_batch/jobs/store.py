@@ -21,9 +21,8 @@ The transitions around a paid POST commit with synchronous=FULL, and `running` i
 from __future__ import annotations
 
 import dataclasses
-import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from ..errors import StateFailed
@@ -59,12 +58,6 @@ class Store(PlanRecords):
         values = {name: row[name] for name in _BATCH_FIELDS}
         values["state"] = BatchState(values["state"])
         return Batch(**values)
-
-    def batch(self, batch_id: int) -> Batch:
-        found = self.find_batch(batch_id)
-        if found is None:
-            raise KeyError(f"no batch {batch_id}")
-        return found
 
     def find_batch(self, batch_id: int) -> Batch | None:
         row = self._row("SELECT * FROM batches WHERE id = ?", (batch_id,))
@@ -168,32 +161,6 @@ class Store(PlanRecords):
         with self._transaction() as db:
             db.execute("UPDATE batches SET poll_after = ? WHERE id = ?", (poll_after, batch_id))
 
-    def mark_fetching(
-        self,
-        batch_id: int,
-        *,
-        first_href: str,
-        remote_status: str,
-        errors: Sequence[dict[str, Any]] = (),
-    ) -> None:
-        """Terminal on the server: paging starts. Its `_errors` are kept for a resumed run."""
-        self._move(
-            batch_id,
-            BatchState.FETCHING,
-            next_href=first_href,
-            remote_status=remote_status,
-            error=json.dumps(list(errors)) if errors else None,
-        )
-
-    def remote_errors(self, batch_id: int) -> list[dict[str, Any]]:
-        """The `_errors` the validation ended with, as saved by `mark_fetching`."""
-        saved = self.batch(batch_id).error
-        try:
-            errors = json.loads(saved) if saved else []
-        except ValueError:
-            return []
-        return errors if isinstance(errors, list) else []
-
     def split(self, batch_id: int, size: int) -> None:
         """Re-cut a planned batch into batches of at most `size`, keeping its attempt count."""
         batch = self.batch(batch_id)
@@ -213,10 +180,6 @@ class Store(PlanRecords):
                 "UPDATE batches SET size = size - ? WHERE id = ?",
                 (max(0, len(emails) - size), batch_id),
             )
-
-    def fail(self, batch_id: int, *, error: str) -> None:
-        """Give up on a batch: its emails without a verdict are written `failed`."""
-        self._move(batch_id, BatchState.FAILED, next_href=None, error=error)
 
     def record_page(
         self,

@@ -15,17 +15,18 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from ..options import cache_cutoff
 from .db import DB_NAME, connect, schema_version, transaction, translated
 from .records import Job, job_id_for
 from .state_dir import make_state_dir, refuse_reset_state
+from .store_shared import SharedStore
 
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
 
 
-class JobRecords:
+class JobRecords(SharedStore):
     """The connection (WAL, one transaction per change) and the jobs table."""
 
     def __init__(self, state_dir: Path, *, clock: Any = time.time, timeout: float = 30.0) -> None:
@@ -37,12 +38,6 @@ class JobRecords:
         self.path = state_dir / DB_NAME
         self._clock = clock
         self._db = connect(self.path, timeout=timeout)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         self._db.close()
