@@ -97,10 +97,13 @@ def redacted(url: str) -> str:
     'postgresql://ana:***@db/leads'
     >>> redacted("host=db user=ana password='s3 cret' dbname=leads")
     'host=db user=ana password=*** dbname=leads'
+    >>> [redacted(u) for u in ("ana:pw@db/x", "postgresql:/ana:pw@db/x", "//ana:pw@db/x")]
+    ['ana:***@db/x', 'postgresql:***@db/x', '//ana:***@db/x']
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
-        return _SECRET_KEYWORD.sub(lambda m: f"{m.group(1)}***", url)
+        # A mistyped URL (`postgresql:/ana:pw@db`) or libpq's keyword form: both are hidden.
+        scheme, rest = "", _SECRET_KEYWORD.sub(lambda m: f"{m.group(1)}***", url)
     if "@" in rest:
         userinfo, _, hostpart = rest.rpartition("@")
         user, colon, _ = userinfo.partition(":")

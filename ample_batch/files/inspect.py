@@ -179,9 +179,10 @@ def _inspect_xlsx(path: Path, email_column: str | None, sheet: str | None) -> In
     if sheet is not None:
         spec = _inspect_sheet(path, email_column, sheet)
         # A sheet other than the one read without --sheet is a job of its own; the default
-        # sheet keeps the id it always had (`InputSpec.identity_sheet`).
+        # sheet keeps the id it always had (`InputSpec.identity_sheet`). Where there is no
+        # default (several sheets with emails, or none), the first candidate keeps it.
         names, found = _email_sheets(path, email_column)
-        default = found[0].name if len(found) == 1 else None
+        default = found[0].name if found else names[0]
         return dataclasses.replace(spec, sheet_in_identity=spec.sheet != default)
     names, found = _email_sheets(path, email_column)
     listed = ", ".join(repr(name) for name in names)

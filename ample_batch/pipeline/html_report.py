@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AmpleBatchError, InputError
-from ..jobs.backend import Where, as_state, has_store
+from ..jobs.backend import State, Where, as_state, has_store
 from ..options import SIMULATED_DIR
 from .jobs import status
 from .report_charts import (
@@ -123,7 +123,7 @@ def report(
     if not found:
         hint = (
             " (or add --simulate for a --simulate run's job)"
-            if not simulate and has_store(state.simulated(SIMULATED_DIR))
+            if not simulate and _has_simulated_store(state)
             else ""
         )
         kind = "state database" if where.shared else "state dir"
@@ -372,3 +372,12 @@ def _version() -> str:
         return importlib.metadata.version("ample-batch")
     except importlib.metadata.PackageNotFoundError:
         return "(development)"
+
+
+def _has_simulated_store(state: State) -> bool:
+    """Whether `--simulate` runs left jobs beside `state`; a schema too long to have a
+    simulated twin has none (that is no error of a command run without --simulate)."""
+    try:
+        return has_store(state.simulated(SIMULATED_DIR))
+    except InputError:
+        return False

@@ -31,7 +31,7 @@ from ..files.output import check_output, partial_path, remove_temp_files
 from ..files.scan import scan as scan_file
 from ..files.spec import InputSpec
 from ..files.split import SPLIT_VALUES, split_path
-from ..jobs.backend import State, job_locks, open_store
+from ..jobs.backend import State, job_locks, lock_lost, open_store
 from ..jobs.db import translated
 from ..jobs.engine import Engine
 from ..jobs.locks import JobLocks, job_lock
@@ -236,8 +236,10 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
         watcher = asyncio.create_task(watch_for_cancel(run.locks, job.id, stop))
     try:
         counters = await engine.run()
+        # Another run took the job (its lock connection dropped): the job is that run's now.
+        lost = lock_lost(run.locks, job.id) is not None
         # `ample-batch cancel` stopped this run (SIGTERM): its validations are canceled too.
-        canceled = run.locks.cancel_requested(job.id)
+        canceled = not lost and run.locks.cancel_requested(job.id)
         if canceled:
             live.stage = "canceling"
             await job_steps.cancel_validations(store, job.id, run.canceller, scheduler, run.locks)
@@ -317,7 +319,8 @@ async def _run_job(run: _JobRun, live: LiveStatus, reporter: Reporter, started: 
             summary.warnings.append(problem)
         else:
             summary.report = str(options.report.absolute())
-    store.update_job(job.id, state=state, stats={**summary.as_dict(), **run.identity_stats})
+    if not lost:  # the job's row is its new owner's to write
+        store.update_job(job.id, state=state, stats={**summary.as_dict(), **run.identity_stats})
     await asyncio.to_thread(job_steps.prune_cache, run.state, options.cache_ttl, options.recheck)
     if complete:
         return summary

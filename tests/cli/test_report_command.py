@@ -70,6 +70,18 @@ def test_validate_report_and_the_report_command_show_the_summary(
         assert not state.exists(), "with --state-url nothing is written under --state-dir"
 
 
+def test_a_schema_too_long_for_a_simulated_twin_is_still_just_empty(
+    tmp_path: Path, pg_url: str
+) -> None:
+    # The "(or add --simulate ...)" hint looks for the simulated twin: no error of its own.
+    schema = "s" * 55
+    done = cli("report", "-o", str(tmp_path / "r.html"), "--state-url", pg_url,
+               "--state-schema", schema, "--state-dir", str(tmp_path / "s"))  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("ample-batch: no jobs in the state database postgresql://")
+    assert f"(schema {schema})" in done.stderr and "--simulate" not in done.stderr
+
+
 def test_the_report_of_a_state_database_without_jobs_is_one_line_exit_2(
     tmp_path: Path, pg_url: str
 ) -> None:

@@ -353,12 +353,16 @@ def test_a_run_that_lost_its_lock_to_another_host_posts_nothing_more(
         queued.join(timeout=10)
         assert not queued.is_alive(), "host B never got the job's lock"
         posted = _posts(fake)
+        job_row = f"SELECT state, stats, updated_at FROM {SCHEMA}.jobs"
+        owned = host_b.execute(job_row).fetchone()
         claims.execute("COMMIT")
         _, err = run.communicate(timeout=60)
         assert _posts(fake) == posted, "POSTed after host B took the job"
         assert run.returncode == 75, err
         assert "lost the job's lock to another run" in err
         assert fake.summary().emails_charged_twice == 0
+        # Nor does it write its outcome over the job that host B owns now.
+        assert host_b.execute(job_row).fetchone() == owned
 
 
 def _waiting_for_a_lock(conn: psycopg.Connection, application_name: str) -> bool:
