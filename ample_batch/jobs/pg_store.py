@@ -31,13 +31,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import StateFailed
 from .db import retried
 from .pg_adoption import adopt, claim_or_adopt, settle_adopted, unresolved
 from .pg_store_jobs import BATCH_COLUMNS, batch_from_row
 from .pg_store_plan import PgPlanRecords
 from .plan import split_batches
-from .records import BATCH_ATTEMPTS, MOVES, Batch, BatchState, Claim, Verdict
+from .records import BATCH_ATTEMPTS, Batch, BatchState, Claim, Verdict
+from .store_shared import move_statement
 
 if TYPE_CHECKING:
     from ..pg import Connection
@@ -107,21 +107,17 @@ class PgStore(PgPlanRecords):
         ).fetchone()
         if row is None:
             raise KeyError(f"no batch {batch_id}")
-        source = BatchState(row[0])
-        if state not in MOVES[source]:
-            raise StateFailed(
-                f"{self.where}: batch {batch_id} cannot move from {source} to {state}; "
-                "please report it"
-            )
-        fields["state"] = state.value
-        fields.setdefault("updated_at", self._clock())
-        assignments = [f"{name} = %s" for name in fields]
-        if shrink:
-            assignments.append(f"size = size - {int(shrink)}")
-        db.execute(
-            f"UPDATE batches SET {', '.join(assignments)} WHERE id = %s",
-            [*fields.values(), batch_id],
+        sql, params = move_statement(
+            self.where,
+            batch_id,
+            BatchState(row[0]),
+            state,
+            fields,
+            shrink=shrink,
+            now=self._clock(),
+            mark="%s",
         )
+        db.execute(sql, params)
 
     def mark_submitting(self, batch_id: int) -> Claim:
         """About to POST: the batch becomes `submitting`, durably.

@@ -25,12 +25,12 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import StateFailed
 from .adoption import adopt, claim_or_adopt, settle_adopted
 from .db import retried
 from .plan import split_batches
-from .records import BATCH_ATTEMPTS, MOVES, Batch, BatchState, Claim, Verdict
+from .records import BATCH_ATTEMPTS, Batch, BatchState, Claim, Verdict
 from .store_plan import PlanRecords, catch_all_column
+from .store_shared import move_statement
 
 _BATCH_FIELDS = tuple(f.name for f in dataclasses.fields(Batch))
 
@@ -90,21 +90,17 @@ class Store(PlanRecords):
         row = db.execute("SELECT state FROM batches WHERE id = ?", (batch_id,)).fetchone()
         if row is None:
             raise KeyError(f"no batch {batch_id}")
-        source = BatchState(row["state"])
-        if state not in MOVES[source]:
-            raise StateFailed(
-                f"{self.path}: batch {batch_id} cannot move from {source} to {state}; "
-                "please report it"
-            )
-        fields["state"] = state
-        fields.setdefault("updated_at", self._clock())
-        assignments = [f"{name} = ?" for name in fields]
-        if shrink:
-            assignments.append(f"size = size - {int(shrink)}")
-        db.execute(
-            f"UPDATE batches SET {', '.join(assignments)} WHERE id = ?",
-            [*fields.values(), batch_id],
+        sql, params = move_statement(
+            self.path,
+            batch_id,
+            BatchState(row["state"]),
+            state,
+            fields,
+            shrink=shrink,
+            now=self._clock(),
+            mark="?",
         )
+        db.execute(sql, params)
 
     def mark_submitting(self, batch_id: int) -> Claim:
         """About to POST: the batch becomes `submitting`, durably.

@@ -10,7 +10,40 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Self
 
-from .records import Batch, BatchState
+from ..errors import StateFailed
+from .records import MOVES, Batch, BatchState
+
+
+def move_statement(
+    where: object,
+    batch_id: int,
+    source: BatchState,
+    state: BatchState,
+    fields: dict[str, Any],
+    *,
+    shrink: int,
+    now: float,
+    mark: str,
+) -> tuple[str, list[Any]]:
+    """The UPDATE of a batch's move from `source` to `state` (with `fields` set and `shrink`
+    emails off its size), in the backend's placeholder `mark`; StateFailed (a defect) for a
+    move that MOVES does not allow. `where` names the store in that message.
+
+    >>> move_statement("s", 7, BatchState.PLANNED, BatchState.SUBMITTING, {}, shrink=0,
+    ...                now=1.0, mark="?")
+    ('UPDATE batches SET state = ?, updated_at = ? WHERE id = ?', ['submitting', 1.0, 7])
+    """
+    if state not in MOVES[source]:
+        raise StateFailed(
+            f"{where}: batch {batch_id} cannot move from {source} to {state}; please report it"
+        )
+    values = {**fields, "state": state.value}
+    values.setdefault("updated_at", now)
+    assignments = [f"{name} = {mark}" for name in values]
+    if shrink:
+        assignments.append(f"size = size - {int(shrink)}")
+    sql = f"UPDATE batches SET {', '.join(assignments)} WHERE id = {mark}"
+    return sql, [*values.values(), batch_id]
 
 
 class SharedStore(ABC):
