@@ -13,7 +13,9 @@ import math
 import time
 from collections.abc import Callable
 
+from ample_batch.jobs.plan import chunk_size_for
 from ample_batch.limits import parse_limit
+from ample_batch.quota.ideal import ideal_last_submission
 
 from .common import DATA, Section, Table, fmt_seconds, last_line
 from .fakeapi import (
@@ -52,7 +54,8 @@ def run(log: Callable[[str], None]) -> Section:
         return section
     tool = json.loads(summary_path.read_text())
     unique = int(tool["unique_emails"])
-    ideal = (math.ceil(unique / usage.count) - 1) * usage.period
+    chunk = chunk_size_for(None, usage)
+    ideal = ideal_last_submission(unique, usage, chunk)
     last = posts[-1] - posts[0]
     table = Table(
         f"{unique:,} unique emails ({rows:,} rows), --usage-limit {USAGE} --rate-limit {RATE}",
@@ -64,7 +67,7 @@ def run(log: Callable[[str], None]) -> Section:
             fmt_seconds(last),
             f"{fmt_seconds(ideal)} ideal: {100 * last / ideal:.0f}%" if ideal else "-",
         ],
-        ["submissions (POSTs accepted)", f"{len(posts):,}", f"{math.ceil(unique / usage.count)}"],
+        ["submissions (POSTs accepted)", f"{len(posts):,}", f"{math.ceil(unique / chunk)}"],
         [
             "peak emails in any 2 s window",
             f"{summary.peak_emails_in_window:,}",
@@ -95,8 +98,9 @@ def run(log: Callable[[str], None]) -> Section:
     ]
     section.tables.append(table)
     section.notes.append(
-        "The ideal schedule is (batches - 1) x window: one full batch per rolling window, the"
-        " first at once. Limits are enforced by the fake too (a 429 would count above)."
+        "The ideal schedule (quota/ideal.py, the one estimate quotes): as many full batches as"
+        " a rolling window holds, the first at once. Limits are enforced by the fake too (a 429"
+        " would count above)."
     )
     if traceback_in(proc.stdout, proc.stderr):
         section.notes.append("A traceback was printed by `validate`.")

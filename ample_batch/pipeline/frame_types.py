@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from ..files.spec import CATCH_ALL_COLUMN, RESULT_COLUMN, is_text
+
 FrameKind = Literal["pandas", "polars", "arrow"]
 
 
@@ -35,12 +37,6 @@ def frame_kind(frame: object) -> FrameKind:
     )
 
 
-def is_text(t: pa.DataType) -> bool:
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
-
-
 def text_table(frame: Any, kind: FrameKind) -> pa.Table:
     """The frame's text columns as Arrow, every other column as nulls, every name kept."""
     if kind == "arrow":
@@ -52,8 +48,13 @@ def text_table(frame: Any, kind: FrameKind) -> pa.Table:
         names = [str(name) for name in frame.columns]
         columns = [_pandas_text(frame.iloc[:, i]) for i in range(frame.shape[1])]
     rows = len(frame)
-    kept = [c if c is not None and is_text(c.type) else pa.nulls(rows) for c in columns]
+    kept = [c if c is not None and _holds_text(c.type) else pa.nulls(rows) for c in columns]
     return pa.Table.from_arrays(kept, names=names)
+
+
+def _holds_text(t: pa.DataType) -> bool:
+    """Text, or a dictionary of text (a categorical column)."""
+    return is_text(t.value_type if pa.types.is_dictionary(t) else t)
 
 
 def _polars_text(series: Any) -> pa.Array | pa.ChunkedArray | None:
@@ -86,23 +87,21 @@ def _pandas_text(series: Any) -> pa.Array | None:
 def with_verdicts(
     frame: Any, kind: FrameKind, result: pa.ChunkedArray, catch_all: pa.ChunkedArray
 ) -> Any:
-    """`frame` with `email_result` (text) and `email_catch_all` (nullable bool) appended."""
+    """`frame` with RESULT_COLUMN (text) and CATCH_ALL_COLUMN (nullable bool) appended."""
     result = result.cast(pa.string())
     catch_all = catch_all.cast(pa.bool_())
     if kind == "arrow":
-        return frame.append_column("email_result", result).append_column(
-            "email_catch_all", catch_all
-        )
+        return frame.append_column(RESULT_COLUMN, result).append_column(CATCH_ALL_COLUMN, catch_all)
     if kind == "polars":
         import polars as pl
 
         return frame.with_columns(
-            pl.Series("email_result", result), pl.Series("email_catch_all", catch_all)
+            pl.Series(RESULT_COLUMN, result), pl.Series(CATCH_ALL_COLUMN, catch_all)
         )
     import pandas as pd
 
     # Arrays, not Series: a Series would be aligned on the frame's index, not its row order.
     out = frame.copy(deep=False)
-    out["email_result"] = result.to_pandas().array
-    out["email_catch_all"] = pd.array(catch_all.to_pylist(), dtype="boolean")
+    out[RESULT_COLUMN] = result.to_pandas().array
+    out[CATCH_ALL_COLUMN] = pd.array(catch_all.to_pylist(), dtype="boolean")
     return out

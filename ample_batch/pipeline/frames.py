@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from ..errors import InputError
 from ..files.output import default_output_path
+from ..files.spec import CATCH_ALL_COLUMN, OUTPUT_COLUMNS, RESULT_COLUMN
 from ..jobs.state_dir import make_state_dir
 from ..options import state_dir_for
 from .frame_types import FrameKind, frame_kind, text_table, with_verdicts
@@ -108,8 +109,8 @@ def _strings(emails: Iterable[str]) -> list[str]:
 async def _emails(given: list[str], call: Call, stop: asyncio.Event | None) -> dict[str, Verdict]:
     table = pa.table({"email": pa.array(given, pa.string())})
     out = await _frame(table, "email", call, stop)
-    results = out.column("email_result").to_pylist()
-    flags = out.column("email_catch_all").to_pylist()
+    results = out.column(RESULT_COLUMN).to_pylist()
+    flags = out.column(CATCH_ALL_COLUMN).to_pylist()
     return {
         email: {"result": r, "catch_all": c}
         for email, r, c in zip(given, results, flags, strict=True)
@@ -128,9 +129,7 @@ async def _frame(frame: F, email_column: str | None, call: Call, stop: asyncio.E
         with _named(path):
             summary = await avalidate(options, reporter=call.reporter, stop=stop)
         call.done(summary)
-        read = await asyncio.to_thread(
-            pq.read_table, output, columns=["email_result", "email_catch_all"]
-        )
+        read = await asyncio.to_thread(pq.read_table, output, columns=list(OUTPUT_COLUMNS))
         for done in (path, output):
             done.unlink(missing_ok=True)  # the verdicts are in the state; the copy is not needed
     enriched: F = with_verdicts(frame, kind, read.column(0), read.column(1))
