@@ -85,23 +85,35 @@ def _pandas_text(series: Any) -> pa.Array | None:
 
 
 def with_verdicts(
-    frame: Any, kind: FrameKind, result: pa.ChunkedArray, catch_all: pa.ChunkedArray
+    frame: Any,
+    kind: FrameKind,
+    result: pa.ChunkedArray,
+    catch_all: pa.ChunkedArray,
+    sent: tuple[str, pa.ChunkedArray] | None = None,
 ) -> Any:
-    """`frame` with RESULT_COLUMN (text) and CATCH_ALL_COLUMN (nullable bool) appended."""
-    result = result.cast(pa.string())
+    """`frame` with RESULT_COLUMN (text) and CATCH_ALL_COLUMN (nullable bool) appended, and
+    `sent`'s column (text: the address as sent) after them when given."""
+    texts = [(RESULT_COLUMN, result.cast(pa.string()))]
+    if sent is not None:
+        texts.append((sent[0], sent[1].cast(pa.string())))
     catch_all = catch_all.cast(pa.bool_())
     if kind == "arrow":
-        return frame.append_column(RESULT_COLUMN, result).append_column(CATCH_ALL_COLUMN, catch_all)
+        out = frame.append_column(RESULT_COLUMN, texts[0][1])
+        out = out.append_column(CATCH_ALL_COLUMN, catch_all)
+        for name, column in texts[1:]:
+            out = out.append_column(name, column)
+        return out
     if kind == "polars":
         import polars as pl
 
-        return frame.with_columns(
-            pl.Series(RESULT_COLUMN, result), pl.Series(CATCH_ALL_COLUMN, catch_all)
-        )
+        series = [pl.Series(RESULT_COLUMN, texts[0][1]), pl.Series(CATCH_ALL_COLUMN, catch_all)]
+        return frame.with_columns(*series, *(pl.Series(name, c) for name, c in texts[1:]))
     import pandas as pd
 
     # Arrays, not Series: a Series would be aligned on the frame's index, not its row order.
     out = frame.copy(deep=False)
-    out[RESULT_COLUMN] = result.to_pandas().array
+    out[RESULT_COLUMN] = texts[0][1].to_pandas().array
     out[CATCH_ALL_COLUMN] = pd.array(catch_all.to_pylist(), dtype="boolean")
+    for name, column in texts[1:]:
+        out[name] = column.to_pandas().array
     return out

@@ -27,12 +27,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import InputError
+from ..files.join import appended_columns
 from ..files.output import default_output_path
-from ..files.spec import CATCH_ALL_COLUMN, OUTPUT_COLUMNS, RESULT_COLUMN
+from ..files.spec import CATCH_ALL_COLUMN, RESULT_COLUMN
 from ..jobs.state_dir import make_state_dir
 from ..options import state_dir_for
 from .frame_types import FrameKind, frame_kind, text_table, with_verdicts
-from .keywords import RUN_KEYWORDS, Call, RunKeywords, resolve
+from .keywords import RUN_KEYWORDS, Call, RunKeywords, resolve, sent_column_name
 from .sync import run_sync
 from .validate import avalidate
 
@@ -52,23 +53,35 @@ class Verdict(TypedDict):
 
 
 def validate_frame(
-    frame: F, /, *, email_column: str | None = None, **options: Unpack[RunKeywords]
+    frame: F,
+    /,
+    *,
+    email_column: str | None = None,
+    sent_column: str | bool | None = None,
+    **options: Unpack[RunKeywords],
 ) -> F:
     """`frame` with `email_result` and `email_catch_all` appended: every row in its order,
-    every column, dtype (and pandas index) as given. Same options, state, cache, limits and
+    every column, dtype (and pandas index) as given. `sent_column=True` (or a name) also
+    appends the address as sent, `email_sent`. Same options, state, cache, limits and
     exceptions as `validate`; works inside a running event loop (a notebook).
 
         validate_frame(pd.DataFrame({"email": ["ana@acme.com"]}), simulate=True)
     """
-    call = _call("validate_frame", options)
+    call = _call("validate_frame", options, sent_column)
     return run_sync(lambda stop: _frame(frame, email_column, call, stop))
 
 
 async def avalidate_frame(
-    frame: F, /, *, email_column: str | None = None, **options: Unpack[RunKeywords]
+    frame: F,
+    /,
+    *,
+    email_column: str | None = None,
+    sent_column: str | bool | None = None,
+    **options: Unpack[RunKeywords],
 ) -> F:
     """`validate_frame` on the caller's event loop."""
-    return await _frame(frame, email_column, _call("avalidate_frame", options), None)
+    call = _call("avalidate_frame", options, sent_column)
+    return await _frame(frame, email_column, call, None)
 
 
 def validate_emails(emails: Iterable[str], /, **options: Unpack[RunKeywords]) -> dict[str, Verdict]:
@@ -91,9 +104,11 @@ async def avalidate_emails(
     return await _emails(_strings(emails), call, None)
 
 
-def _call(caller: str, options: RunKeywords) -> Call:
+def _call(caller: str, options: RunKeywords, sent_column: object = None) -> Call:
     # The input path is only known once the frame is written: a placeholder until then.
-    return resolve(caller, Path(FRAMES_DIR), options, allowed=RUN_KEYWORDS)
+    call = resolve(caller, Path(FRAMES_DIR), options, allowed=RUN_KEYWORDS)
+    sent = sent_column_name(sent_column)
+    return call if sent is None else replace(call, options=replace(call.options, sent_column=sent))
 
 
 def _strings(emails: Iterable[str]) -> list[str]:
@@ -120,8 +135,9 @@ async def _emails(given: list[str], call: Call, stop: asyncio.Event | None) -> d
 async def _frame(frame: F, email_column: str | None, call: Call, stop: asyncio.Event | None) -> F:
     kind = frame_kind(frame)
     table = await asyncio.to_thread(text_table, frame, kind)
+    sent = call.options.sent_column
     if table.num_rows == 0:
-        return _appended(frame, kind, [], [])
+        return _appended(frame, kind, sent)
     with _frames_folder(call) as folder:
         path = await asyncio.to_thread(_write, table, folder)
         output = default_output_path(path)
@@ -129,10 +145,12 @@ async def _frame(frame: F, email_column: str | None, call: Call, stop: asyncio.E
         with _named(path):
             summary = await avalidate(options, reporter=call.reporter, stop=stop)
         call.done(summary)
-        read = await asyncio.to_thread(pq.read_table, output, columns=list(OUTPUT_COLUMNS))
+        columns = list(appended_columns(sent))
+        read = await asyncio.to_thread(pq.read_table, output, columns=columns)
         for done in (path, output):
             done.unlink(missing_ok=True)  # the verdicts are in the state; the copy is not needed
-    enriched: F = with_verdicts(frame, kind, read.column(0), read.column(1))
+    sent_as = None if sent is None else (sent, read.column(2))
+    enriched: F = with_verdicts(frame, kind, read.column(0), read.column(1), sent_as)
     return enriched
 
 
@@ -151,10 +169,11 @@ def _frames_folder(call: Call) -> Iterator[Path]:
         yield Path(private)
 
 
-def _appended(frame: F, kind: FrameKind, result: list[str], catch_all: list[bool]) -> F:
-    empty = pa.chunked_array([pa.array(result, pa.string())])
-    flags = pa.chunked_array([pa.array(catch_all, pa.bool_())])
-    appended: F = with_verdicts(frame, kind, empty, flags)
+def _appended(frame: F, kind: FrameKind, sent: str | None) -> F:
+    """An empty frame with the columns a run would have appended."""
+    empty = pa.chunked_array([], pa.string())
+    flags = pa.chunked_array([], pa.bool_())
+    appended: F = with_verdicts(frame, kind, empty, flags, None if sent is None else (sent, empty))
     return appended
 
 
@@ -189,4 +208,5 @@ def _named(path: Path) -> Iterator[None]:
             raise
         message = message.replace(str(path), "the frame").replace(path.name, "the frame")
         message = message.replace("--email-column", "email_column=")
+        message = message.replace("--sent-column", "sent_column=")
         raise type(exc)(message) from exc

@@ -119,7 +119,7 @@ def run_options(input_path: PathLike, keywords: Mapping[str, Any]) -> ValidateOp
         report=None if report is None else _path(report, "report"),
         recheck=_recheck(keywords),
         split=_flag(keywords, "split"),
-        sent_column=_sent_column(keywords.get("sent_column")),
+        sent_column=sent_column_name(keywords.get("sent_column")),
         state_url=_text(keywords, "state_url") or os.environ.get("AMPLE_BATCH_STATE_URL") or None,
         state_schema=_text(keywords, "state_schema")
         or os.environ.get("AMPLE_BATCH_STATE_SCHEMA")
@@ -136,7 +136,8 @@ DEFAULT_SENT_COLUMN = "email_sent"
 """`--sent-column`'s name when none is given (`sent_column=True`)."""
 
 
-def _sent_column(value: object) -> str | None:
+def sent_column_name(value: object) -> str | None:
+    """The column `sent_column=` asks for: None (none), True (`email_sent`) or a name."""
     if value is None or value is False:
         return None
     if value is True:

@@ -338,3 +338,36 @@ assert "pandas" not in sys.modules
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_sent_column_appends_the_address_as_sent_to_every_frame_type(tmp_path: Path) -> None:
+    cells = ["Ana <Ana@Acme.com>", "mailto:bo@acme.com", None, "nope", " CY@acme.com "]
+    sent = ["ana@acme.com", "bo@acme.com", None, None, "cy@acme.com"]
+    frames = [
+        pd.DataFrame({"Email": cells}, index=[5, 4, 3, 2, 1]),
+        pl.DataFrame({"Email": cells}),
+        pa.table({"Email": pa.array(cells, pa.string())}),
+    ]
+    outs = [
+        ample_batch.validate_frame(f, sent_column=True, simulate=True, state_dir=tmp_path)
+        for f in frames
+    ]
+    assert list(outs[0].columns) == ["Email", "email_result", "email_catch_all", "email_sent"]
+    assert [None if pd.isna(v) else v for v in outs[0]["email_sent"]] == sent
+    assert outs[1].columns[-1] == "email_sent" and outs[1]["email_sent"].to_list() == sent
+    assert outs[2].column_names[-1] == "email_sent"
+    assert outs[2].column("email_sent").to_pylist() == sent
+    named = ample_batch.validate_frame(
+        frames[2], sent_column="as_sent", simulate=True, state_dir=tmp_path
+    )
+    assert named.column_names == ["Email", "email_result", "email_catch_all", "as_sent"]
+    empty = ample_batch.validate_frame(frames[1].head(0), sent_column=True, state_dir=tmp_path)
+    assert empty.columns == ["Email", "email_result", "email_catch_all", "email_sent"]
+    with pytest.raises(
+        InputError, match=r"^the frame: already has a column named 'Email'; give sent_column="
+    ):
+        ample_batch.validate_frame(
+            frames[0], sent_column="Email", simulate=True, state_dir=tmp_path
+        )
+    with pytest.raises(TypeError, match="sent_column must be True or a column name"):
+        ample_batch.validate_frame(frames[0], sent_column=1, simulate=True, state_dir=tmp_path)  # type: ignore[arg-type]
