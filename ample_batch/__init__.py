@@ -53,7 +53,7 @@ _LAZY = {
     "avalidate_frame": "pipeline.frames",
     "cancel": "pipeline.jobs",
     "estimate": "pipeline.estimate",
-    "new_session": "api.client",
+    "new_session": "api.transport",
     "status": "pipeline.jobs",
     "validate": "pipeline.validate",
     "validate_emails": "pipeline.frames",

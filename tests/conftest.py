@@ -16,7 +16,7 @@ from helpers import StartFake, fake_config
 from postgres_server import pg_url, postgres_server
 from store_backends import backend, jobs_database, store_backend
 
-from ample_batch.api.client import new_session
+from ample_batch.api.transport import new_session
 from ample_batch.fake.server import RunningFake, start_fake
 
 # The job store on each backend in turn, for tests taking `backend` (tests/store_backends.py),

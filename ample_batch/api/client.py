@@ -7,9 +7,10 @@
         async for page in client.pages(validation):
             ...
 
-This is the only module that touches aiohttp errors; it translates them into the tree in
-`errors.py`. Every request first takes a slot from the throttle (the shared request ledger), so
-polls and page fetches count against the rate limit like everything else.
+Every request first takes a slot from the throttle (the shared request ledger), so polls and
+page fetches count against the rate limit like everything else, and is retried by error type
+(`retries.py`). The request itself goes out through `transport.py`, the only module that meets
+aiohttp's errors; `origin.py` keeps it, and the key with it, on the checked base URL.
 """
 
 from __future__ import annotations
@@ -17,11 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import ipaddress
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, NoReturn, Protocol
-from urllib.parse import urlsplit
 
 import aiohttp
 from yarl import URL
@@ -39,6 +37,7 @@ from ..errors import (
     UnsafeLink,
 )
 from . import DEFAULT_BASE_URL
+from .origin import Origin
 from .responses import (
     MISSING_STATUS,
     Headers,
@@ -49,6 +48,7 @@ from .responses import (
     parse_validation,
 )
 from .retries import Retries, RetryPolicy, unless_stopped
+from .transport import Transport
 
 
 class Throttle(Protocol):
@@ -59,31 +59,6 @@ class Throttle(Protocol):
     def answered(self, ticket: Any) -> None: ...
 
     def pause_requests(self, seconds: float) -> None: ...
-
-
-def new_session() -> aiohttp.ClientSession:
-    """An HTTP session fit for the API: aiohttp's silent resend of idempotent requests over a
-    dropped keep-alive connection is turned off, because that resend would bypass the request
-    ledger (every try must take a rate-limit slot; our own retries do)."""
-    session = aiohttp.ClientSession()
-    # No public switch exists for this (aiohttp 3.14); the attribute is read per request.
-    session._retry_connection = False
-    return session
-
-
-class _Secret:
-    """Holds the API key so that no repr, vars() dump or traceback local shows it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<secret>"
 
 
 class Unthrottled:
@@ -97,37 +72,6 @@ class Unthrottled:
 
     def pause_requests(self, seconds: float) -> None:
         return None
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses, the only hosts allowed over plain http."""
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_base_url(base_url: str) -> str:
-    """Return the base URL without a trailing slash, or raise InputError if it is unsafe."""
-    parts = urlsplit(base_url)
-    if "@" in parts.netloc:
-        # Never echo the URL: the part before the @ is a password.
-        raise InputError(
-            "refusing a --base-url with a user name or password in it; "
-            "the API key is the only credential to give (AMPLEMARKET_API_KEY)"
-        )
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InputError(f"bad --base-url {base_url!r}: use https://host[:port]")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise InputError(
-            f"refusing plain http to {parts.hostname}: the API key would travel unencrypted; "
-            "use https:// (plain http is allowed only for loopback hosts)"
-        )
-    if parts.query or parts.fragment:
-        raise InputError(f"bad --base-url {base_url!r}: no query or fragment allowed")
-    return base_url.rstrip("/")
 
 
 class ValidationClient:
@@ -150,15 +94,9 @@ class ValidationClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         stop: asyncio.Event | None = None,
     ) -> None:
-        self._session = session
-        self.base_url = check_base_url(base_url)
-        self._origin = urlsplit(self.base_url)
-        if not api_key or any(ord(c) < 0x21 or ord(c) > 0x7E for c in api_key):
-            raise InputError(
-                "the API key is empty or holds spaces or control characters; check "
-                "AMPLEMARKET_API_KEY (a stray newline from a file, say)"
-            )
-        self._api_key = _Secret(api_key)
+        self._origin = Origin(base_url)
+        self.base_url = self._origin.base_url
+        self._transport = Transport(session, api_key=api_key, base_url=self.base_url)
         self._throttle = throttle or Unthrottled()
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
@@ -331,78 +269,21 @@ class ValidationClient:
 
     def url_for(self, href: str) -> URL:
         """The absolute URL of an API href; refuses any other origin (the key goes with it)."""
-        parts = urlsplit(href)
-        if parts.scheme or parts.netloc:
-            same = (
-                parts.scheme == self._origin.scheme
-                and parts.hostname == self._origin.hostname
-                and parts.port == self._origin.port
-            )
-            if not same:
-                raise UnsafeLink(
-                    f"refusing to follow a link to another origin ({parts.scheme}://"
-                    f"{parts.netloc}): the API key is only sent to {self.base_url}"
-                )
-            return URL(href, encoded=True)
-        if not href.startswith("/"):
-            href = "/" + href
-        # Hrefs are used verbatim: cursors carry unencoded brackets the server expects back.
-        return URL(self.base_url + href, encoded=True)
+        return self._origin.url_for(href)
 
     async def _send(
         self, method: str, href: str, payload: Any = None, *, throttled: bool = True
     ) -> tuple[int, Headers, Any]:
         url = self.url_for(href)
         if not throttled:
-            return await self._exchange(method, url, payload)
+            return await self._transport.exchange(method, url, payload, timeout=self.policy.timeout)
         # A 429 elsewhere may have paused every request for as long as its Retry-After.
         ticket = await unless_stopped(self._throttle.request(), self._stop, _slot_interrupted)
         try:
-            return await self._exchange(method, url, payload)
+            return await self._transport.exchange(method, url, payload, timeout=self.policy.timeout)
         finally:
             # Stamped again at the answer, which is never before the server counted it.
             self._throttle.answered(ticket)
-
-    async def _exchange(self, method: str, url: URL, payload: Any) -> tuple[int, Headers, Any]:
-        headers = {
-            "Authorization": f"Bearer {self._api_key.reveal()}",
-            "Accept": "application/json",
-        }
-        data = None
-        if payload is not None:
-            headers["Content-Type"] = "application/json"
-            data = json.dumps(payload).encode()
-        try:
-            async with self._session.request(
-                method,
-                url,
-                data=data,
-                headers=headers,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=self.policy.timeout),
-            ) as response:
-                raw = await response.read()
-                # A case-insensitive copy: proxies and HTTP/2 gateways lower-case the names.
-                resp_headers = response.headers.copy()
-                status = response.status
-        except aiohttp.ClientConnectorError as exc:
-            # Refused or unresolvable: the request never left, so even a POST is safe to resend.
-            raise TransientError(f"cannot reach {self.base_url}: {exc.os_error}") from None
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            what = type(exc).__name__
-            if method == "POST":
-                raise SubmissionUnknown(
-                    f"the connection was lost after sending a batch ({what}); "
-                    "it may have been accepted"
-                ) from None
-            raise TransientError(f"{method} {url.path} failed: {what}") from None
-        body: Any = None
-        if raw:
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = None
-        return status, resp_headers, body
 
     def _raise_for(
         self, status: int, headers: Headers, body: Any, *, post: bool = False
@@ -427,7 +308,4 @@ __all__ = [
     "Throttle",
     "Unthrottled",
     "ValidationClient",
-    "check_base_url",
-    "is_loopback",
-    "new_session",
 ]

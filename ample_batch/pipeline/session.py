@@ -8,7 +8,8 @@ from typing import TypeVar
 
 import aiohttp
 
-from ..api.client import check_base_url, new_session
+from ..api.origin import check_base_url
+from ..api.transport import new_session
 from ..errors import InputError
 from ..jobs.backend import State
 from ..options import ApiOptions

@@ -21,7 +21,8 @@ from helpers import (
     write_leads,
 )
 
-from ample_batch.api.client import Unthrottled, check_base_url
+from ample_batch.api.client import Unthrottled
+from ample_batch.api.origin import check_base_url
 from ample_batch.api.responses import Validation, failed_validation, parse_retry_after
 from ample_batch.api.retries import RetryPolicy
 from ample_batch.errors import (

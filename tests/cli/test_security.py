@@ -77,7 +77,8 @@ def test_plain_http_to_another_host_is_refused_before_anything_is_read(tmp_path:
 
 async def test_authorization_is_never_sent_to_another_origin(tmp_path: Path) -> None:
     """A server whose links point elsewhere: the client refuses, the other host sees nothing."""
-    from ample_batch.api.client import ValidationClient, new_session
+    from ample_batch.api.client import ValidationClient
+    from ample_batch.api.transport import new_session
     from ample_batch.errors import UnsafeLink
 
     seen_elsewhere: list[web.Request] = []

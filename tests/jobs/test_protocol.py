@@ -61,7 +61,9 @@ def test_the_protocol_lists_what_the_callers_call() -> None:
     """Every `store.x` the engine, the followers and the pipeline use is in the protocol,
     and the protocol has nothing they do not use."""
     used = set()
-    callers = [ROOT / "ample_batch/jobs" / f"{m}.py" for m in ("engine", "follow", "inflight")]
+    callers = [
+        ROOT / "ample_batch/jobs" / f"{m}.py" for m in ("engine", "submit", "follow", "inflight")
+    ]
     callers += sorted((ROOT / "ample_batch/pipeline").glob("*.py"))
     for path in callers:
         for node in ast.walk(ast.parse(path.read_text())):
@@ -91,7 +93,9 @@ POSTGRES_IMPLEMENTATION = {
 
 
 def test_only_the_sqlite_store_touches_sqlite() -> None:
-    callers = [ROOT / "ample_batch/jobs" / f"{m}.py" for m in ("engine", "follow", "inflight")]
+    callers = [
+        ROOT / "ample_batch/jobs" / f"{m}.py" for m in ("engine", "submit", "follow", "inflight")
+    ]
     callers += sorted((ROOT / "ample_batch/pipeline").glob("*.py"))
     wrong = []
     for path in callers:
