@@ -18,8 +18,8 @@ from typing import Any
 from ..api.client import ValidationClient
 from ..errors import AmpleBatchError
 from ..files.identity import FileIdentity, fingerprint_with_identity
-from ..files.join import Verdicts
 from ..files.spec import InputSpec
+from ..files.verdicts import Verdicts
 from ..jobs.backend import Where, has_store, open_store
 from ..jobs.engine import Engine
 from ..jobs.locks import JobLocks
