@@ -1,4 +1,4 @@
-"""The store-side steps of a run, kept apart from the orchestration in validate.py.
+"""The store-side steps of a run, kept apart from the orchestration (validate.py, job_run.py).
 
 Bulk database work (planning, reading the verdicts back, pruning the cache) runs in a worker
 thread on a store of its own (a store's connection stays in the thread that opened it), so
