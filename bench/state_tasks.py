@@ -76,7 +76,7 @@ def run_phase(phase: str, store: JobStore, count: int, pages: int) -> dict[str, 
             store.finish(batch_id)
         return {"seconds": time.perf_counter() - started, "pages": recorded}
     if phase == "read":
-        from ample_batch.files.join import Verdicts
+        from ample_batch.files.verdicts import Verdicts
 
         started = time.perf_counter()
         verdicts = Verdicts.from_rows(store.job_verdicts(job.id), normalised=True)

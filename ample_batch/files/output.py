@@ -179,11 +179,12 @@ def write_output(
 ) -> int:
     """Write enriched batches to `output` atomically, format from its extension; rows written.
 
-    `appended` names the columns the batches carry after the input's (`join.appended_columns`).
+    `appended` names the columns the batches carry after the input's (`appended.appended_columns`).
 
     >>> from tempfile import TemporaryDirectory
     >>> from ample_batch.files.inspect import inspect_input
-    >>> from ample_batch.files.join import Verdicts, enrich_batches
+    >>> from ample_batch.files.join import enrich_batches
+    >>> from ample_batch.files.verdicts import Verdicts
     >>> spec = inspect_input(Path("sample_data/leads.csv"))
     >>> with TemporaryDirectory() as tmp:
     ...     write_output(spec, enrich_batches(spec, Verdicts.from_rows([])), Path(tmp) / "o.tsv")

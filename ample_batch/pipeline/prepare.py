@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+from ..files.appended import check_sent_column
 from ..files.inspect import inspect_input
-from ..files.join import check_sent_column
 from ..files.output import check_output, default_output_path
 from ..files.spec import InputSpec
 from ..files.split import check_split_paths

@@ -1,4 +1,4 @@
-"""The store-side steps of a run, kept apart from the orchestration in validate.py.
+"""The store-side steps of a run, kept apart from the orchestration (validate.py, job_run.py).
 
 Bulk database work (planning, reading the verdicts back, pruning the cache) runs in a worker
 thread on a store of its own (a store's connection stays in the thread that opened it), so
@@ -18,8 +18,8 @@ from typing import Any
 from ..api.client import ValidationClient
 from ..errors import AmpleBatchError
 from ..files.identity import FileIdentity, fingerprint_with_identity
-from ..files.join import Verdicts
 from ..files.spec import InputSpec
+from ..files.verdicts import Verdicts
 from ..jobs.backend import Where, has_store, open_store
 from ..jobs.engine import Engine
 from ..jobs.locks import JobLocks

@@ -132,7 +132,8 @@ def test_added_cells_only_use_the_documented_vocabulary(tmp_path: Path) -> None:
     import pyarrow as pa
 
     from ample_batch.files.inspect import inspect_input
-    from ample_batch.files.join import Verdicts, enrich_batches
+    from ample_batch.files.join import enrich_batches
+    from ample_batch.files.verdicts import Verdicts
 
     src = write_leads(
         tmp_path / "leads.csv",

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from ample_batch.errors import InputError, OutputUnwritten
 from ample_batch.files.emails import is_valid_email, normalise_email
 from ample_batch.files.inspect import inspect_input
-from ample_batch.files.join import Enriched, Verdicts, enrich_batches, enrich_file
+from ample_batch.files.join import Enriched, enrich_batches, enrich_file
+from ample_batch.files.verdicts import Verdicts
 
 
 def table(spec_path: Path, verdicts: Verdicts, **options: str) -> pa.Table:

@@ -16,9 +16,11 @@ from helpers import DATA, ROOT
 from python_calamine import CalamineWorkbook
 
 from ample_batch.errors import InputError, OutputUnwritten
+from ample_batch.files.appended import appended_columns, check_sent_column
 from ample_batch.files.inspect import inspect_input
-from ample_batch.files.join import Verdicts, appended_columns, check_sent_column, enrich_file
+from ample_batch.files.join import enrich_file
 from ample_batch.files.split import SPLIT_VALUES, Splitter, check_split_paths, split_path
+from ample_batch.files.verdicts import Verdicts
 
 VERDICTS = Verdicts.from_rows(
     [

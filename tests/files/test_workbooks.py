@@ -14,7 +14,8 @@ from openpyxl import Workbook, load_workbook
 
 from ample_batch.errors import InputError
 from ample_batch.files.inspect import inspect_input
-from ample_batch.files.join import Verdicts, enrich_file
+from ample_batch.files.join import enrich_file
+from ample_batch.files.verdicts import Verdicts
 
 VERDICTS = Verdicts.from_rows([("nria@globex.io", "deliverable", False)])
 

@@ -20,11 +20,12 @@ from hypothesis import strategies as st
 
 from ample_batch.errors import InputError
 from ample_batch.files.inspect import inspect_input
-from ample_batch.files.join import Verdicts, enrich_batches, enrich_file
+from ample_batch.files.join import enrich_batches, enrich_file
 from ample_batch.files.output import check_output, default_output_path, partial_path, write_output
 from ample_batch.files.parquet import _as_read, dictionary_encoded
 from ample_batch.files.spec import InputSpec
 from ample_batch.files.stream import iter_batches
+from ample_batch.files.verdicts import Verdicts
 
 VERDICTS = Verdicts.from_rows(
     [
