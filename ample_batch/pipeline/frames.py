@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import InputError
-from ..files.join import appended_columns
+from ..files.appended import appended_columns
 from ..files.output import default_output_path
 from ..files.spec import CATCH_ALL_COLUMN, RESULT_COLUMN
 from ..jobs.state_dir import make_state_dir
