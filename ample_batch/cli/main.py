@@ -199,6 +199,7 @@ def validate(**kw: Any) -> None:
       AMPLEMARKET_API_KEY=... ample-batch validate leads.csv -o leads.checked.csv
       ample-batch validate leads.csv --simulate --max-runtime 8h
     """
+    from ..pipeline.stopping import exit_on_second_signal
     from ..pipeline.validate import validate as run_validate
     from .report import Report, check_summary_path, summary_record, utc_now, write_summary_json
 
@@ -224,7 +225,8 @@ def validate(**kw: Any) -> None:
             click.echo(f"ample-batch: warning: {problem}", err=True)
 
     try:
-        summary = run_validate(options, reporter=report.live)
+        with exit_on_second_signal():
+            summary = run_validate(options, reporter=report.live)
     except (Exception, KeyboardInterrupt) as exc:
         report.close()
         partial = getattr(exc, "summary", None)

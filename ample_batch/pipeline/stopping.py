@@ -1,7 +1,9 @@
 """How a run stops early: on a signal, at --max-runtime, and what it raises with its summary.
 
 A first Ctrl-C (SIGINT or SIGTERM) or `avalidate`'s `stop` event asks the run to wrap up; a
-second leaves at once. `StoppedWithSummary` and `InsufficientCreditsStop` carry the summary
+second leaves at once: the command line exits (`exit_on_second_signal`), while a run in the
+caller's process (a script, a notebook's kernel) is cancelled and raises Stopped, so the
+process lives on. `StoppedWithSummary` and `InsufficientCreditsStop` carry the summary
 of a run that ended with its partial output written.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import signal
 import threading
@@ -27,8 +30,12 @@ __all__ = [
     "StoppedWithSummary",
     "before_the_engine",
     "deadline_for",
+    "exit_on_second_signal",
     "stop_on_signals",
 ]
+
+_SECOND_SIGNAL_EXITS = contextvars.ContextVar("second_signal_exits", default=False)
+TWICE = "interrupted twice: stopped at once; run again to resume"
 
 
 def deadline_for(options: ValidateOptions, started: float) -> float | None:
@@ -87,9 +94,21 @@ class InsufficientCreditsStop(InsufficientCredits):
 
 
 @contextlib.contextmanager
+def exit_on_second_signal() -> Iterator[None]:
+    """Within it, a run's second signal ends the process at once with exit 75: the command
+    line's choice, since a thread busy in a scan or a write cannot be cancelled."""
+    token = _SECOND_SIGNAL_EXITS.set(True)
+    try:
+        yield
+    finally:
+        _SECOND_SIGNAL_EXITS.reset(token)
+
+
+@contextlib.contextmanager
 def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
     """First SIGINT/SIGTERM: stop submitting and wrap up. Second: leave at once (state is safe:
-    every transition is a committed transaction).
+    every transition is a committed transaction): exit, within `exit_on_second_signal`, else
+    cancel the run, which raises Stopped in the caller's task.
 
     Only the main thread can take signals: elsewhere (a notebook's run on a thread of its
     own, a loop that cannot take them) the run goes without, and the caller's handlers are put
@@ -98,14 +117,21 @@ def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
         yield
         return
     loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    cancelled = False
 
     def on_signal() -> None:
-        if stop.is_set():
+        nonlocal cancelled
+        if not stop.is_set():
+            stop.set()
+        elif _SECOND_SIGNAL_EXITS.get():
             # Leaving without unwinding: the output being written would stay behind.
             remove_temp_files()
-            os.write(2, b"ample-batch: interrupted twice: stopped at once; run again to resume\n")
+            os.write(2, f"ample-batch: {TWICE}\n".encode())
             os._exit(EXIT_TEMPFAIL)
-        stop.set()
+        elif task is not None and not cancelled:
+            cancelled = True
+            task.cancel()
 
     installed: dict[signal.Signals, Any] = {}
     # A loop without signal support (Windows' Proactor, some embedders) goes without.
@@ -116,6 +142,11 @@ def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
             installed[sig] = previous
     try:
         yield
+    except asyncio.CancelledError:
+        if not cancelled or task is None:
+            raise
+        task.uncancel()  # our cancel, not the caller's: it ends here, as an exception
+        raise Stopped(TWICE) from None
     finally:
         for sig, previous in installed.items():
             loop.remove_signal_handler(sig)

@@ -4,12 +4,16 @@ loopback, compressed limits. Every limit is asserted from the fake's own log."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 from cli_backends import StateBackend
 from helpers import (
+    KEY,
     FakeInThread,
     batch_states,
     cli,
@@ -341,6 +345,58 @@ def test_a_second_interrupt_while_stopping_leaves_at_once_without_a_traceback(
     assert "Traceback" not in err
     last_line = err.splitlines()[-1]
     assert last_line == "ample-batch: interrupted twice: stopped at once; run again to resume"
+
+
+_CELL = """
+import asyncio, sys
+import ample_batch
+
+async def cell():
+    try:
+        await ample_batch.avalidate(sys.argv[1], base_url=sys.argv[2], state_dir=sys.argv[3])
+    except ample_batch.Stopped as exc:
+        print("stopped:", exc)
+    await asyncio.sleep(0)  # the loop still runs the next cell's work
+    print("alive")
+
+loop = asyncio.new_event_loop()  # a kernel's loop, run on the main thread
+loop.run_until_complete(cell())
+"""
+
+
+def test_a_second_interrupt_in_the_callers_own_loop_raises_stopped_and_the_process_lives(
+    tmp_path: Path,
+) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(100))
+    # As the command-line test above, but `await avalidate(...)` on the caller's loop, as a
+    # notebook cell runs it: a kernel that exited on a second interrupt would lose its work.
+    with FakeInThread(**FAST, latency=2.0) as fake:
+        state = tmp_path / "s"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _CELL, str(src), fake.url, str(state)],
+            env={**os.environ, "AMPLEMARKET_API_KEY": KEY},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_until(lambda: [s for s, _ in batch_states(state)] == ["submitting"])
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+        assert proc.returncode == 0, err
+        assert out.splitlines() == [
+            "stopped: interrupted twice: stopped at once; run again to resume",
+            "alive",
+        ]
+        assert "Traceback" not in err
+        report = tmp_path / "summary.json"
+        result = cli(*validate_args(fake, src, state, "--summary-json", str(report)))
+        summary = fake.summary()
+    assert result.returncode == 0, result.stderr
+    # The POST cut off in flight had reached the server: its fate is unknown to the client, so
+    # the resend is reported exactly, as after a kill inside a POST (README, Guarantees).
+    charged_twice = json.loads(report.read_text())["possible_double_charges"]
+    assert charged_twice == summary.emails_charged_twice == 100
 
 
 def test_a_second_run_of_the_same_job_is_refused(tmp_path: Path) -> None:
