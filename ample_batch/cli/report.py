@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..pipeline.progress import line
 from ..pipeline.writable import check_writable
 
 if TYPE_CHECKING:
@@ -57,23 +58,11 @@ class Report:
             changed, self._wait_logged = True, submitted
         self._last_stage = status.stage
         if changed and (not self._tty or self.verbose):
-            self._log(self._line(status, waiting))
+            self._log(line(status, waiting=waiting, quota=_quota(status)))
         if self._tty:
             self._draw(status, waiting)
         elif time.monotonic() - self._last_log >= LOG_EVERY:
-            self._log(self._line(status, waiting))
-
-    def _line(self, s: LiveStatus, waiting: str) -> str:
-        parts = [s.stage, waiting]
-        if s.rows:
-            parts.append(f"{s.rows:,} rows, {s.unique:,} unique emails")
-        if s.counters is not None:
-            c = s.counters
-            parts.append(
-                f"{c.emails_submitted:,}/{s.to_submit:,} submitted, {c.emails_resolved:,} validated"
-            )
-        parts.append(_quota(s))
-        return " · ".join(part for part in parts if part)
+            self._log(line(status, waiting=waiting, quota=_quota(status)))
 
     def _log(self, line: str) -> None:
         self._last_log = time.monotonic()

@@ -16,8 +16,8 @@ import contextlib
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from ..api.client import ValidationClient
 from ..api.match import ResultMatcher
 from ..api.responses import TERMINAL_STATUSES, Validation, failed_validation
 from ..errors import (
@@ -31,6 +31,9 @@ from ..errors import (
 )
 from .protocol import JobStore
 from .records import Batch, BatchState
+
+if TYPE_CHECKING:  # a type only: the summary's Counters must not load aiohttp for `status`
+    from ..api.client import ValidationClient
 
 KNOWN_STATUSES = frozenset({"queued", "processing", *TERMINAL_STATUSES})
 

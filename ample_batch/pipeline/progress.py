@@ -55,9 +55,10 @@ class LineProgress:
         print(f"ample-batch: {text}", file=self._stream or sys.stderr, flush=True)
 
 
-def line(status: LiveStatus) -> str:
-    """`validating · 1,000 rows, 900 unique emails · 400/900 submitted, 300 validated`"""
-    parts = [status.stage]
+def line(status: LiveStatus, *, waiting: str = "", quota: str = "") -> str:
+    """`validating · 1,000 rows, 900 unique emails · 400/900 submitted, 300 validated`, with
+    `waiting` after the stage and `quota` at the end when given."""
+    parts = [status.stage, waiting]
     if status.rows:
         parts.append(f"{status.rows:,} rows, {status.unique:,} unique emails")
     if status.counters is not None:
@@ -66,7 +67,8 @@ def line(status: LiveStatus) -> str:
             f"{counters.emails_submitted:,}/{status.to_submit:,} submitted, "
             f"{counters.emails_resolved:,} validated"
         )
-    return " · ".join(parts)
+    parts.append(quota)
+    return " · ".join(part for part in parts if part)
 
 
 def both(first: Reporter | None, second: Reporter | None) -> Reporter:
