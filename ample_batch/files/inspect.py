@@ -149,7 +149,7 @@ def _inspect_parquet(path: Path, email_column: str | None) -> InputSpec:
         rows = pf.metadata.num_rows
         if rows == 0:
             raise InputError(f"{path.name}: has a schema but no rows to validate")
-        text_like = {f.name for f in schema if _is_text(f.type)}
+        text_like = {f.name for f in schema if is_text(f.type, dictionaries=True)}
         samples: dict[str, list[str]] = {}
         wanted = [c for c in columns if c in text_like and columns.count(c) == 1]
         if wanted:
@@ -272,12 +272,6 @@ def _inspect_sheet(
         rows_hint=head.height - 1,
     )
     return _finish(draft, columns, head.samples(), email_column, text_like=set(columns))
-
-
-def _is_text(t: pa.DataType) -> bool:
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    return is_text(t)
 
 
 def _finish(

@@ -54,8 +54,9 @@ class SplitFile:
     """How many rows it holds: the output's rows with this verdict."""
 
 
-def is_text(t: pa.DataType, *, views: bool = True) -> bool:
-    """Whether `t` is Arrow text: string, large_string or (unless `views=False`) string_view.
+def is_text(t: pa.DataType, *, views: bool = True, dictionaries: bool = False) -> bool:
+    """Whether `t` is Arrow text: string, large_string or (unless `views=False`) string_view;
+    with `dictionaries=True`, also a dictionary of text (a categorical column).
 
     `views=False` is for code that reads the offsets buffer or calls a kernel that has none
     for string views.
@@ -63,9 +64,13 @@ def is_text(t: pa.DataType, *, views: bool = True) -> bool:
     >>> import pyarrow as pa
     >>> is_text(pa.large_string()), is_text(pa.string_view(), views=False), is_text(pa.binary())
     (True, False, False)
+    >>> is_text(pa.dictionary(pa.int32(), pa.string()), dictionaries=True)
+    True
     """
     import pyarrow as pa  # not at the top: the CLI may import spec's names without pyarrow
 
+    if dictionaries and pa.types.is_dictionary(t):
+        t = t.value_type
     return bool(
         pa.types.is_string(t)
         or pa.types.is_large_string(t)

@@ -48,13 +48,11 @@ def text_table(frame: Any, kind: FrameKind) -> pa.Table:
         names = [str(name) for name in frame.columns]
         columns = [_pandas_text(frame.iloc[:, i]) for i in range(frame.shape[1])]
     rows = len(frame)
-    kept = [c if c is not None and _holds_text(c.type) else pa.nulls(rows) for c in columns]
+    kept = [
+        c if c is not None and is_text(c.type, dictionaries=True) else pa.nulls(rows)
+        for c in columns
+    ]
     return pa.Table.from_arrays(kept, names=names)
-
-
-def _holds_text(t: pa.DataType) -> bool:
-    """Text, or a dictionary of text (a categorical column)."""
-    return is_text(t.value_type if pa.types.is_dictionary(t) else t)
 
 
 def _polars_text(series: Any) -> pa.Array | pa.ChunkedArray | None:
