@@ -22,19 +22,12 @@ def xlsx_rows(
     path: Path, sheet: str | None, *, nrows: int | None = None
 ) -> tuple[str, list[list[Any]], int]:
     """The sheet's name, its rows as Python values and its height (header included)."""
-    from python_calamine import CalamineWorkbook
-
-    try:
-        book = CalamineWorkbook.from_path(str(path))
-    except Exception as exc:  # calamine raises its own and zip/xml errors
-        raise InputError(
-            f"{path.name}: not a readable XLSX workbook ({exc}); save it again"
-        ) from exc
+    book = _open_workbook(path)
     try:
         names = list(book.sheet_names)
         if sheet is None:
             if not names:
-                raise InputError(f"{path.name}: the workbook has no sheets; add one with the leads")
+                raise InputError(_NO_SHEETS.format(name=path.name))
             sheet = names[0]
         elif sheet not in names:
             raise InputError(f"{path.name}: no sheet named {sheet!r}; sheets: {', '.join(names)}")
@@ -52,21 +45,29 @@ def xlsx_rows(
 
 def xlsx_sheet_names(path: Path) -> list[str]:
     """The workbook's sheet names, in order."""
-    from python_calamine import CalamineWorkbook
-
-    try:
-        book = CalamineWorkbook.from_path(str(path))
-    except Exception as exc:  # calamine raises its own and zip/xml errors
-        raise InputError(
-            f"{path.name}: not a readable XLSX workbook ({exc}); save it again"
-        ) from exc
+    book = _open_workbook(path)
     try:
         names = list(book.sheet_names)
     finally:
         book.close()
     if not names:
-        raise InputError(f"{path.name}: the workbook has no sheets; add one with the leads")
+        raise InputError(_NO_SHEETS.format(name=path.name))
     return names
+
+
+_NO_SHEETS = "{name}: the workbook has no sheets; add one with the leads"
+
+
+def _open_workbook(path: Path) -> Any:
+    """The workbook, read by calamine; InputError when it is not one."""
+    from python_calamine import CalamineWorkbook
+
+    try:
+        return CalamineWorkbook.from_path(str(path))
+    except Exception as exc:  # calamine raises its own and zip/xml errors
+        raise InputError(
+            f"{path.name}: not a readable XLSX workbook ({exc}); save it again"
+        ) from exc
 
 
 def _integral(value: float) -> bool:
