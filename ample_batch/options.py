@@ -115,13 +115,6 @@ class ValidateOptions:
     """Append a column of this name with the address as sent to the API; None appends none."""
 
 
-def state_dir_for(api: ApiOptions, state_dir: Path) -> Path:
-    """Where a run keeps its state: a simulation gets a store of its own under the state dir,
-    so its made-up verdicts never reach a real job or the real verdict cache, and it never
-    touches a real job's rows, ledgers or locks."""
-    return state_dir / SIMULATED_DIR if api.simulate else state_dir
-
-
 def default_state_dir() -> Path:
     """`--state-dir`'s default when AMPLE_BATCH_HOME is not set: the platform's data dir."""
     return Path(platformdirs.user_data_dir("ample-batch", appauthor=False))

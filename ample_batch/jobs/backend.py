@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .. import pg
 from ..errors import InputError
+from ..options import SIMULATED_DIR
 from .db import DB_NAME
 from .locks import FileLocks, JobLocks
 from .protocol import JobStore
@@ -65,6 +66,11 @@ class State:
         if self.url is not None:
             return pg.content_job_id(fingerprint, email_column, sheet=sheet)
         return job_id_for(input_path, fingerprint, email_column, sheet=sheet)
+
+    def for_mode(self, simulate: bool) -> State:
+        """This state, or (`simulate`) the one a simulation uses instead: the one place that
+        chooses, for runs, estimates, status, cancel, reports and frames alike."""
+        return self.simulated(SIMULATED_DIR) if simulate else self
 
     def simulated(self, subdir: str) -> State:
         """The state a simulation uses instead: a dir of its own, or a schema of its own."""

@@ -31,9 +31,9 @@ from ..files.appended import appended_columns
 from ..files.output import default_output_path
 from ..files.spec import CATCH_ALL_COLUMN, RESULT_COLUMN
 from ..jobs.state_dir import make_state_dir
-from ..options import state_dir_for
 from .frame_types import FrameKind, frame_kind, text_table, with_verdicts
 from .keywords import RUN_KEYWORDS, Call, RunKeywords, resolve, sent_column_name
+from .prepare import state_of
 from .sync import run_sync
 from .validate import avalidate
 
@@ -161,7 +161,7 @@ def _frames_folder(call: Call) -> Iterator[Path]:
     state dir then (the shared state finds the job by content, not by path, so the same
     frame still resumes its job from any folder)."""
     if call.options.state_url is None:
-        folder = state_dir_for(call.options.api, call.options.state_dir) / FRAMES_DIR
+        folder = state_of(call.options.api, call.options.state_dir).dir / FRAMES_DIR
         make_state_dir(folder)
         yield folder
         return

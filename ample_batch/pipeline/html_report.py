@@ -21,7 +21,6 @@ from typing import Any
 
 from ..errors import AmpleBatchError, InputError
 from ..jobs.backend import State, Where, as_state, has_store
-from ..options import SIMULATED_DIR
 from .jobs import status
 from .report_charts import (
     e,
@@ -118,7 +117,7 @@ def report(
     InputError for an unknown job or a bad path."""
     check_report_path(output)
     state = as_state(state_dir)
-    where = state.simulated(SIMULATED_DIR) if simulate else state
+    where = state.for_mode(simulate)
     found = status(where, job)
     if not found:
         hint = (
@@ -378,6 +377,6 @@ def _has_simulated_store(state: State) -> bool:
     """Whether `--simulate` runs left jobs beside `state`; a schema too long to have a
     simulated twin has none (that is no error of a command run without --simulate)."""
     try:
-        return has_store(state.simulated(SIMULATED_DIR))
+        return has_store(state.for_mode(True))
     except InputError:
         return False

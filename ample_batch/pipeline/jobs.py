@@ -20,7 +20,7 @@ from ..jobs.backend import State, Where, as_state, has_store, job_locks, open_st
 from ..jobs.locks import Holder, JobLocks, job_lock
 from ..jobs.protocol import JobStore
 from ..jobs.records import BatchState, Job, Progress
-from ..options import SIMULATED_DIR, ApiOptions
+from ..options import ApiOptions
 
 
 @dataclass(frozen=True)
@@ -115,8 +115,7 @@ def cancel(state_dir: Where, job: str, api: ApiOptions, *, wait: float = CANCEL_
 
 
 async def _cancel(state_dir: Where, job_ref: str, api: ApiOptions, wait: float) -> int:
-    state = as_state(state_dir)
-    state = state.simulated(SIMULATED_DIR) if api.simulate else state
+    state = as_state(state_dir).for_mode(api.simulate)
     with open_store(state) as store:
         job = _find(store, job_ref)
         running = len(store.batches(job.id, BatchState.RUNNING))

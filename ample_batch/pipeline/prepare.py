@@ -15,7 +15,7 @@ from ..files.spec import InputSpec
 from ..files.split import check_split_paths
 from ..jobs.backend import State
 from ..jobs.plan import chunk_size_for
-from ..options import SIMULATED_DIR, ApiOptions, ValidateOptions
+from ..options import ApiOptions, ValidateOptions
 from .html_report import check_report_path
 
 
@@ -70,4 +70,4 @@ def state_of(
 
         url, schema = pg.check_url(url), pg.check_schema(schema)
     state = State(state_dir, url=url, schema=schema)
-    return state.simulated(SIMULATED_DIR) if api.simulate else state
+    return state.for_mode(api.simulate)

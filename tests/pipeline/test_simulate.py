@@ -18,7 +18,8 @@ from helpers import KEY, FakeInThread, cli, lead_rows, read_csv, write_leads
 from ample_batch.errors import InsufficientCredits
 from ample_batch.fake.config import verdict_for
 from ample_batch.limits import Limit
-from ample_batch.options import ApiOptions, ValidateOptions, state_dir_for
+from ample_batch.options import ApiOptions, ValidateOptions
+from ample_batch.pipeline.prepare import state_of
 from ample_batch.pipeline.validate import validate
 
 REAL_SEED = 7  # the simulation's fake uses seed 0: most verdicts differ between the two
@@ -123,8 +124,8 @@ def test_limits_default_by_mode_and_the_state_dir_for_a_simulation(tmp_path) -> 
         Limit(10, 1.0),
         Limit(5, 1.0),
     )
-    assert state_dir_for(real, tmp_path) == tmp_path
-    assert state_dir_for(trial, tmp_path) == tmp_path / "simulated"
+    assert state_of(real, tmp_path).dir == tmp_path
+    assert state_of(trial, tmp_path).dir == tmp_path / "simulated"
 
 
 def test_the_cli_help_shows_the_limit_defaults_by_mode() -> None:
