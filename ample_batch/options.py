@@ -1,8 +1,10 @@
-"""What a run is given and what it reports: the options of `validate` (and the API's part,
-shared with `cancel` and `estimate`), their defaults by mode, the live status a progress
-display reads, and the summary of a run.
+"""What a run is given: the options of `validate`, the API's part of them (shared with
+`cancel` and `estimate`), and their defaults by mode (a simulation's limits and state).
 
-    ValidateOptions(input=Path("leads.csv"), state_dir=d, api=ApiOptions(simulate=True))
+    >>> trial = ApiOptions(simulate=True)
+    >>> options = ValidateOptions(input=Path("leads.csv"), state_dir=Path("/s"), api=trial)
+    >>> trial.resolved_usage_limit.count >= 1_000_000, options.cache_ttl == DEFAULT_CACHE_TTL
+    (True, True)
 """
 
 from __future__ import annotations
