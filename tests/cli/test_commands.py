@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -42,25 +43,39 @@ def test_every_command_has_help_with_an_example(command: str) -> None:
 
 def test_validate_help_documents_the_contract() -> None:
     text = CliRunner().invoke(main, ["validate", "--help"], terminal_width=200).output
-    for option in [
-        "--output",
-        "--email-column",
-        "--api-key",
-        "--base-url",
-        "--usage-limit",
-        "--rate-limit",
-        "--chunk-size",
-        "--state-dir",
-        "--cache-ttl",
-        "--max-runtime",
-        "--simulate",
-        "--summary-json",
-        "--quiet",
-        "--verbose",
-        "AMPLEMARKET_API_KEY",
-        "AMPLE_BATCH_HOME",
-    ]:
-        assert option in text
+    # One entry per option, its wrapped help joined: "  -o, --output PATH  Output file ..."
+    # belongs to each of its names.
+    blocks = re.split(r"\n(?=  -)", text.split("Options:", 1)[1])
+    lines: dict[str, str] = {}
+    for block in blocks:
+        joined = " ".join(block.split())
+        for name in re.findall(r"(?:^|, )(-{1,2}[\w-]+)", joined):
+            lines[name] = joined
+    # Each option of design.md's contract, with what its help must say: the default a user
+    # relies on, the environment variable it reads, the promise it makes.
+    contract = {
+        "--output": "format from extension",
+        "--email-column": "Column holding the email",
+        "--api-key": "[env var: AMPLEMARKET_API_KEY]",
+        "--base-url": "[default: https://api.amplemarket.com]",
+        "--usage-limit": "[default: 15000/hour; --simulate: unlimited]",
+        "--rate-limit": "[default: 500/minute; --simulate: unlimited]",
+        "--chunk-size": "min(100000, usage-limit count)",
+        "--state-dir": "[env AMPLE_BATCH_HOME]",
+        "--cache-ttl": "[default: 30d]",
+        "--recheck": "[default: unknown=7d]",
+        "--state-url": "[env AMPLE_BATCH_STATE_URL]",
+        "--max-runtime": "exit 75",
+        "--simulate": "no key, no credits",
+        "--summary-json": "JSON",
+        "-q": "--quiet",
+        "-v": "--verbose",
+    }
+    for option, says in contract.items():
+        assert option in lines, f"{option} is missing from validate --help"
+        assert says in lines[option], f"{option}'s help lost {says!r}: {lines[option]!r}"
+    assert "never printed, logged or stored" in lines["--api-key"]
+    assert "Exits 75 when it stops early" in text
 
 
 def test_estimate_spends_nothing_and_counts_the_cache(tmp_path: Path) -> None:
