@@ -5,8 +5,13 @@ The job store and the quota ledgers are SQLite files that many processes share. 
 race to it SQLite answers SQLITE_BUSY at once, without waiting the connection's busy
 timeout (it would risk a deadlock). So the switch is tried again for up to the timeout.
 
-    conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
-    enable_wal(conn, timeout=30.0)
+    >>> import sqlite3, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "state.sqlite")
+    >>> conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+    >>> enable_wal(conn, timeout=30.0)
+    >>> conn.execute("PRAGMA journal_mode").fetchone()
+    ('wal',)
+    >>> conn.close()
 """
 
 from __future__ import annotations

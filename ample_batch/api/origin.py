@@ -1,9 +1,14 @@
 """Where the API key may be sent: a base URL checked before anything goes out, and every href
 resolved against it, refused when it points at another origin.
 
-    origin = Origin("https://api.amplemarket.com/")
-    origin.base_url                              # 'https://api.amplemarket.com'
-    origin.url_for("/email-validations/v1?page[after]=a")
+    >>> origin = Origin("https://api.amplemarket.com/")
+    >>> origin.base_url
+    'https://api.amplemarket.com'
+    >>> origin.url_for("/email-validations/v1?page[after]=a")
+    URL('https://api.amplemarket.com/email-validations/v1?page[after]=a')
+    >>> origin.url_for("https://evil.example/x")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ample_batch.errors.UnsafeLink: refusing to follow a link to another origin ...
 """
 
 from __future__ import annotations

@@ -5,10 +5,15 @@ A `State` is a state dir (SQLite: the job store, the ledgers and lock files in i
 `url`, a PostgreSQL database shared by many hosts (`pg_store.PgStore`, advisory locks, the
 ledgers in the same database), and then nothing is written under the dir.
 
-    state = State(Path("~/.local/share/ample-batch"))
-    if has_store(state):
-        with open_store(state) as store:
-            store.jobs()
+    >>> import tempfile
+    >>> state = State(Path(tempfile.mkdtemp()))     # a state dir, e.g. ~/.local/share/ample-batch
+    >>> has_store(state)
+    False
+    >>> with open_store(state) as store:
+    ...     store.jobs()
+    []
+    >>> has_store(state)
+    True
 """
 
 from __future__ import annotations

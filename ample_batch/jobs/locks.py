@@ -5,9 +5,12 @@ picks.
 Either kind is released when its holder dies, even by SIGKILL, and records who holds it (host
 and process), so `status` can say who runs a job and `cancel` can ask that run to stop.
 
-    locks = job_locks(state)
-    with job_lock(locks, job_id):      # JobBusy if another run holds it
-        ...
+    >>> import contextlib, tempfile
+    >>> from ample_batch.jobs.backend import State, job_locks
+    >>> state = State(Path(tempfile.mkdtemp()))
+    >>> with contextlib.closing(job_locks(state)) as locks, job_lock(locks, "3f9a"):
+    ...     locks.holder("3f9a").pid == os.getpid()   # JobBusy for any other run meanwhile
+    True
 """
 
 from __future__ import annotations

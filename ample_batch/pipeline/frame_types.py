@@ -1,8 +1,12 @@
 """The data-frame types `validate_frame` takes, to Arrow for the pipeline and back.
 
-    kind = frame_kind(frame)                    # "pandas", "polars" or "arrow"
-    table = text_table(frame, kind)             # what the pipeline reads
-    out = with_verdicts(frame, kind, result, catch_all)
+    >>> frame = pa.table({"email": ["ana@acme.com"], "score": [7]})
+    >>> kind = frame_kind(frame)
+    >>> kind, text_table(frame, kind).schema.types   # what the pipeline reads
+    ('arrow', [DataType(string), DataType(null)])
+    >>> result, catch_all = pa.chunked_array([["deliverable"]]), pa.chunked_array([[False]])
+    >>> with_verdicts(frame, kind, result, catch_all).column_names
+    ['email', 'score', 'email_result', 'email_catch_all']
 
 Only text columns can hold the email, so only they are copied; every other column becomes
 an all-null one of the same name (the email column's detection and the error messages see

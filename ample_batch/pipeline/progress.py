@@ -1,8 +1,14 @@
 """`progress=True`: plain lines on stderr, which a terminal and a notebook cell both show.
 
-    progress = LineProgress()
+    progress = LineProgress()                   # on stderr
     summary = validate(options, reporter=progress)
     progress.done(summary)
+
+    >>> import io
+    >>> out = io.StringIO()
+    >>> LineProgress(out)(LiveStatus(stage="scanning"))
+    >>> out.getvalue()
+    'ample-batch: scanning\\n'
 
 A line when the stage changes and, while validating, one every `every` seconds; no cursor
 tricks, so a log file or a notebook's output reads the same as a terminal.

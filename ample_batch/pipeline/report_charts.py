@@ -2,7 +2,9 @@
 table row, and the hourly timeline against the usage limit. Standard library only; every
 text is HTML-escaped here, so a domain or a verdict name can never become markup.
 
-    verdict_chart([("deliverable", "deliverable", 60, "#2e7d32")], total=100)
+    >>> svg = verdict_chart([("deliverable", "deliverable", 60, "#2e7d32")], total=100)
+    >>> svg.startswith("<svg") and "<title>deliverable: 60</title>" in svg
+    True
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ Every SQL statement on the ledger tables (`pg_schema` migration 1) is in this mo
 
 Time is the database server's (`pg_schema.NOW_MS`), never a host's: hosts' clocks disagree,
 and host-clock stamps let a skewed host overfill a shared sliding window (measured: see
-docs/design-measurements.md, "State"), while every host reads the one server clock. `now()` asks the server too, so `Ledger`, which sleeps on the host's clock
-for the durations the bucket gives, waits right however skewed that host is.
+docs/design-measurements.md, "State"), while every host reads the one server clock. `now()`
+asks the server too, so `Ledger`, which sleeps on the host's clock for the durations the
+bucket gives, waits right however skewed that host is.
 
 An admission is one transaction holding the key's ledger row (`SELECT ... FOR UPDATE`): the
 count of the window and the insert cannot interleave with another host's, so no rolling window
