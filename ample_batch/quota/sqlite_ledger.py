@@ -32,9 +32,9 @@ from ..sqlite_wal import enable_wal
 from .bucket import ALGORITHM, MsClock, put_or_wait
 from .clock import Clock
 
-# How long a process waits for another one's transaction before giving up: they are short, so
-# a wait this long means a stuck process, not a busy one.
-_BUSY_TIMEOUT = 60.0
+BUSY_TIMEOUT = 60.0
+"""Seconds a process waits for another one's transaction before giving up: they are short,
+so a wait this long means a stuck process, not a busy one."""
 
 
 # A read-only look (`shows_spend`) gives up sooner: it only guards a rare mistake.
@@ -43,10 +43,13 @@ _READ_TIMEOUT = 5.0
 
 class SQLiteLedgerFile:
     """One API key's ledger file: opened on first use, created (with its directory) if need
-    be; its buckets share the connection, which `close()` closes."""
+    be; its buckets share the connection, which `close()` closes. `timeout` is how long an
+    operation waits for another process's transaction (None: `BUSY_TIMEOUT`)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, timeout: float | None = None) -> None:
         self.path = path
+        # Read at open, not import: a test shortens BUSY_TIMEOUT for a whole process.
+        self.timeout = BUSY_TIMEOUT if timeout is None else timeout
         self._conn: sqlite3.Connection | None = None
 
     def bucket(self, table: str, capacity: int, window_ms: int, clock: Clock) -> SQLiteLedgerBucket:
@@ -82,17 +85,15 @@ class SQLiteLedgerFile:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = _connect(self.path)
+            self._conn = _connect(self.path, self.timeout)
         return self._conn
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, timeout: float) -> sqlite3.Connection:
     # Autocommit: the only transactions are the explicit ones `_WriteLock` opens.
-    conn = sqlite3.connect(
-        path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT
-    )
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout)
     try:
-        enable_wal(conn, timeout=_BUSY_TIMEOUT)
+        enable_wal(conn, timeout=timeout)
         # A killed process loses nothing committed; only an OS crash may lose the last commits.
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(
