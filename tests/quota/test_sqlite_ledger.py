@@ -110,7 +110,7 @@ async def test_an_admission_on_a_locked_ledger_is_state_unavailable(
         assert str(config.ledger_path) in str(caught.value)
         # Once the other process lets go, the run's next admission goes through.
         await scheduler.admit(10)
-        assert scheduler.usage_in_window == 10
+        assert scheduler.usage_in_window() == 10
 
 
 def test_the_ledger_file_is_named_after_the_key_id(tmp_path: Path) -> None:
@@ -144,7 +144,7 @@ def test_a_ledger_locked_mid_run_exits_75_naming_it(tmp_path: Path) -> None:
     ledger = state / ledger_file_name(key_id(KEY))
     # Every answer takes 0.5 s: the run is mid-request, its ledger open, when the lock is taken.
     with FakeInThread(latency=0.5, retry_after=0.1, emails_per_second=20000) as fake:
-        args = ("validate", str(src), "--base-url", fake.url, "--state-dir", str(state))
+        args = ("validate", str(src), "--base-url", fake.url, "--state-dir", str(state), "-q")
         proc = _popen_giving_up_quickly(*args)
         try:
             deadline = time.monotonic() + 60
@@ -161,7 +161,7 @@ def test_a_ledger_locked_mid_run_exits_75_naming_it(tmp_path: Path) -> None:
         assert str(ledger) in err
         assert "locked" in err and "run the same command again" in err
         # Nothing was lost: the lock gone, the same command finishes the job.
-        again = cli(*args, "-q")
+        again = cli(*args)
         assert again.returncode == 0, again.stderr
 
 
