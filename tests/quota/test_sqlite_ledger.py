@@ -11,6 +11,7 @@ second; the lock is held from another connection, as another process would hold 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import subprocess
@@ -20,16 +21,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import aiohttp
 import pytest
-from helpers import KEY, FakeInThread, cli, lead_rows, write_leads
+from helpers import KEY, FakeInThread, cli, lead_rows, make_client, write_leads
 
 from ample_batch.errors import StateUnavailable, StateUnusable
+from ample_batch.jobs.engine import Engine
 from ample_batch.jobs.store import Store
 from ample_batch.limits import Limit
 from ample_batch.quota import sqlite_ledger
 from ample_batch.quota.clock import SystemClock
 from ample_batch.quota.config import ledger_file_name
-from ample_batch.quota.scheduler import ScheduleConfig, Scheduler, key_id
+from ample_batch.quota.scheduler import Admission, ScheduleConfig, Scheduler, key_id
 from ample_batch.quota.sqlite_ledger import SQLiteLedgerBucket, SQLiteLedgerFile
 
 SHORT_WAIT = 0.2
@@ -117,6 +120,46 @@ def test_the_ledger_file_is_named_after_the_key_id(tmp_path: Path) -> None:
     assert ledger_file_name("ab12") == "ledger-ab12.sqlite"
     config = ScheduleConfig(ledger_dir=tmp_path, key_id="ab12")
     assert config.ledger_path == tmp_path / ledger_file_name("ab12")
+
+
+class LedgerUnreadableAfterThePost(Scheduler):
+    """The ledger file turns unreadable once a batch was admitted (a disk gone bad)."""
+
+    admitted = False
+
+    async def admit(self, emails: int) -> Admission:
+        admission = await super().admit(emails)
+        self.admitted = True
+        return admission
+
+    async def request(self) -> str:
+        if self.admitted:
+            raise StateUnusable("/s/ledger-ab12.sqlite: is not a readable ample-batch database")
+        return await super().request()
+
+
+async def test_a_ledger_failing_after_an_unanswered_post_is_not_blamed_on_the_api(
+    fake_api, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    # The POST's connection drops: its fate is unknown, so the key check must answer before
+    # anything else goes out, and that check's request slot finds the ledger unreadable.
+    fake = await fake_api(drop=1.0)
+    with Store(tmp_path) as store:
+        job = store.open_job(
+            input_path="/data/leads.csv", fingerprint="f", email_column="Email",
+            output_path=None, cache_ttl=0,
+        )  # fmt: skip
+        store.plan(job.id, cached=[], new=[f"e{i}@x.co" for i in range(10)], chunk_size=10)
+        config = ScheduleConfig(usage_limit=Limit(1000, 60.0), ledger_dir=tmp_path, key_id="k")
+        with LedgerUnreadableAfterThePost(config) as scheduler:
+            stop = asyncio.Event()
+            client = make_client(session, fake.url, throttle=scheduler, stop=stop)
+            engine = Engine(store, job.id, client, scheduler, stop=stop)
+            # Before: "the API did not answer as itself", exit 75, and the file never named.
+            with pytest.raises(StateUnusable, match="ledger-ab12"):
+                await engine.run()
+        stored = store.get_job(job.id)
+        assert stored is not None and stored.possible_double_charges == 10
 
 
 # The real command, with only the ledger's busy timeout shortened: a separate process, as a
