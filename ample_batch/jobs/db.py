@@ -1,6 +1,7 @@
-"""The SQLite job store's database: its schema and migrations, how it is opened and written
-(one `BEGIN IMMEDIATE` transaction per change), and sqlite3's errors translated into ours.
-The records read from it are backend-neutral: see records.py.
+"""The SQLite job store's database: its schema and migrations, and how it is opened and
+written (one `BEGIN IMMEDIATE` transaction per change), sqlite3's errors translated into ours
+on the way (`sqlite_errors`, shared with the quota ledgers). The records read from it are
+backend-neutral: see records.py.
 
 Each entry of MIGRATIONS moves the schema one version forward (`PRAGMA user_version`); an
 entry that has shipped is never edited, so an older database always opens.
@@ -15,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import StateFailed, StateUnavailable, StateUnusable
+from ..errors import StateUnavailable, StateUnusable
+from ..sqlite_errors import translated
 from ..sqlite_wal import enable_wal
 
 DB_NAME = "ample-batch.sqlite"
@@ -129,46 +131,6 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
                 if statement.strip():
                     db.execute(statement)
             db.execute(f"PRAGMA user_version = {number}")
-
-
-# Primary SQLite result codes (the low byte of `sqlite_errorcode`).
-_BUSY, _LOCKED, _FULL, _IOERR = 5, 6, 13, 10
-
-
-_READONLY, _CANTOPEN, _PERM, _CORRUPT, _NOTADB = 8, 14, 3, 11, 26
-
-
-@contextlib.contextmanager
-def translated(path: Path) -> Iterator[None]:
-    """sqlite3's errors as ours, naming the file and what to do: StateUnavailable (exit 75)
-    where a rerun will succeed, StateUnusable (exit 2) where the user must act."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise state_error(path, exc) from exc
-
-
-def state_error(path: Path, exc: sqlite3.Error) -> StateUnavailable | StateUnusable | StateFailed:
-    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
-    if code in (_BUSY, _LOCKED):
-        return StateUnavailable(
-            f"{path}: is locked by another process ({exc}); run the same command again later"
-        )
-    if code in (_FULL, _IOERR):
-        return StateUnavailable(
-            f"{path}: cannot be written ({exc}); free disk space, then run the same command again"
-        )
-    if code in (_CORRUPT, _NOTADB):
-        return StateUnusable(
-            f"{path}: is not a readable ample-batch database ({exc}); move it aside, or use "
-            "another --state-dir (or AMPLE_BATCH_HOME)"
-        )
-    if code in (_READONLY, _CANTOPEN, _PERM):
-        return StateUnusable(
-            f"{path}: cannot be opened for writing ({exc}); make it writable, or use another "
-            "--state-dir (or AMPLE_BATCH_HOME)"
-        )
-    return StateFailed(f"{path}: the state database failed ({exc}); please report it")
 
 
 def schema_version(db: sqlite3.Connection) -> int:

@@ -8,6 +8,7 @@ import errno
 from pathlib import Path
 
 from ..errors import StateUnavailable, StateUnusable
+from ..quota.config import ledger_file_name
 from .db import DB_NAME
 
 
@@ -52,8 +53,7 @@ def refuse_reset_state(state_dir: Path, key_id: str | None = None) -> None:
     # Here, not at the top: the ledger module loads pyrate-limiter, which `status` never needs.
     from ..quota.sqlite_ledger import SQLiteLedgerFile
 
-    pattern = "ledger-*.sqlite" if key_id is None else f"ledger-{key_id}.sqlite"
-    for ledger in sorted(state_dir.glob(pattern)):
+    for ledger in sorted(state_dir.glob(ledger_file_name(key_id or "*"))):
         if not SQLiteLedgerFile(ledger).shows_spend():
             continue
         raise StateUnusable(

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..options import cache_cutoff
-from .db import DB_NAME, connect, schema_version, transaction, translated
+from ..sqlite_errors import translated
+from .db import DB_NAME, connect, schema_version, transaction
 from .records import Job, job_id_for
 from .state_dir import make_state_dir, refuse_reset_state
 from .store_shared import SharedStore

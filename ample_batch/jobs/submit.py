@@ -32,6 +32,7 @@ from ..errors import (
     JobLockLost,
     RateLimited,
     RetryableError,
+    StateUnusable,
     SubmissionUnknown,
     TerminalError,
     Unauthorized,
@@ -232,6 +233,8 @@ class Submitter:
             self.counters.out_of_credits = True
             self.counters.notes.append(str(exc))
             return False
+        except StateUnusable:
+            raise  # a state file gone bad (the ledger, at the check's request slot), not the API
         except InputError as exc:
             # Not the API's own answer (a bare 404 from a proxy, say): batches were paid
             # already, so this is "not now" (exit 75), never "nothing was spent" (exit 2).

@@ -21,7 +21,6 @@ from typing import Unpack
 
 from ..api.client import ValidationClient
 from ..jobs.backend import job_locks, open_store
-from ..jobs.db import translated
 from ..jobs.locks import job_lock
 from ..jobs.state_dir import make_state_dir, refuse_reset_state
 from ..options import ValidateOptions
@@ -106,9 +105,7 @@ async def _validate(
             live.stage = "checking the API key"
             reporter(live)
             async with api_session(options.api) as (session, base_url, api_key):
-                ledger = state.dir / f"ledger-{key_id(api_key)}.sqlite"
-                with translated(ledger):  # a corrupt or locked ledger, named
-                    scheduler = scheduler_for(options.api, state, api_key)
+                scheduler = scheduler_for(options.api, state, api_key)
                 live.quota_used = scheduler.usage_in_window
                 live.next_submission = lambda emails: scheduler.wait_for(min(emails, chunk))
                 try:

@@ -16,6 +16,16 @@ from ..limits import Limit
 _KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
+def ledger_file_name(key_id: str) -> str:
+    """The name of the SQLite file holding one key's ledgers, in the state dir: the one
+    place it is spelt (`"*"` for a key id makes it the glob of every key's).
+
+    >>> ledger_file_name("ab12")
+    'ledger-ab12.sqlite'
+    """
+    return f"ledger-{key_id}.sqlite"
+
+
 def key_id(api_key: str) -> str:
     """A stable, non-secret name for an API key: its ledgers and state are filed under it.
 
@@ -65,4 +75,4 @@ class ScheduleConfig:
         """The SQLite file holding this key's ledgers, if they are shared."""
         if self.ledger_dir is None:
             return None
-        return self.ledger_dir / f"ledger-{self.key_id}.sqlite"
+        return self.ledger_dir / ledger_file_name(self.key_id)
