@@ -202,7 +202,8 @@ class UnsafeLink(TerminalError):
 
 class StateUnusable(InputError):
     """The state dir or its database cannot be used as it is (read-only, corrupt, newer, or
-    missing while the key's ledger shows past spend): the user must act. Nothing is spent."""
+    missing while the key's ledger shows past spend): the user must act. Found at the start,
+    nothing is spent; found mid-run (a disk remounted read-only), the run stops there."""
 
 
 class StateUnavailable(Stopped):
