@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Self
 
 from ..errors import StateFailed
-from .records import MOVES, Batch, BatchState
+from ..options import DEFAULT_CACHE_TTL
+from .records import MOVES, Batch, BatchState, Job
 
 
 def move_statement(
@@ -44,6 +45,27 @@ def move_statement(
         assignments.append(f"size = size - {int(shrink)}")
     sql = f"UPDATE batches SET {', '.join(assignments)} WHERE id = {mark}"
     return sql, [*values.values(), batch_id]
+
+
+def prune_threshold(now: float, run_ttl: float, jobs: Iterable[Job]) -> float:
+    """The check time before which no cached verdict is of use any more (`prune_verdicts`).
+
+    Kept: everything younger than the longest TTL in use (this run's, the default, or any
+    stored job's: its `created_at` less its cutoff), and everything a job not done yet may
+    reuse under its cutoff. The default TTL counts whatever this run's: one `--cache-ttl 0`
+    run must not empty the cache that every later default run would use.
+
+    >>> prune_threshold(100 * 86400.0, 0.0, []) / 86400
+    70.0
+    """
+    ttls = [run_ttl, DEFAULT_CACHE_TTL]
+    keep_from = now
+    for job in jobs:
+        if job.cache_cutoff != float("inf"):
+            ttls.append(job.created_at - job.cache_cutoff)
+            if job.state != "done":
+                keep_from = min(keep_from, job.cache_cutoff)
+    return min(now - max(ttls), keep_from)
 
 
 class SharedStore(ABC):
