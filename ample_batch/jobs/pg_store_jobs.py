@@ -13,11 +13,11 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import pg
 from ..options import cache_cutoff
-from .pg_conn import RECONNECT_WAITS, PgConnection
+from .pg_conn import RECONNECT_WAITS, PgConnection, by_name
 from .records import Batch, BatchState, Job
 from .store_shared import SharedStore
 
@@ -28,6 +28,7 @@ _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
 _BATCH_FIELDS = tuple(f.name for f in dataclasses.fields(Batch))
 JOB_COLUMNS = ", ".join(_JOB_FIELDS)
 BATCH_COLUMNS = ", ".join(_BATCH_FIELDS)
+T = TypeVar("T")
 
 
 def job_from_row(row: Sequence[Any]) -> Job:
@@ -43,7 +44,7 @@ def batch_from_row(row: Sequence[Any]) -> Batch:
     return Batch(**values)
 
 
-class PgJobRecords(SharedStore):
+class PgJobRecords(SharedStore["Connection"]):
     """The connection and the jobs table; the base of `pg_store.PgStore`."""
 
     state_dir: Path | None = None
@@ -72,11 +73,23 @@ class PgJobRecords(SharedStore):
     def schema_version(self) -> int:
         return self._pg.read(lambda db: pg.schema_version(db, self.schema))
 
+    def _write(
+        self, work: Callable[[Connection], T], *, durable: bool = False, idempotent: bool = False
+    ) -> T:
+        return self._pg.write(work, durable=durable, idempotent=idempotent)
+
     def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._pg.read(lambda db: db.execute(query, params).fetchall())
 
     def _row(self, query: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         return self._pg.read(lambda db: db.execute(query, params).fetchone())
+
+    def _named_rows(self, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows read by column name (`pg_conn.by_name`)."""
+        return self._pg.read(lambda db: by_name(db).execute(query, params).fetchall())
+
+    def _named_row(self, query: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        return self._pg.read(lambda db: by_name(db).execute(query, params).fetchone())
 
     # -- jobs ----------------------------------------------------------------------------
 

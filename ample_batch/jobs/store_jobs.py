@@ -13,9 +13,9 @@ import dataclasses
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..options import cache_cutoff
 from .db import DB_NAME, connect, schema_version, transaction, translated
@@ -24,9 +24,10 @@ from .state_dir import make_state_dir, refuse_reset_state
 from .store_shared import SharedStore
 
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
+T = TypeVar("T")
 
 
-class JobRecords(SharedStore):
+class JobRecords(SharedStore[sqlite3.Connection]):
     """The connection (WAL, one transaction per change) and the jobs table."""
 
     def __init__(self, state_dir: Path, *, clock: Any = time.time, timeout: float = 30.0) -> None:
@@ -51,6 +52,17 @@ class JobRecords(SharedStore):
         self, *, durable: bool = False
     ) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         return transaction(self._db, self.path, durable=durable)
+
+    def _write(
+        self,
+        work: Callable[[sqlite3.Connection], T],
+        *,
+        durable: bool = False,
+        idempotent: bool = False,
+    ) -> T:
+        # `idempotent` is for a commit whose answer was lost: SQLite's lands or raises.
+        with self._transaction(durable=durable) as db:
+            return work(db)
 
     def _rows(self, query: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with translated(self.path):
