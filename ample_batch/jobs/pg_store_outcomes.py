@@ -8,7 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, cast
 
+from .pg_conn import by_name
 from .pg_store_jobs import PgJobRecords
+from .plan import split_batches
 from .records import Progress, Verdict
 
 if TYPE_CHECKING:
@@ -42,23 +44,26 @@ class PgOutcomeRecords(PgJobRecords):
         return cast("Iterator[Verdict]", rows)
 
     def progress(self, job_id: str) -> Progress:
-        totals = self._row(
-            "SELECT COUNT(*), COUNT(e.result), COUNT(*) FILTER (WHERE b.source = 'cache'),"
-            " COUNT(*) FILTER (WHERE e.result IS NULL AND b.state = 'failed')"
+        totals = self._named_row(
+            "SELECT COUNT(*) AS emails, COUNT(e.result) AS resolved,"
+            " COUNT(*) FILTER (WHERE b.source = 'cache') AS cached,"
+            " COUNT(*) FILTER (WHERE e.result IS NULL AND b.state = 'failed') AS failed"
             " FROM batch_emails e JOIN batches b ON b.id = e.batch_id WHERE b.job_id = %s",
             (job_id,),
         )
         assert totals is not None  # an aggregate always gives one row
-        emails, resolved, cached, failed = totals
-        counts = {
-            state: int(count)
-            for state, count in self._rows(
-                "SELECT state, COUNT(*) FROM batches WHERE job_id = %s AND source = 'api'"
-                " GROUP BY state",
-                (job_id,),
-            )
-        }
-        return Progress(int(emails), int(resolved), int(cached), int(failed), counts)
+        rows = self._named_rows(
+            "SELECT state, COUNT(*) AS batches FROM batches WHERE job_id = %s AND source = 'api'"
+            " GROUP BY state",
+            (job_id,),
+        )
+        return Progress(
+            emails=int(totals["emails"]),
+            resolved=int(totals["resolved"]),
+            cached=int(totals["cached"]),
+            failed=int(totals["failed"]),
+            batches={row["state"]: int(row["batches"]) for row in rows},
+        )
 
     # -- engine outcomes: follow failures, recorded verdicts, emails the API refused ----
 
@@ -67,15 +72,19 @@ class PgOutcomeRecords(PgJobRecords):
         the first of them happened (kept across runs)."""
 
         def work(db: Connection) -> tuple[int, float]:
-            row = db.execute(
-                "UPDATE batches SET follow_failures = follow_failures + 1,"
-                " first_failure_at = COALESCE(first_failure_at, %s) WHERE id = %s"
-                " RETURNING follow_failures, first_failure_at",
-                (now, batch_id),
-            ).fetchone()
+            row = (
+                by_name(db)
+                .execute(
+                    "UPDATE batches SET follow_failures = follow_failures + 1,"
+                    " first_failure_at = COALESCE(first_failure_at, %s) WHERE id = %s"
+                    " RETURNING follow_failures, first_failure_at",
+                    (now, batch_id),
+                )
+                .fetchone()
+            )
             if row is None:
                 raise KeyError(f"no batch {batch_id}")
-            return int(row[0]), float(row[1])
+            return int(row["follow_failures"]), float(row["first_failure_at"])
 
         return self._pg.write(work, serialised=False)
 
@@ -141,13 +150,12 @@ class PgOutcomeRecords(PgJobRecords):
     def batch_email_states(self, batch_id: int, emails: Iterable[str]) -> dict[str, bool]:
         """Those of `emails` the batch holds, each with whether it has a verdict yet: a page's
         matching looks its emails up here instead of holding the whole batch in memory."""
-        wanted = list(emails)
         found: dict[str, bool] = {}
-        for start in range(0, len(wanted), LOOKUP_CHUNK):
-            rows = self._rows(
-                "SELECT email, result IS NOT NULL FROM batch_emails"
+        for chunk in split_batches(list(emails), LOOKUP_CHUNK):
+            rows = self._named_rows(
+                "SELECT email, result IS NOT NULL AS answered FROM batch_emails"
                 " WHERE batch_id = %s AND email = ANY(%s)",
-                (batch_id, wanted[start : start + LOOKUP_CHUNK]),
+                (batch_id, list(chunk)),
             )
-            found.update((e, bool(answered)) for e, answered in rows)
+            found.update((row["email"], bool(row["answered"])) for row in rows)
         return found

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
+from .plan import split_batches
 from .records import Progress, Verdict
 from .store_jobs import JobRecords
+
+LOOKUP_CHUNK = 500
+"""Emails per `IN (...)` lookup: under any SQLite's limit on parameters."""
 
 
 class OutcomeRecords(JobRecords):
@@ -28,22 +32,26 @@ class OutcomeRecords(JobRecords):
 
     def progress(self, job_id: str) -> Progress:
         totals = self._row(
-            "SELECT COUNT(*), COUNT(e.result), SUM(b.source = 'cache'),"
-            " SUM(e.result IS NULL AND b.state = 'failed')"
+            "SELECT COUNT(*) AS emails, COUNT(e.result) AS resolved,"
+            " SUM(b.source = 'cache') AS cached,"
+            " SUM(e.result IS NULL AND b.state = 'failed') AS failed"
             " FROM batch_emails e JOIN batches b ON b.id = e.batch_id WHERE b.job_id = ?",
             (job_id,),
         )
         assert totals is not None  # an aggregate always gives one row
-        emails, resolved, cached, failed = totals
-        counts = {
-            state: count
-            for state, count in self._rows(
-                "SELECT state, COUNT(*) FROM batches WHERE job_id = ? AND source = 'api'"
-                " GROUP BY state",
-                (job_id,),
-            )
-        }
-        return Progress(emails, resolved, cached or 0, failed or 0, counts)
+        rows = self._rows(
+            "SELECT state, COUNT(*) AS batches FROM batches WHERE job_id = ? AND source = 'api'"
+            " GROUP BY state",
+            (job_id,),
+        )
+        # SUM of no rows is NULL, where COUNT is 0.
+        return Progress(
+            emails=totals["emails"],
+            resolved=totals["resolved"],
+            cached=totals["cached"] or 0,
+            failed=totals["failed"] or 0,
+            batches={row["state"]: row["batches"] for row in rows},
+        )
 
     # -- engine outcomes: follow failures, recorded verdicts, emails the API refused ----
 
@@ -56,10 +64,10 @@ class OutcomeRecords(JobRecords):
                 " first_failure_at = COALESCE(first_failure_at, ?) WHERE id = ?",
                 (now, batch_id),
             )
-            count, first = db.execute(
+            row = db.execute(
                 "SELECT follow_failures, first_failure_at FROM batches WHERE id = ?", (batch_id,)
             ).fetchone()
-        return int(count), float(first)
+        return int(row["follow_failures"]), float(row["first_failure_at"])
 
     def follow_failures(self, batch_id: int) -> int:
         """Failed polls or pages in a row, over every run, of a batch (0 after a success)."""
@@ -111,15 +119,13 @@ class OutcomeRecords(JobRecords):
     def batch_email_states(self, batch_id: int, emails: Iterable[str]) -> dict[str, bool]:
         """Those of `emails` the batch holds, each with whether it has a verdict yet: a page's
         matching looks its emails up here instead of holding the whole batch in memory."""
-        wanted = list(emails)
         found: dict[str, bool] = {}
-        for start in range(0, len(wanted), 500):  # under any SQLite's limit on parameters
-            chunk = wanted[start : start + 500]
+        for chunk in split_batches(list(emails), LOOKUP_CHUNK):
             marks = ",".join("?" * len(chunk))
             rows = self._rows(
-                "SELECT email, result IS NOT NULL FROM batch_emails"
+                "SELECT email, result IS NOT NULL AS answered FROM batch_emails"
                 f" WHERE batch_id = ? AND email IN ({marks})",
                 (batch_id, *chunk),
             )
-            found.update((e, bool(answered)) for e, answered in rows)
+            found.update((row["email"], bool(row["answered"])) for row in rows)
         return found

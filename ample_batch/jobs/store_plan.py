@@ -77,12 +77,13 @@ class PlanRecords(OutcomeRecords):
                 " AND state IN ('done', 'failed')) AND email IN (SELECT email FROM stale_emails)"
             )
             shrinks = db.execute(
-                f"SELECT batch_id, COUNT(*) FROM batch_emails WHERE {held} GROUP BY batch_id",
+                f"SELECT batch_id, COUNT(*) AS emails FROM batch_emails WHERE {held}"
+                " GROUP BY batch_id",
                 (job_id,),
             ).fetchall()
             db.executemany(
                 "UPDATE batches SET size = size - ? WHERE id = ?",
-                ((count, batch_id) for batch_id, count in shrinks),
+                ((row["emails"], row["batch_id"]) for row in shrinks),
             )
             released: int = db.execute(f"DELETE FROM batch_emails WHERE {held}", (job_id,)).rowcount
             db.execute(
