@@ -105,10 +105,8 @@ class PgJobRecords(SharedStore["Connection"]):
         base_url: str | None = None,
         sheet: str | None = None,
     ) -> Job:
-        """The job for this content, created on first sight. The cache cutoff is fixed then.
-
-        Call it holding the job's lock: it records this run's input and output paths and
-        API identity (key id and base URL, never the key), which a busy job must keep.
+        """The id is `pg.content_job_id` (content, column and sheet: wherever the input lies);
+        each run records its own input path too.
 
             job = store.open_job(input_path="/data/leads.csv", fingerprint=digest,
                                  email_column="Email", output_path=None, cache_ttl=86400)
@@ -137,7 +135,6 @@ class PgJobRecords(SharedStore["Connection"]):
         return job
 
     def get_job(self, job_id: str) -> Job | None:
-        """A job by id or by a unique id prefix."""
         rows = self._rows(
             # lower(): ids are lower-case hex, and SQLite's LIKE ignores case too.
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE starts_with(id, lower(%s)) ORDER BY id LIMIT 2",
@@ -150,7 +147,6 @@ class PgJobRecords(SharedStore["Connection"]):
         return [job_from_row(row) for row in rows]
 
     def note_possible_double_charges(self, job_id: str, emails: int) -> None:
-        """Add to the job's count of emails that a resent POST may have charged twice."""
         # Not idempotent: an increment whose commit was lost is not added twice.
         self._pg.write(
             lambda db: db.execute(

@@ -26,10 +26,7 @@ class PgOutcomeRecords(PgJobRecords):
     # -- reading results back ------------------------------------------------------------
 
     def job_verdicts(self, job_id: str) -> Iterator[Verdict]:
-        """Every verdict of the job, streamed; unresolved emails of failed batches come back
-        `failed`.
-
-        A server-side cursor, 10,000 rows a round trip, straight into `Verdicts.from_rows`
+        """From a server-side cursor, 10,000 rows a round trip, straight into `Verdicts.from_rows`
         (COPY into Arrow was measured slower: docs/design-measurements.md, "State").
 
             verdicts = dict((email, result) for email, result, _ in store.job_verdicts(job.id))
@@ -68,8 +65,7 @@ class PgOutcomeRecords(PgJobRecords):
     # -- engine outcomes: follow failures, recorded verdicts, emails the API refused ----
 
     def note_follow_failure(self, batch_id: int, now: float) -> tuple[int, float]:
-        """One more failed poll or page of a batch: returns the failures in a row and when
-        the first of them happened (kept across runs)."""
+        """One statement (`RETURNING`), without the write lock: no claim reads the counts."""
 
         def work(db: Connection) -> tuple[int, float]:
             row = (
@@ -89,12 +85,10 @@ class PgOutcomeRecords(PgJobRecords):
         return self._pg.write(work, serialised=False)
 
     def follow_failures(self, batch_id: int) -> int:
-        """Failed polls or pages in a row, over every run, of a batch (0 after a success)."""
         row = self._row("SELECT follow_failures FROM batches WHERE id = %s", (batch_id,))
         return int(row[0]) if row else 0
 
     def clear_follow_failures(self, batch_id: int) -> None:
-        """A poll or page of the batch succeeded: its count of failures starts again."""
         self._pg.write(
             lambda db: db.execute(
                 "UPDATE batches SET follow_failures = 0, first_failure_at = NULL WHERE id = %s",
@@ -105,7 +99,6 @@ class PgOutcomeRecords(PgJobRecords):
         )
 
     def batch_verdicts(self, batch_id: int) -> list[Verdict]:
-        """The verdicts already recorded for a batch (by earlier pages, maybe earlier runs)."""
         rows = self._rows(
             "SELECT email, result, catch_all FROM batch_emails"
             ' WHERE batch_id = %s AND result IS NOT NULL ORDER BY email COLLATE "C"',
@@ -114,8 +107,6 @@ class PgOutcomeRecords(PgJobRecords):
         return [(e, r, c) for e, r, c in rows]
 
     def remember_rejected(self, batch_id: int, emails: Sequence[str], *, error: str) -> None:
-        """The API refused these emails of a batch as malformed: each is written
-        `invalid_syntax`, and remembered so that no later run sends it again."""
         now = self._clock()
         wanted = list(emails)
 
@@ -135,8 +126,6 @@ class PgOutcomeRecords(PgJobRecords):
         self._pg.write(work, idempotent=True)
 
     def apply_known_rejections(self, batch_id: int) -> int:
-        """Write `invalid_syntax` for the batch's emails the API refused before; returns how
-        many there were."""
         return self._pg.write(
             lambda db: (
                 db.execute(
@@ -148,8 +137,7 @@ class PgOutcomeRecords(PgJobRecords):
         )
 
     def batch_email_states(self, batch_id: int, emails: Iterable[str]) -> dict[str, bool]:
-        """Those of `emails` the batch holds, each with whether it has a verdict yet: a page's
-        matching looks its emails up here instead of holding the whole batch in memory."""
+        """Looked up LOOKUP_CHUNK emails a round trip."""
         found: dict[str, bool] = {}
         for chunk in split_batches(list(emails), LOOKUP_CHUNK):
             rows = self._named_rows(

@@ -20,10 +20,7 @@ class PgPlanRecords(PgOutcomeRecords):
     """Planning and the verdict cache, on top of the jobs and outcomes."""
 
     def batched_emails(self, job_id: str) -> list[str]:
-        """Every email in one of the job's batches, except first-attempt planned ones.
-
-        Those are dissolved and re-cut by `plan()`; everything else is settled or in flight.
-        """
+        """Streamed from a server-side cursor."""
         rows = self._pg.stream(
             "SELECT e.email FROM batch_emails e JOIN batches b ON b.id = e.batch_id"
             " WHERE b.job_id = %s AND NOT (b.state = 'planned' AND b.attempt = 1)",
@@ -43,10 +40,8 @@ class PgPlanRecords(PgOutcomeRecords):
         return cast("Iterator[Verdict]", rows)
 
     def release_stale(self, job_id: str, emails: Iterable[str], *, checked_before: float) -> int:
-        """Verdicts a re-check policy buys again: `emails` leave the job's done and failed
-        batches (each shrinks by those it held) and their cached verdicts checked before
-        `checked_before` leave the cache, in one transaction; returns how many left the
-        job's batches. Serialised, since claims read both; run twice, it is run once."""
+        """Serialised, since claims read both batches and the cache; idempotent: run twice,
+        it is run once."""
         wanted = list(dict.fromkeys(emails))
 
         def work(db: Connection) -> int:

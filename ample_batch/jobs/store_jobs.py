@@ -96,14 +96,8 @@ class JobRecords(SharedStore[sqlite3.Connection]):
         base_url: str | None = None,
         sheet: str | None = None,
     ) -> Job:
-        """The job for this input, created on first sight. The cache cutoff is fixed then.
-
-        Call it holding the job's lock (locks.job_lock): it records this run's output path
-        and API identity (key id and base URL, never the key), which a busy job must keep.
-        The id is the input's path, content and column, and `sheet` when given (the
-        workbook's sheet when it is not the default one: `InputSpec.identity_sheet`; the
-        default sheet's jobs keep the ids they had). The sheet is not kept apart.
-        """
+        """The id is `records.job_id_for` (the input's path, content, column and sheet); the
+        sheet is kept in no column of its own."""
         job_id = job_id_for(input_path, fingerprint, email_column, sheet=sheet)
         now = self._clock()
         cutoff = cache_cutoff(now, cache_ttl)
@@ -123,7 +117,6 @@ class JobRecords(SharedStore[sqlite3.Connection]):
         return job
 
     def get_job(self, job_id: str) -> Job | None:
-        """A job by id or by a unique id prefix."""
         # A prefix compared as text, not LIKE: `_` and `%` in what the user typed are no wildcards.
         rows = self._rows(
             "SELECT * FROM jobs WHERE substr(id, 1, length(?1)) = lower(?1) ORDER BY id LIMIT 2",
@@ -141,7 +134,6 @@ class JobRecords(SharedStore[sqlite3.Connection]):
         return Job(**values)
 
     def note_possible_double_charges(self, job_id: str, emails: int) -> None:
-        """Add to the job's count of emails that a resent POST may have charged twice."""
         with self._transaction() as db:
             db.execute(
                 "UPDATE jobs SET possible_double_charges = possible_double_charges + ?"

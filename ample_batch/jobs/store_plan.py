@@ -31,10 +31,6 @@ class PlanRecords(OutcomeRecords):
     """Planning and the verdict cache, on top of the jobs and outcomes."""
 
     def batched_emails(self, job_id: str) -> list[str]:
-        """Every email in one of the job's batches, except first-attempt planned ones.
-
-        Those are dissolved and re-cut by `plan()`; everything else is settled or in flight.
-        """
         rows = self._bulk(
             "SELECT e.email FROM batch_emails e JOIN batches b ON b.id = e.batch_id"
             " WHERE b.job_id = ? AND NOT (b.state = 'planned' AND b.attempt = 1)",
@@ -43,7 +39,6 @@ class PlanRecords(OutcomeRecords):
         return [email for (email,) in rows]
 
     def fresh_verdicts(self, cutoff: float) -> Iterator[Verdict]:
-        """Cached verdicts checked at or after `cutoff`."""
         rows = self._bulk(
             "SELECT email, result, catch_all FROM verdicts WHERE checked_at >= ?", (cutoff,)
         )
@@ -56,15 +51,7 @@ class PlanRecords(OutcomeRecords):
             return db.execute("DELETE FROM verdicts WHERE checked_at < ?", (threshold,)).rowcount
 
     def release_stale(self, job_id: str, emails: Iterable[str], *, checked_before: float) -> int:
-        """Verdicts a re-check policy buys again: in one transaction, `emails` leave the
-        job's done and failed batches (each shrinks by those it held), and their cached
-        verdicts checked before `checked_before` leave the cache. Returns how many left
-        the job's batches.
-
-        The next `plan` then has them as new (or reuses a verdict cached since), and no
-        submission's cache check can reuse the old one. A verdict cached since
-        `checked_before` (another run bought it again meanwhile) stays.
-        """
+        """The emails through a temporary table, however many they are."""
         with self._transaction() as db:
             db.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS stale_emails (email TEXT PRIMARY KEY)"
