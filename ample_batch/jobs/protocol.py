@@ -8,8 +8,8 @@ The contract every implementation keeps:
 
 - **One transaction per method.** Each method that writes commits everything it writes in
   one transaction, or nothing: a process killed at any point leaves the store as it was
-  before the call or as it is after it. Reads see only committed state. What a write
-  depends on (a batch's state, attempt or emails) is read inside its transaction, so
+  before the call or as it is after it. Reads see only committed state. What a batch's
+  transition depends on (its state, attempt or emails) is read inside its transaction, so
   another process's commit just before it is never overwritten with an older read.
 - **Many processes share the store.** Several runs (one per job, each holding its job lock,
   see locks.py) and `status` work on one store at once. Methods that look at other jobs'
