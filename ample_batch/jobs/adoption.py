@@ -22,7 +22,8 @@ def _open_elsewhere(db: sqlite3.Connection, job_id: str) -> list[sqlite3.Row]:
     ).fetchall()
 
 
-def _unresolved(db: sqlite3.Connection, batch_id: int) -> list[str]:
+def unresolved(db: sqlite3.Connection, batch_id: int) -> list[str]:
+    """The batch's emails without a verdict, bytewise (the primary key's order)."""
     rows = db.execute(
         "SELECT email FROM batch_emails WHERE batch_id = ? AND result IS NULL", (batch_id,)
     )
@@ -54,7 +55,7 @@ def adopt(db: sqlite3.Connection, job_id: str, candidates: Iterable[str], now: f
         )
     }
     for owner in _open_elsewhere(db, job_id):
-        shared = [e for e in _unresolved(db, owner["id"]) if e in todo and e not in adopted]
+        shared = [e for e in unresolved(db, owner["id"]) if e in todo and e not in adopted]
         if not shared and owner["id"] in known:
             continue
         batch_id = _new_waiting(db, job_id, owner["id"], len(shared), now)
@@ -82,11 +83,11 @@ def claim_or_adopt(db: sqlite3.Connection, batch_id: int, now: float) -> Claim:
     owners = _open_elsewhere(db, job_id)
     if not owners:
         return Claim(changed=took > 0)
-    mine = set(_unresolved(db, batch_id))
+    mine = set(unresolved(db, batch_id))
     created: list[int] = []
     moved = 0
     for owner in owners:
-        shared = [e for e in _unresolved(db, owner["id"]) if e in mine]
+        shared = [e for e in unresolved(db, owner["id"]) if e in mine]
         if not shared:
             continue
         new_id = _new_waiting(db, job_id, owner["id"], len(shared), now)
@@ -120,7 +121,7 @@ def settle_adopted(
     many were planned again: the caller moves the batch to done, that much smaller."""
     since = db.execute("SELECT updated_at FROM batches WHERE id = ?", (batch_id,)).fetchone()
     _take_cached(db, batch_id, since["updated_at"])
-    left = _unresolved(db, batch_id)
+    left = unresolved(db, batch_id)
     if left:
         job_id = db.execute("SELECT job_id FROM batches WHERE id = ?", (batch_id,)).fetchone()
         new_id = new_batch(db, job_id["job_id"], BatchState.PLANNED, len(left), "api", now)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from .pg_conn import by_name
 from .records import OPEN_STATES, BatchState, Claim
 
 if TYPE_CHECKING:
@@ -83,15 +84,19 @@ def claim_or_adopt(db: Connection, batch_id: int, now: float) -> Claim:
     Emails with a verdict cached since the batch was planned (a concurrent job bought them)
     take it; emails now in another job's open batch move into waiting batches adopting them.
     """
-    row = db.execute(
-        "SELECT b.job_id, LEAST(b.updated_at, j.cache_cutoff) FROM batches b"
-        " JOIN jobs j ON j.id = b.job_id WHERE b.id = %s",
-        (batch_id,),
-    ).fetchone()
+    row = (
+        by_name(db)
+        .execute(
+            "SELECT b.job_id, LEAST(b.updated_at, j.cache_cutoff) AS since FROM batches b"
+            " JOIN jobs j ON j.id = b.job_id WHERE b.id = %s",
+            (batch_id,),
+        )
+        .fetchone()
+    )
     if row is None:
         raise KeyError(f"no batch {batch_id}")
-    job_id, since = row
-    took = take_cached(db, batch_id, since)
+    job_id = row["job_id"]
+    took = take_cached(db, batch_id, row["since"])
     owners = _open_elsewhere(db, job_id)
     if not owners:
         return Claim(changed=took > 0)
@@ -129,15 +134,17 @@ def settle_adopted(db: Connection, batch_id: int, now: float, new_batch: Callabl
     """The adopted batch is over: take the verdicts the cache gained since it was adopted;
     whatever has none is planned again in this job (a batch from `new_batch`). Returns how
     many were planned again: the caller moves the batch to done, that much smaller."""
-    row = db.execute("SELECT job_id, updated_at FROM batches WHERE id = %s", (batch_id,))
-    found = row.fetchone()
+    found = (
+        by_name(db)
+        .execute("SELECT job_id, updated_at FROM batches WHERE id = %s", (batch_id,))
+        .fetchone()
+    )
     if found is None:
         raise KeyError(f"no batch {batch_id}")
-    job_id, since = found
-    take_cached(db, batch_id, since)
+    take_cached(db, batch_id, found["updated_at"])
     left = unresolved(db, batch_id)
     if left:
-        new_id = new_batch(db, job_id, BatchState.PLANNED, len(left), "api", now)
+        new_id = new_batch(db, found["job_id"], BatchState.PLANNED, len(left), "api", now)
         db.execute(
             "UPDATE batch_emails SET batch_id = %s WHERE batch_id = %s AND result IS NULL",
             (new_id, batch_id),

@@ -37,6 +37,8 @@ from .. import pg
 from ..errors import StateUnavailable
 
 if TYPE_CHECKING:
+    import psycopg
+
     from ..pg import Connection
 
 T = TypeVar("T")
@@ -48,6 +50,17 @@ STREAM_ROWS = 10_000
 """Rows a server-side cursor fetches per round trip."""
 
 _stream_names = itertools.count(1)
+
+
+def by_name(db: Connection) -> psycopg.Cursor[dict[str, Any]]:
+    """A cursor on `db` whose rows are read by column name: for a read of several columns,
+    which a change of the SELECT's order must not mix up.
+
+        row = by_name(db).execute("SELECT 1 AS one, 2 AS two").fetchone()  # row["two"] == 2
+    """
+    from psycopg.rows import dict_row
+
+    return db.cursor(row_factory=dict_row)
 
 
 class PgConnection:

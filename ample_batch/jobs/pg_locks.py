@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 from .. import pg
 from ..errors import AmpleBatchError, JobLockLost
 from .locks import Holder, this_host
+from .pg_conn import by_name
 
 if TYPE_CHECKING:
     from ..pg import Connection
@@ -237,14 +238,19 @@ class PgLocks:
     def _take_run_lock(self, job_id: str, conn: Connection) -> bool:
         """Try the job's lock on the run's connection, recording its session if taken."""
         with pg.translated(self.url):
-            row = conn.execute(
-                "SELECT pg_try_advisory_lock(%s), pg_backend_pid(),"
-                " (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid())",
-                (self._job_key(job_id),),
-            ).fetchone()
-        if not (row and row[0]):
+            row = (
+                by_name(conn)
+                .execute(
+                    "SELECT pg_try_advisory_lock(%s) AS taken, pg_backend_pid() AS pid,"
+                    " (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid())"
+                    " AS started",
+                    (self._job_key(job_id),),
+                )
+                .fetchone()
+            )
+        if not (row and row["taken"]):
             return False
-        self._sessions[job_id] = _Session(int(row[1]), row[2])
+        self._sessions[job_id] = _Session(int(row["pid"]), row["started"])
         self._lost.discard(job_id)
         return True
 

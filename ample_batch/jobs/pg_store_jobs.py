@@ -13,11 +13,11 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import pg
 from ..options import cache_cutoff
-from .pg_conn import RECONNECT_WAITS, PgConnection
+from .pg_conn import RECONNECT_WAITS, PgConnection, by_name
 from .records import Batch, BatchState, Job
 from .store_shared import SharedStore
 
@@ -28,6 +28,7 @@ _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
 _BATCH_FIELDS = tuple(f.name for f in dataclasses.fields(Batch))
 JOB_COLUMNS = ", ".join(_JOB_FIELDS)
 BATCH_COLUMNS = ", ".join(_BATCH_FIELDS)
+T = TypeVar("T")
 
 
 def job_from_row(row: Sequence[Any]) -> Job:
@@ -43,7 +44,7 @@ def batch_from_row(row: Sequence[Any]) -> Batch:
     return Batch(**values)
 
 
-class PgJobRecords(SharedStore):
+class PgJobRecords(SharedStore["Connection"]):
     """The connection and the jobs table; the base of `pg_store.PgStore`."""
 
     state_dir: Path | None = None
@@ -72,11 +73,23 @@ class PgJobRecords(SharedStore):
     def schema_version(self) -> int:
         return self._pg.read(lambda db: pg.schema_version(db, self.schema))
 
+    def _write(
+        self, work: Callable[[Connection], T], *, durable: bool = False, idempotent: bool = False
+    ) -> T:
+        return self._pg.write(work, durable=durable, idempotent=idempotent)
+
     def _rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._pg.read(lambda db: db.execute(query, params).fetchall())
 
     def _row(self, query: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         return self._pg.read(lambda db: db.execute(query, params).fetchone())
+
+    def _named_rows(self, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows read by column name (`pg_conn.by_name`)."""
+        return self._pg.read(lambda db: by_name(db).execute(query, params).fetchall())
+
+    def _named_row(self, query: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        return self._pg.read(lambda db: by_name(db).execute(query, params).fetchone())
 
     # -- jobs ----------------------------------------------------------------------------
 
@@ -92,10 +105,8 @@ class PgJobRecords(SharedStore):
         base_url: str | None = None,
         sheet: str | None = None,
     ) -> Job:
-        """The job for this content, created on first sight. The cache cutoff is fixed then.
-
-        Call it holding the job's lock: it records this run's input and output paths and
-        API identity (key id and base URL, never the key), which a busy job must keep.
+        """The id is `pg.content_job_id` (content, column and sheet: wherever the input lies);
+        each run records its own input path too.
 
             job = store.open_job(input_path="/data/leads.csv", fingerprint=digest,
                                  email_column="Email", output_path=None, cache_ttl=86400)
@@ -124,7 +135,6 @@ class PgJobRecords(SharedStore):
         return job
 
     def get_job(self, job_id: str) -> Job | None:
-        """A job by id or by a unique id prefix."""
         rows = self._rows(
             # lower(): ids are lower-case hex, and SQLite's LIKE ignores case too.
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE starts_with(id, lower(%s)) ORDER BY id LIMIT 2",
@@ -137,7 +147,6 @@ class PgJobRecords(SharedStore):
         return [job_from_row(row) for row in rows]
 
     def note_possible_double_charges(self, job_id: str, emails: int) -> None:
-        """Add to the job's count of emails that a resent POST may have charged twice."""
         # Not idempotent: an increment whose commit was lost is not added twice.
         self._pg.write(
             lambda db: db.execute(

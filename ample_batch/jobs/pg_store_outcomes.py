@@ -8,7 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, cast
 
+from .pg_conn import by_name
 from .pg_store_jobs import PgJobRecords
+from .plan import split_batches
 from .records import Progress, Verdict
 
 if TYPE_CHECKING:
@@ -24,10 +26,7 @@ class PgOutcomeRecords(PgJobRecords):
     # -- reading results back ------------------------------------------------------------
 
     def job_verdicts(self, job_id: str) -> Iterator[Verdict]:
-        """Every verdict of the job, streamed; unresolved emails of failed batches come back
-        `failed`.
-
-        A server-side cursor, 10,000 rows a round trip, straight into `Verdicts.from_rows`
+        """From a server-side cursor, 10,000 rows a round trip, straight into `Verdicts.from_rows`
         (COPY into Arrow was measured slower: docs/design-measurements.md, "State").
 
             verdicts = dict((email, result) for email, result, _ in store.job_verdicts(job.id))
@@ -42,50 +41,54 @@ class PgOutcomeRecords(PgJobRecords):
         return cast("Iterator[Verdict]", rows)
 
     def progress(self, job_id: str) -> Progress:
-        totals = self._row(
-            "SELECT COUNT(*), COUNT(e.result), COUNT(*) FILTER (WHERE b.source = 'cache'),"
-            " COUNT(*) FILTER (WHERE e.result IS NULL AND b.state = 'failed')"
+        totals = self._named_row(
+            "SELECT COUNT(*) AS emails, COUNT(e.result) AS resolved,"
+            " COUNT(*) FILTER (WHERE b.source = 'cache') AS cached,"
+            " COUNT(*) FILTER (WHERE e.result IS NULL AND b.state = 'failed') AS failed"
             " FROM batch_emails e JOIN batches b ON b.id = e.batch_id WHERE b.job_id = %s",
             (job_id,),
         )
         assert totals is not None  # an aggregate always gives one row
-        emails, resolved, cached, failed = totals
-        counts = {
-            state: int(count)
-            for state, count in self._rows(
-                "SELECT state, COUNT(*) FROM batches WHERE job_id = %s AND source = 'api'"
-                " GROUP BY state",
-                (job_id,),
-            )
-        }
-        return Progress(int(emails), int(resolved), int(cached), int(failed), counts)
+        rows = self._named_rows(
+            "SELECT state, COUNT(*) AS batches FROM batches WHERE job_id = %s AND source = 'api'"
+            " GROUP BY state",
+            (job_id,),
+        )
+        return Progress(
+            emails=int(totals["emails"]),
+            resolved=int(totals["resolved"]),
+            cached=int(totals["cached"]),
+            failed=int(totals["failed"]),
+            batches={row["state"]: int(row["batches"]) for row in rows},
+        )
 
     # -- engine outcomes: follow failures, recorded verdicts, emails the API refused ----
 
     def note_follow_failure(self, batch_id: int, now: float) -> tuple[int, float]:
-        """One more failed poll or page of a batch: returns the failures in a row and when
-        the first of them happened (kept across runs)."""
+        """One statement (`RETURNING`), without the write lock: no claim reads the counts."""
 
         def work(db: Connection) -> tuple[int, float]:
-            row = db.execute(
-                "UPDATE batches SET follow_failures = follow_failures + 1,"
-                " first_failure_at = COALESCE(first_failure_at, %s) WHERE id = %s"
-                " RETURNING follow_failures, first_failure_at",
-                (now, batch_id),
-            ).fetchone()
+            row = (
+                by_name(db)
+                .execute(
+                    "UPDATE batches SET follow_failures = follow_failures + 1,"
+                    " first_failure_at = COALESCE(first_failure_at, %s) WHERE id = %s"
+                    " RETURNING follow_failures, first_failure_at",
+                    (now, batch_id),
+                )
+                .fetchone()
+            )
             if row is None:
                 raise KeyError(f"no batch {batch_id}")
-            return int(row[0]), float(row[1])
+            return int(row["follow_failures"]), float(row["first_failure_at"])
 
         return self._pg.write(work, serialised=False)
 
     def follow_failures(self, batch_id: int) -> int:
-        """Failed polls or pages in a row, over every run, of a batch (0 after a success)."""
         row = self._row("SELECT follow_failures FROM batches WHERE id = %s", (batch_id,))
         return int(row[0]) if row else 0
 
     def clear_follow_failures(self, batch_id: int) -> None:
-        """A poll or page of the batch succeeded: its count of failures starts again."""
         self._pg.write(
             lambda db: db.execute(
                 "UPDATE batches SET follow_failures = 0, first_failure_at = NULL WHERE id = %s",
@@ -96,7 +99,6 @@ class PgOutcomeRecords(PgJobRecords):
         )
 
     def batch_verdicts(self, batch_id: int) -> list[Verdict]:
-        """The verdicts already recorded for a batch (by earlier pages, maybe earlier runs)."""
         rows = self._rows(
             "SELECT email, result, catch_all FROM batch_emails"
             ' WHERE batch_id = %s AND result IS NOT NULL ORDER BY email COLLATE "C"',
@@ -105,8 +107,6 @@ class PgOutcomeRecords(PgJobRecords):
         return [(e, r, c) for e, r, c in rows]
 
     def remember_rejected(self, batch_id: int, emails: Sequence[str], *, error: str) -> None:
-        """The API refused these emails of a batch as malformed: each is written
-        `invalid_syntax`, and remembered so that no later run sends it again."""
         now = self._clock()
         wanted = list(emails)
 
@@ -126,8 +126,6 @@ class PgOutcomeRecords(PgJobRecords):
         self._pg.write(work, idempotent=True)
 
     def apply_known_rejections(self, batch_id: int) -> int:
-        """Write `invalid_syntax` for the batch's emails the API refused before; returns how
-        many there were."""
         return self._pg.write(
             lambda db: (
                 db.execute(
@@ -139,15 +137,13 @@ class PgOutcomeRecords(PgJobRecords):
         )
 
     def batch_email_states(self, batch_id: int, emails: Iterable[str]) -> dict[str, bool]:
-        """Those of `emails` the batch holds, each with whether it has a verdict yet: a page's
-        matching looks its emails up here instead of holding the whole batch in memory."""
-        wanted = list(emails)
+        """Looked up LOOKUP_CHUNK emails a round trip."""
         found: dict[str, bool] = {}
-        for start in range(0, len(wanted), LOOKUP_CHUNK):
-            rows = self._rows(
-                "SELECT email, result IS NOT NULL FROM batch_emails"
+        for chunk in split_batches(list(emails), LOOKUP_CHUNK):
+            rows = self._named_rows(
+                "SELECT email, result IS NOT NULL AS answered FROM batch_emails"
                 " WHERE batch_id = %s AND email = ANY(%s)",
-                (batch_id, wanted[start : start + LOOKUP_CHUNK]),
+                (batch_id, list(chunk)),
             )
-            found.update((e, bool(answered)) for e, answered in rows)
+            found.update((row["email"], bool(row["answered"])) for row in rows)
         return found

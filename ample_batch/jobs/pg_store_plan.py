@@ -5,15 +5,12 @@ of `pg_store.PgStore`, the twin of store_plan.py.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, cast
 
-from ..options import DEFAULT_CACHE_TTL
 from .pg_store_outcomes import PgOutcomeRecords
-from .plan import split_batches
 from .records import BatchState, Verdict
-from .store_plan import PLAN_CHUNK
+from .store_shared import prune_threshold
 
 if TYPE_CHECKING:
     from ..pg import Connection
@@ -23,10 +20,7 @@ class PgPlanRecords(PgOutcomeRecords):
     """Planning and the verdict cache, on top of the jobs and outcomes."""
 
     def batched_emails(self, job_id: str) -> list[str]:
-        """Every email in one of the job's batches, except first-attempt planned ones.
-
-        Those are dissolved and re-cut by `plan()`; everything else is settled or in flight.
-        """
+        """Streamed from a server-side cursor."""
         rows = self._pg.stream(
             "SELECT e.email FROM batch_emails e JOIN batches b ON b.id = e.batch_id"
             " WHERE b.job_id = %s AND NOT (b.state = 'planned' AND b.attempt = 1)",
@@ -46,10 +40,8 @@ class PgPlanRecords(PgOutcomeRecords):
         return cast("Iterator[Verdict]", rows)
 
     def release_stale(self, job_id: str, emails: Iterable[str], *, checked_before: float) -> int:
-        """Verdicts a re-check policy buys again: `emails` leave the job's done and failed
-        batches (each shrinks by those it held) and their cached verdicts checked before
-        `checked_before` leave the cache, in one transaction; returns how many left the
-        job's batches. Serialised, since claims read both; run twice, it is run once."""
+        """Serialised, since claims read both batches and the cache; idempotent: run twice,
+        it is run once."""
         wanted = list(dict.fromkeys(emails))
 
         def work(db: Connection) -> int:
@@ -74,24 +66,7 @@ class PgPlanRecords(PgOutcomeRecords):
         return self._pg.write(work, idempotent=True) if wanted else 0
 
     def prune_verdicts(self, run_ttl: float) -> int:
-        """Drop cached verdicts no job can use any more; returns how many went.
-
-        Kept: everything younger than the longest TTL in use (this run's, the default, or
-        any stored job's), and everything a job not done yet may reuse under its cutoff.
-        """
-        now = self._clock()
-        # The default TTL is kept whatever this run's: one `--cache-ttl 0` run must not empty
-        # the cache that every later default run would use.
-        ttls = [run_ttl, DEFAULT_CACHE_TTL]
-        keep_from = now
-        for created_at, cutoff, state in self._rows(
-            "SELECT created_at, cache_cutoff, state FROM jobs"
-        ):
-            if cutoff != float("inf"):
-                ttls.append(created_at - cutoff)
-                if state != "done":
-                    keep_from = min(keep_from, cutoff)
-        threshold = min(now - max(ttls), keep_from)
+        threshold = prune_threshold(self._clock(), run_ttl, self.jobs())
         return self._pg.write(
             lambda db: (
                 db.execute("DELETE FROM verdicts WHERE checked_at < %s", (threshold,)).rowcount
@@ -99,41 +74,11 @@ class PgPlanRecords(PgOutcomeRecords):
             serialised=False,
         )
 
-    def plan(
-        self,
-        job_id: str,
-        *,
-        cached: Sequence[Verdict],
-        new: Sequence[str],
-        chunk_size: int,
-    ) -> None:
-        """Re-plan the job, in transactions of about PLAN_CHUNK emails each, written by COPY.
-
-        Unsubmitted batches are dissolved first (their emails come back in `new` from the
-        caller's set difference), so a changed --chunk-size applies on resume. Cache hits
-        become batches born done. Killed between two transactions, the job re-plans right:
-        batches born done count as batched next time, planned ones are dissolved and re-cut.
-        These transactions do not take the write lock: no other job reads a planned batch
-        or one born done, so other hosts' claims and pages go on meanwhile. Each is
-        idempotent (`_landed`), so one whose commit's answer was lost is retried safely.
-        """
-        now = self._clock()
-        self._pg.write(lambda db: self._drop_planned(db, job_id), idempotent=True)
-        for part in split_batches(cached, PLAN_CHUNK):
-            self._pg.write(
-                functools.partial(self._insert_cached, job_id=job_id, part=part, now=now),
-                idempotent=True,
-                serialised=False,
-            )
-        # Whole batches per transaction: a batch is never cut across two of them.
-        per_transaction = max(1, PLAN_CHUNK // chunk_size) * chunk_size
-        for emails in split_batches(new, per_transaction):
-            chunks = list(split_batches(emails, chunk_size))
-            self._pg.write(
-                functools.partial(self._insert_planned, job_id=job_id, chunks=chunks, now=now),
-                idempotent=True,
-                serialised=False,
-            )
+    def _write_planning(self, work: Callable[[Connection], None]) -> None:
+        # No write lock: no other job reads a planned batch or one born done, so other
+        # hosts' claims and pages go on meanwhile. Idempotent (`_landed`): one whose
+        # commit's answer was lost is retried safely.
+        self._pg.write(work, idempotent=True, serialised=False)
 
     def _insert_cached(
         self, db: Connection, job_id: str, part: Sequence[Verdict], now: float

@@ -1,14 +1,16 @@
 """The job store's seam: what the engine, the followers and the pipeline ask of the store.
 
 `store.Store` (SQLite, `db.py`) and `pg_store.PgStore` (PostgreSQL, shared by many hosts)
-implement it, member for member; `backend.open_store` picks one. Nothing outside the
-implementations sees SQL.
+implement it, member for member (what they do alike is `store_shared.SharedStore`'s);
+`backend.open_store` picks one. Nothing outside the implementations sees SQL.
 
 The contract every implementation keeps:
 
 - **One transaction per method.** Each method that writes commits everything it writes in
   one transaction, or nothing: a process killed at any point leaves the store as it was
-  before the call or as it is after it. Reads see only committed state.
+  before the call or as it is after it. Reads see only committed state. What a batch's
+  transition depends on (its state, attempt or emails) is read inside its transaction, so
+  another process's commit just before it is never overwritten with an older read.
 - **Many processes share the store.** Several runs (one per job, each holding its job lock,
   see locks.py) and `status` work on one store at once. Methods that look at other jobs'
   batches (`adopt_in_flight`, `adopt_overlap`, `mark_submitting`) must read and write under

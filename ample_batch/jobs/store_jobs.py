@@ -13,9 +13,9 @@ import dataclasses
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..options import cache_cutoff
 from ..sqlite_errors import translated
@@ -25,9 +25,10 @@ from .state_dir import make_state_dir, refuse_reset_state
 from .store_shared import SharedStore
 
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
+T = TypeVar("T")
 
 
-class JobRecords(SharedStore):
+class JobRecords(SharedStore[sqlite3.Connection]):
     """The connection (WAL, one transaction per change) and the jobs table."""
 
     def __init__(self, state_dir: Path, *, clock: Any = time.time, timeout: float = 30.0) -> None:
@@ -52,6 +53,17 @@ class JobRecords(SharedStore):
         self, *, durable: bool = False
     ) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         return transaction(self._db, self.path, durable=durable)
+
+    def _write(
+        self,
+        work: Callable[[sqlite3.Connection], T],
+        *,
+        durable: bool = False,
+        idempotent: bool = False,
+    ) -> T:
+        # `idempotent` is for a commit whose answer was lost: SQLite's lands or raises.
+        with self._transaction(durable=durable) as db:
+            return work(db)
 
     def _rows(self, query: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with translated(self.path):
@@ -85,14 +97,8 @@ class JobRecords(SharedStore):
         base_url: str | None = None,
         sheet: str | None = None,
     ) -> Job:
-        """The job for this input, created on first sight. The cache cutoff is fixed then.
-
-        Call it holding the job's lock (locks.job_lock): it records this run's output path
-        and API identity (key id and base URL, never the key), which a busy job must keep.
-        The id is the input's path, content and column, and `sheet` when given (the
-        workbook's sheet when it is not the default one: `InputSpec.identity_sheet`; the
-        default sheet's jobs keep the ids they had). The sheet is not kept apart.
-        """
+        """The id is `records.job_id_for` (the input's path, content, column and sheet); the
+        sheet is kept in no column of its own."""
         job_id = job_id_for(input_path, fingerprint, email_column, sheet=sheet)
         now = self._clock()
         cutoff = cache_cutoff(now, cache_ttl)
@@ -112,7 +118,6 @@ class JobRecords(SharedStore):
         return job
 
     def get_job(self, job_id: str) -> Job | None:
-        """A job by id or by a unique id prefix."""
         # A prefix compared as text, not LIKE: `_` and `%` in what the user typed are no wildcards.
         rows = self._rows(
             "SELECT * FROM jobs WHERE substr(id, 1, length(?1)) = lower(?1) ORDER BY id LIMIT 2",
@@ -130,7 +135,6 @@ class JobRecords(SharedStore):
         return Job(**values)
 
     def note_possible_double_charges(self, job_id: str, emails: int) -> None:
-        """Add to the job's count of emails that a resent POST may have charged twice."""
         with self._transaction() as db:
             db.execute(
                 "UPDATE jobs SET possible_double_charges = possible_double_charges + ?"

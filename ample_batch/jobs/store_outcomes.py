@@ -6,8 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
+from .plan import split_batches
 from .records import Progress, Verdict
 from .store_jobs import JobRecords
+
+LOOKUP_CHUNK = 500
+"""Emails per `IN (...)` lookup: under any SQLite's limit on parameters."""
 
 
 class OutcomeRecords(JobRecords):
@@ -16,7 +20,6 @@ class OutcomeRecords(JobRecords):
     # -- reading results back ------------------------------------------------------------
 
     def job_verdicts(self, job_id: str) -> Iterator[Verdict]:
-        """Every verdict of the job; unresolved emails of failed batches come back `failed`."""
         rows = self._bulk(
             "SELECT e.email, COALESCE(e.result, CASE b.state WHEN 'failed' THEN 'failed' END),"
             " e.catch_all FROM batch_emails e JOIN batches b ON b.id = e.batch_id"
@@ -28,46 +31,46 @@ class OutcomeRecords(JobRecords):
 
     def progress(self, job_id: str) -> Progress:
         totals = self._row(
-            "SELECT COUNT(*), COUNT(e.result), SUM(b.source = 'cache'),"
-            " SUM(e.result IS NULL AND b.state = 'failed')"
+            "SELECT COUNT(*) AS emails, COUNT(e.result) AS resolved,"
+            " SUM(b.source = 'cache') AS cached,"
+            " SUM(e.result IS NULL AND b.state = 'failed') AS failed"
             " FROM batch_emails e JOIN batches b ON b.id = e.batch_id WHERE b.job_id = ?",
             (job_id,),
         )
         assert totals is not None  # an aggregate always gives one row
-        emails, resolved, cached, failed = totals
-        counts = {
-            state: count
-            for state, count in self._rows(
-                "SELECT state, COUNT(*) FROM batches WHERE job_id = ? AND source = 'api'"
-                " GROUP BY state",
-                (job_id,),
-            )
-        }
-        return Progress(emails, resolved, cached or 0, failed or 0, counts)
+        rows = self._rows(
+            "SELECT state, COUNT(*) AS batches FROM batches WHERE job_id = ? AND source = 'api'"
+            " GROUP BY state",
+            (job_id,),
+        )
+        # SUM of no rows is NULL, where COUNT is 0.
+        return Progress(
+            emails=totals["emails"],
+            resolved=totals["resolved"],
+            cached=totals["cached"] or 0,
+            failed=totals["failed"] or 0,
+            batches={row["state"]: row["batches"] for row in rows},
+        )
 
     # -- engine outcomes: follow failures, recorded verdicts, emails the API refused ----
 
     def note_follow_failure(self, batch_id: int, now: float) -> tuple[int, float]:
-        """One more failed poll or page of a batch: returns the failures in a row and when
-        the first of them happened (kept across runs)."""
         with self._transaction() as db:
             db.execute(
                 "UPDATE batches SET follow_failures = follow_failures + 1,"
                 " first_failure_at = COALESCE(first_failure_at, ?) WHERE id = ?",
                 (now, batch_id),
             )
-            count, first = db.execute(
+            row = db.execute(
                 "SELECT follow_failures, first_failure_at FROM batches WHERE id = ?", (batch_id,)
             ).fetchone()
-        return int(count), float(first)
+        return int(row["follow_failures"]), float(row["first_failure_at"])
 
     def follow_failures(self, batch_id: int) -> int:
-        """Failed polls or pages in a row, over every run, of a batch (0 after a success)."""
         row = self._row("SELECT follow_failures FROM batches WHERE id = ?", (batch_id,))
         return int(row[0]) if row else 0
 
     def clear_follow_failures(self, batch_id: int) -> None:
-        """A poll or page of the batch succeeded: its count of failures starts again."""
         with self._transaction() as db:
             db.execute(
                 "UPDATE batches SET follow_failures = 0, first_failure_at = NULL WHERE id = ?",
@@ -75,7 +78,6 @@ class OutcomeRecords(JobRecords):
             )
 
     def batch_verdicts(self, batch_id: int) -> list[Verdict]:
-        """The verdicts already recorded for a batch (by earlier pages, maybe earlier runs)."""
         rows = self._rows(
             "SELECT email, result, catch_all FROM batch_emails"
             " WHERE batch_id = ? AND result IS NOT NULL",
@@ -84,8 +86,6 @@ class OutcomeRecords(JobRecords):
         return [(e, r, None if c is None else bool(c)) for e, r, c in rows]
 
     def remember_rejected(self, batch_id: int, emails: Sequence[str], *, error: str) -> None:
-        """The API refused these emails of a batch as malformed: each is written
-        `invalid_syntax`, and remembered so that no later run sends it again."""
         now = self._clock()
         with self._transaction() as db:
             db.executemany(
@@ -99,8 +99,6 @@ class OutcomeRecords(JobRecords):
             )
 
     def apply_known_rejections(self, batch_id: int) -> int:
-        """Write `invalid_syntax` for the batch's emails the API refused before; returns how
-        many there were."""
         with self._transaction() as db:
             return db.execute(
                 "UPDATE batch_emails SET result = 'invalid_syntax' WHERE batch_id = ?"
@@ -109,17 +107,14 @@ class OutcomeRecords(JobRecords):
             ).rowcount
 
     def batch_email_states(self, batch_id: int, emails: Iterable[str]) -> dict[str, bool]:
-        """Those of `emails` the batch holds, each with whether it has a verdict yet: a page's
-        matching looks its emails up here instead of holding the whole batch in memory."""
-        wanted = list(emails)
+        """Looked up LOOKUP_CHUNK emails a query."""
         found: dict[str, bool] = {}
-        for start in range(0, len(wanted), 500):  # under any SQLite's limit on parameters
-            chunk = wanted[start : start + 500]
+        for chunk in split_batches(list(emails), LOOKUP_CHUNK):
             marks = ",".join("?" * len(chunk))
             rows = self._rows(
-                "SELECT email, result IS NOT NULL FROM batch_emails"
+                "SELECT email, result IS NOT NULL AS answered FROM batch_emails"
                 f" WHERE batch_id = ? AND email IN ({marks})",
                 (batch_id, *chunk),
             )
-            found.update((e, bool(answered)) for e, answered in rows)
+            found.update((row["email"], bool(row["answered"])) for row in rows)
         return found

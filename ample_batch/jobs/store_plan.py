@@ -7,15 +7,11 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from ..options import DEFAULT_CACHE_TTL
-from .plan import split_batches
 from .records import BatchState, Verdict
 from .store_outcomes import OutcomeRecords
-
-PLAN_CHUNK = 50_000
-"""Emails per planning transaction: other processes on the state dir wait at most one."""
+from .store_shared import prune_threshold
 
 
 @contextlib.contextmanager
@@ -35,10 +31,6 @@ class PlanRecords(OutcomeRecords):
     """Planning and the verdict cache, on top of the jobs and outcomes."""
 
     def batched_emails(self, job_id: str) -> list[str]:
-        """Every email in one of the job's batches, except first-attempt planned ones.
-
-        Those are dissolved and re-cut by `plan()`; everything else is settled or in flight.
-        """
         rows = self._bulk(
             "SELECT e.email FROM batch_emails e JOIN batches b ON b.id = e.batch_id"
             " WHERE b.job_id = ? AND NOT (b.state = 'planned' AND b.attempt = 1)",
@@ -47,7 +39,6 @@ class PlanRecords(OutcomeRecords):
         return [email for (email,) in rows]
 
     def fresh_verdicts(self, cutoff: float) -> Iterator[Verdict]:
-        """Cached verdicts checked at or after `cutoff`."""
         rows = self._bulk(
             "SELECT email, result, catch_all FROM verdicts WHERE checked_at >= ?", (cutoff,)
         )
@@ -55,35 +46,12 @@ class PlanRecords(OutcomeRecords):
             yield email, result, None if catch_all is None else bool(catch_all)
 
     def prune_verdicts(self, run_ttl: float) -> int:
-        """Drop cached verdicts no job can use any more; returns how many went.
-
-        Kept: everything younger than the longest TTL in use (this run's, the default, or
-        any stored job's), and everything a job not done yet may reuse under its cutoff.
-        """
-        now = self._clock()
-        # The default TTL is kept whatever this run's: one `--cache-ttl 0` run must not empty
-        # the cache that every later default run would use.
-        ttls = [run_ttl, DEFAULT_CACHE_TTL]
-        keep_from = now
-        for row in self._rows("SELECT created_at, cache_cutoff, state FROM jobs"):
-            if row["cache_cutoff"] != float("inf"):
-                ttls.append(row["created_at"] - row["cache_cutoff"])
-                if row["state"] != "done":
-                    keep_from = min(keep_from, row["cache_cutoff"])
-        threshold = min(now - max(ttls), keep_from)
+        threshold = prune_threshold(self._clock(), run_ttl, self.jobs())
         with self._transaction() as db:
             return db.execute("DELETE FROM verdicts WHERE checked_at < ?", (threshold,)).rowcount
 
     def release_stale(self, job_id: str, emails: Iterable[str], *, checked_before: float) -> int:
-        """Verdicts a re-check policy buys again: in one transaction, `emails` leave the
-        job's done and failed batches (each shrinks by those it held), and their cached
-        verdicts checked before `checked_before` leave the cache. Returns how many left
-        the job's batches.
-
-        The next `plan` then has them as new (or reuses a verdict cached since), and no
-        submission's cache check can reuse the old one. A verdict cached since
-        `checked_before` (another run bought it again meanwhile) stays.
-        """
+        """The emails through a temporary table, however many they are."""
         with self._transaction() as db:
             db.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS stale_emails (email TEXT PRIMARY KEY)"
@@ -96,12 +64,13 @@ class PlanRecords(OutcomeRecords):
                 " AND state IN ('done', 'failed')) AND email IN (SELECT email FROM stale_emails)"
             )
             shrinks = db.execute(
-                f"SELECT batch_id, COUNT(*) FROM batch_emails WHERE {held} GROUP BY batch_id",
+                f"SELECT batch_id, COUNT(*) AS emails FROM batch_emails WHERE {held}"
+                " GROUP BY batch_id",
                 (job_id,),
             ).fetchall()
             db.executemany(
                 "UPDATE batches SET size = size - ? WHERE id = ?",
-                ((count, batch_id) for batch_id, count in shrinks),
+                ((row["emails"], row["batch_id"]) for row in shrinks),
             )
             released: int = db.execute(f"DELETE FROM batch_emails WHERE {held}", (job_id,)).rowcount
             db.execute(
@@ -112,43 +81,28 @@ class PlanRecords(OutcomeRecords):
             db.execute("DELETE FROM stale_emails")
         return released
 
-    def plan(
-        self,
-        job_id: str,
-        *,
-        cached: Sequence[Verdict],
-        new: Sequence[str],
-        chunk_size: int,
-    ) -> None:
-        """Re-plan the job, in transactions of about PLAN_CHUNK emails each.
+    def _write_planning(self, work: Callable[[sqlite3.Connection], None]) -> None:
+        with _then_yield_the_lock(), self._transaction() as db:
+            work(db)
 
-        Unsubmitted batches are dissolved first (their emails come back in `new` from the
-        caller's set difference), so a changed --chunk-size applies on resume. Cache hits
-        become batches born done. Killed between two transactions, the job re-plans right:
-        batches born done count as batched next time, planned ones are dissolved and re-cut.
-        """
-        now = self._clock()
-        with self._transaction() as db:
-            self._drop_planned(db, job_id)
-        for part in split_batches(cached, PLAN_CHUNK):
-            with _then_yield_the_lock(), self._transaction() as db:
-                batch_id = self._new_batch(db, job_id, BatchState.DONE, len(part), "cache", now)
-                db.executemany(
-                    "INSERT INTO batch_emails VALUES (?,?,?,?)",
-                    ((batch_id, e, r, catch_all_column(c)) for e, r, c in part),
-                )
-        # Whole batches per transaction: a batch is never cut across two of them.
-        per_transaction = max(1, PLAN_CHUNK // chunk_size) * chunk_size
-        for emails in split_batches(new, per_transaction):
-            with _then_yield_the_lock(), self._transaction() as db:
-                for chunk in split_batches(emails, chunk_size):
-                    batch_id = self._new_batch(
-                        db, job_id, BatchState.PLANNED, len(chunk), "api", now
-                    )
-                    db.executemany(
-                        "INSERT INTO batch_emails (batch_id, email) VALUES (?,?)",
-                        ((batch_id, e) for e in chunk),
-                    )
+    def _insert_cached(
+        self, db: sqlite3.Connection, job_id: str, part: Sequence[Verdict], now: float
+    ) -> None:
+        batch_id = self._new_batch(db, job_id, BatchState.DONE, len(part), "cache", now)
+        db.executemany(
+            "INSERT INTO batch_emails VALUES (?,?,?,?)",
+            ((batch_id, e, r, catch_all_column(c)) for e, r, c in part),
+        )
+
+    def _insert_planned(
+        self, db: sqlite3.Connection, job_id: str, chunks: Sequence[Sequence[str]], now: float
+    ) -> None:
+        for chunk in chunks:
+            batch_id = self._new_batch(db, job_id, BatchState.PLANNED, len(chunk), "api", now)
+            db.executemany(
+                "INSERT INTO batch_emails (batch_id, email) VALUES (?,?)",
+                ((batch_id, e) for e in chunk),
+            )
 
     def _drop_planned(self, db: sqlite3.Connection, job_id: str) -> None:
         # Retry batches (attempt > 1) keep their attempt count, so they are not dissolved.

@@ -40,7 +40,7 @@ from ample_batch.jobs.engine import Engine
 from ample_batch.jobs.protocol import JobStore
 from ample_batch.jobs.records import BatchState
 from ample_batch.jobs.store import Store
-from ample_batch.jobs.store_plan import PLAN_CHUNK
+from ample_batch.jobs.store_shared import PLAN_CHUNK
 from ample_batch.limits import Limit
 from ample_batch.quota.scheduler import ScheduleConfig, Scheduler, key_id
 
