@@ -9,7 +9,9 @@ with it: another host takes the job over.
 A run's claims are fenced by its lock (`fence`): each `mark_submitting` checks, in its own
 transaction, that the run's lock session still holds the lock, so a run whose lock connection
 died while another host took the job buys nothing more (exit 75), not even until its cancel
-watcher's next look.
+watcher's next look. A lock lost with its connection that nobody took is taken again between
+two tries of the claim, never inside one: reconnecting inside it would keep every other host's
+claims waiting on the schema's write lock.
 
 A cancel request is an advisory lock too (another key per job), held by `cancel` while it
 waits for the run to stop: a run that sees it held was asked to cancel, and a `cancel` that
@@ -26,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -204,25 +206,18 @@ class PgLocks:
         """Whether another run took the job's lock while this one's connection was lost."""
         return job_id in self._lost
 
-    def fence(self, job_id: str) -> Callable[[Connection], None] | None:
-        """The check a claim for the job makes inside its own transaction (on the store's
-        connection `db`): it raises JobLockLost unless this run's lock session still holds the
-        job's lock. A lock lost with its connection is taken again first if nobody took it
-        meanwhile (as `still_held`). None if this object holds no run lock of the job.
+    def fence(self, job_id: str) -> ClaimFence | None:
+        """The fence of the job's claims (see `ClaimFence`); None if this object holds no run
+        lock of the job.
 
             store.fence_claims(locks.fence(job_id))
         """
-        if job_id not in self._runs:
-            return None
+        return ClaimFence(self, job_id) if job_id in self._runs else None
 
-        def check(db: Connection) -> None:
-            if self._held_in(db, job_id):
-                return
-            if not (self.still_held(job_id) and self._held_in(db, job_id)):
-                self._lost.add(job_id)
-                raise JobLockLost(f"{LOCK_LOST}; run again once that run is done")
-
-        return check
+    def lock_lost(self, job_id: str) -> JobLockLost:
+        """The job is another run's now: recorded, and the error this run stops with."""
+        self._lost.add(job_id)
+        return JobLockLost(f"{LOCK_LOST}; run again once that run is done")
 
     def _held_in(self, db: Connection, job_id: str) -> bool:
         """Whether the job's run lock is held by this run's session, as `db`'s server sees."""
@@ -329,3 +324,24 @@ class PgLocks:
             conn.close()
             raise
         return conn
+
+
+@dataclass(frozen=True)
+class ClaimFence:
+    """What a claim checks that its run still holds the job's lock, in two halves: `holds`
+    inside the claim's transaction, on its connection, and `recover` outside it, since taking
+    a lock lost with its connection again means connecting, and the claim's transaction holds
+    the schema's write lock that every other host's claims wait on."""
+
+    locks: PgLocks
+    job_id: str
+
+    def holds(self, db: Connection) -> bool:
+        """Whether this run's lock session holds the job's lock, as `db`'s server sees now."""
+        return self.locks._held_in(db, self.job_id)
+
+    def recover(self) -> None:
+        """Take a lock lost with its connection again (as `still_held`); JobLockLost if
+        another run took it meanwhile."""
+        if not self.locks.still_held(self.job_id):
+            raise self.locks.lock_lost(self.job_id)

@@ -28,7 +28,7 @@ StateUnavailable then, and the next run resumes from what the database holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .pg_adoption import adopt, claim_or_adopt, settle_adopted, unresolved
@@ -39,6 +39,12 @@ from .store_shared import move_statement
 
 if TYPE_CHECKING:
     from ..pg import Connection
+    from .pg_locks import ClaimFence
+
+
+class _StaleFence(Exception):
+    """Internal: the claim's fence found the run's lock session gone; rolled back, nothing
+    claimed, to be recovered outside the transaction."""
 
 
 class PgStore(PgPlanRecords):
@@ -50,18 +56,31 @@ class PgStore(PgPlanRecords):
     made of several statements are `store_shared.SharedStore`'s, the same for both stores.
     """
 
-    _claim_fence: Callable[[Connection], None] | None = None
+    _claim_fence: ClaimFence | None = None
 
-    def fence_claims(self, fence: Callable[[Connection], None]) -> None:
-        """Run `fence` inside every `mark_submitting` transaction, before the move: it raises
-        (JobLockLost) when the run no longer holds its job's lock, and nothing is claimed
-        (`pg_locks.PgLocks.fence`; wired by `backend.fence_claims`), so a run that lost
-        its lock to another host buys nothing more."""
+    def fence_claims(self, fence: ClaimFence) -> None:
+        """Check `fence` inside every `mark_submitting` transaction, before the move
+        (`pg_locks.PgLocks.fence`; wired by `backend.fence_claims`): a run that lost its lock
+        to another host claims nothing more (JobLockLost). A lock lost with its connection
+        and taken by nobody is taken again between two tries of the claim, outside its
+        transaction."""
         self._claim_fence = fence
 
     def _before_claim(self, db: Connection) -> None:
-        if self._claim_fence is not None:
-            self._claim_fence(db)
+        if self._claim_fence is not None and not self._claim_fence.holds(db):
+            raise _StaleFence
+
+    def mark_submitting(self, batch_id: int) -> Claim:
+        try:
+            return super().mark_submitting(batch_id)
+        except _StaleFence:
+            fence = self._claim_fence
+            assert fence is not None  # only a fence raises it
+        fence.recover()  # JobLockLost if the job is another run's now
+        try:
+            return super().mark_submitting(batch_id)
+        except _StaleFence:
+            raise fence.locks.lock_lost(fence.job_id) from None
 
     # -- batches -------------------------------------------------------------------------
 

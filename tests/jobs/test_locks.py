@@ -204,15 +204,16 @@ def test_a_fence_passes_while_the_run_holds_its_lock_and_not_once_another_took_i
         with mine.try_job_lock("j1") as held, psycopg.connect(pg_url, autocommit=True) as db:
             fence = mine.fence("j1")
             assert held and fence is not None
-            fence(db)  # held: the claim goes ahead
+            assert fence.holds(db)  # held: the claim goes ahead
             _end_run_lock_sessions(pg_url)
-            fence(db)  # lost, but nobody took it: taken again, as still_held does
-            assert not mine.lost("j1")
+            assert not fence.holds(db)  # what the claim sees, without connecting
+            fence.recover()  # lost, but nobody took it: taken again, as still_held does
+            assert fence.holds(db) and not mine.lost("j1")
             _end_run_lock_sessions(pg_url)
             with theirs.try_job_lock("j1") as taken:
-                assert taken
+                assert taken and not fence.holds(db)
                 with pytest.raises(JobLockLost, match="lost the job's lock to another run"):
-                    fence(db)
+                    fence.recover()
                 assert mine.lost("j1") and not mine.still_held("j1")
     finally:
         mine.close()

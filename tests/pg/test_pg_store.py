@@ -307,6 +307,50 @@ async def test_an_engine_run_survives_its_connection_killed_at_each_stage(
     assert summary.emails_submitted_twice == 0
 
 
+def test_a_lock_lost_with_its_connection_is_taken_again_outside_the_claims_transaction(
+    pg_url: str,
+) -> None:
+    from ample_batch import pg
+    from ample_batch.jobs.backend import fence_claims
+    from ample_batch.jobs.pg_locks import PgLocks
+
+    mine = PgLocks(pg_url)
+    write_lock = pg.advisory_key("store", "ample_batch")
+    recovered_while_free: list[bool] = []
+    still_held = mine.still_held
+
+    def watched_still_held(job_id: str) -> bool:
+        # Reconnecting can take up to the connect timeout: no claim of another host may wait
+        # on it, so the schema's write lock must be free meanwhile.
+        with psycopg.connect(pg_url, autocommit=True) as other:
+            free = other.execute("SELECT pg_try_advisory_lock(%s)", (write_lock,)).fetchone()
+            recovered_while_free.append(bool(free and free[0]))
+            other.execute("SELECT pg_advisory_unlock_all()")
+        return still_held(job_id)
+
+    mine.still_held = watched_still_held  # type: ignore[method-assign]
+    try:
+        with PgStore(pg_url, retry_waits=FAST) as store:
+            job = _open(store)
+            store.plan(job.id, cached=[], new=["a@x.co"], chunk_size=1)
+            (batch,) = store.batches(job.id)
+            with mine.try_job_lock(job.id) as held:
+                assert held
+                fence_claims(store, mine, job.id)
+                with psycopg.connect(pg_url, autocommit=True) as admin:
+                    admin.execute(
+                        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
+                        " WHERE datname = current_database()"
+                        " AND application_name LIKE 'ample-batch % run %'"
+                    )
+                assert not store.mark_submitting(batch.id).changed  # nobody took it: claimed
+                assert not mine.lost(job.id)
+            assert store.batch(batch.id).state is BatchState.SUBMITTING
+    finally:
+        mine.close()
+    assert recovered_while_free == [True]
+
+
 def test_a_claim_fenced_by_a_lock_another_run_took_claims_nothing(pg_url: str) -> None:
     from ample_batch.errors import JobLockLost
     from ample_batch.jobs.backend import fence_claims
