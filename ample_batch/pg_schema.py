@@ -1,4 +1,4 @@
-"""The PostgreSQL state schema: numbered migrations, the twin of `jobs/db.py`'s SQLite ones
+"""The PostgreSQL state schema: numbered migrations, the twin of `jobs/sqlite/db.py`'s SQLite ones
 plus the quota ledgers, all in one PostgreSQL schema (`ample_batch` unless named otherwise).
 
 Each entry of MIGRATIONS is one script, run in one transaction by `pg.migrate`, with
@@ -28,7 +28,7 @@ MIGRATIONS_TABLE = "migrations"
 # Each entry moves the schema one version forward; never edit one that has shipped (nor make
 # one depend on a constant that may change). Braces other than {schema} are doubled.
 MIGRATIONS: list[str] = [
-    # 1: the SQLite schema at its version 4 (jobs/db.py), and the ledgers (quota/ledger.py).
+    # 1: the SQLite schema at its version 4 (jobs/sqlite/db.py), and the ledgers (quota/ledger.py).
     """
     CREATE TABLE {schema}.jobs (
         id text PRIMARY KEY,
@@ -108,7 +108,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX ledger_entries_window ON {schema}.ledger_entries (key_id, ledger, stamp_ms);
     """,
     # 2: the open batches of every job, which each claim before a POST reads under the write
-    # lock (jobs/pg_adoption.py): a shared database keeps every host's batches for good, and
+    # lock (jobs/postgres/adoption.py): a shared database keeps every host's batches for good, and
     # a scan of all of them would hold every other host's claim waiting.
     """
     CREATE INDEX batches_open ON {schema}.batches (id)

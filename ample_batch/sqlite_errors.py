@@ -1,5 +1,5 @@
 """sqlite3's errors translated into ours, for every SQLite file of the state: the job store
-(`jobs/db.py`) and the quota ledgers (`quota/sqlite_ledger.py`) both go through here.
+(`jobs/sqlite/db.py`) and the quota ledgers (`quota/sqlite_ledger.py`) both go through here.
 
 The error class says what the user does next: StateUnavailable (exit 75) where running the
 same command again will work (locked by another process past the busy timeout, disk full, an

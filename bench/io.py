@@ -103,7 +103,7 @@ def _write_job_store(state_dir: Path, table: Any) -> None:
     ample-batch builds its lookup the way a run does: from `Store.job_verdicts`."""
     import shutil
 
-    from ample_batch.jobs.store import Store
+    from ample_batch.jobs.sqlite.store import Store
 
     shutil.rmtree(state_dir, ignore_errors=True)
     rows = zip(

@@ -67,7 +67,7 @@ def ample_enrich(fmt: str, src: Path, out: Path, verdicts: Path) -> Result:
 
 def _job_verdicts(verdicts: Path) -> Iterator[tuple[str, str, bool | None]]:
     """Every verdict of the one job in the store beside the verdict table (see bench.io)."""
-    from ample_batch.jobs.store import Store
+    from ample_batch.jobs.sqlite.store import Store
 
     from .io import verdict_store
 

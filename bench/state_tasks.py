@@ -29,12 +29,12 @@ SCHEMA = "bench_state"
 
 def open_store(target: str) -> JobStore:
     if target.startswith("postgresql://"):
-        from ample_batch.jobs.pg_store import PgStore
+        from ample_batch.jobs.postgres.store import PgStore
 
         return PgStore(target, schema=SCHEMA)
     from pathlib import Path
 
-    from ample_batch.jobs.store import Store
+    from ample_batch.jobs.sqlite.store import Store
 
     return Store(Path(target))
 

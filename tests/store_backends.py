@@ -41,11 +41,11 @@ class Backend:
     ) -> JobStore:
         options: dict[str, Any] = {} if clock is None else {"clock": clock}
         if self.name == "sqlite":
-            from ample_batch.jobs.store import Store
+            from ample_batch.jobs.sqlite.store import Store
 
             store: JobStore = Store(self.tmp_path / state, **options, **extra)
         else:
-            from ample_batch.jobs.pg_store import PgStore
+            from ample_batch.jobs.postgres.store import PgStore
 
             assert self.url is not None
             extra.setdefault("retry_waits", FAST_RECONNECT)
@@ -62,7 +62,7 @@ class Backend:
         if self.name == "sqlite":
             import sqlite3
 
-            from ample_batch.jobs.db import DB_NAME
+            from ample_batch.jobs.sqlite.db import DB_NAME
 
             db = sqlite3.connect(self.tmp_path / state / DB_NAME)
             with db:

@@ -2,7 +2,7 @@
 `JobStore`, the job locks and a job's id.
 
 A `State` is a state dir (SQLite: the job store, the ledgers and lock files in it) or, with a
-`url`, a PostgreSQL database shared by many hosts (`pg_store.PgStore`, advisory locks, the
+`url`, a PostgreSQL database shared by many hosts (`postgres.store.PgStore`, advisory locks, the
 ledgers in the same database), and then nothing is written under the dir.
 
     >>> import tempfile
@@ -26,10 +26,10 @@ from pathlib import Path
 from .. import pg
 from ..errors import InputError
 from ..options import SIMULATED_DIR
-from .db import DB_NAME
 from .locks import FileLocks, JobLocks
 from .protocol import JobStore
 from .records import job_id_for
+from .sqlite.db import DB_NAME
 
 SIMULATED_SCHEMA_SUFFIX = "_simulated"
 """A simulation's PostgreSQL schema is the state's with this added: its made-up verdicts
@@ -111,11 +111,11 @@ def open_store(
     state = as_state(where)
     if state.url is not None:
         # Here, not at the top: psycopg is an optional extra, and `status` stays light.
-        from .pg_store import PgStore
+        from .postgres.store import PgStore
 
         store: JobStore = PgStore(state.url, schema=state.schema, clock=clock)
         return store
-    from .store import Store
+    from .sqlite.store import Store
 
     # Returned as the protocol, so mypy checks here that the SQLite store conforms to it.
     return Store(state.dir, clock=clock, timeout=timeout)
@@ -153,7 +153,7 @@ def job_locks(where: Where) -> JobLocks:
     Close them when done."""
     state = as_state(where)
     if state.url is not None:
-        from .pg_locks import PgLocks
+        from .postgres.locks import PgLocks
 
         return PgLocks(state.url, schema=state.schema)
     return FileLocks(state.dir)
@@ -170,8 +170,8 @@ def fence_claims(store: JobStore, locks: JobLocks, job_id: str) -> None:
     """
     if getattr(store, "url", None) is None:
         return
-    from .pg_locks import PgLocks
-    from .pg_store import PgStore
+    from .postgres.locks import PgLocks
+    from .postgres.store import PgStore
 
     if isinstance(store, PgStore) and isinstance(locks, PgLocks):
         fence = locks.fence(job_id)
@@ -181,6 +181,6 @@ def fence_claims(store: JobStore, locks: JobLocks, job_id: str) -> None:
 
 def lock_lost(locks: JobLocks, job_id: str) -> str | None:
     """Why the run must stop, if another run took the job's lock from it; else None."""
-    from .pg_locks import LOCK_LOST, PgLocks
+    from .postgres.locks import LOCK_LOST, PgLocks
 
     return LOCK_LOST if isinstance(locks, PgLocks) and locks.lost(job_id) else None

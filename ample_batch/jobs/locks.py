@@ -1,6 +1,6 @@
 """One run per job at a time: the lock seam, and its SQLite-side implementation (OS file locks
-in the state dir). `pg_locks.PgLocks` is the PostgreSQL one (advisory locks); `backend.job_locks`
-picks.
+in the state dir). `postgres.locks.PgLocks` is the PostgreSQL one (advisory locks);
+`backend.job_locks` picks.
 
 Either kind is released when its holder dies, even by SIGKILL, and records who holds it (host
 and process), so `status` can say who runs a job and `cancel` can ask that run to stop.

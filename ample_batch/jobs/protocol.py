@@ -1,6 +1,6 @@
 """The job store's seam: what the engine, the followers and the pipeline ask of the store.
 
-`store.Store` (SQLite, `db.py`) and `pg_store.PgStore` (PostgreSQL, shared by many hosts)
+`sqlite.store.Store` (SQLite) and `postgres.store.PgStore` (PostgreSQL, shared by many hosts)
 implement it, member for member (what they do alike is `store_shared.SharedStore`'s);
 `backend.open_store` picks one. Nothing outside the implementations sees SQL.
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import StateUnavailable, StateUnusable
 from ..quota.config import ledger_file_name
-from .db import DB_NAME
+from .sqlite.db import DB_NAME
 
 
 def make_state_dir(state_dir: Path) -> None:

@@ -1,8 +1,8 @@
-"""What both job stores (SQLite's `store.Store`, PostgreSQL's `pg_store.PgStore`) do the same
-way: the transitions that are more than one statement, written once over each store's own
-primitives. `SharedStore` is each store's root layer; a store supplies its write transaction
-(`_write`: SQLite's `BEGIN IMMEDIATE`; PostgreSQL's advisory write lock, retries and
-`durable=`), `_move` (the one transition, in its own SQL, `move_statement` here) and the
+"""What both job stores (SQLite's `sqlite.store.Store`, PostgreSQL's `postgres.store.PgStore`)
+do the same way: the transitions that are more than one statement, written once over each
+store's own primitives. `SharedStore` is each store's root layer; a store supplies its write
+transaction (`_write`: SQLite's `BEGIN IMMEDIATE`; PostgreSQL's advisory write lock, retries
+and `durable=`), `_move` (the one transition, in its own SQL, `move_statement` here) and the
 single statements the transitions are made of, run inside that transaction (`_unresolved`,
 `_new_batch`, ...). The contract of every method is `protocol.JobStore`'s.
 
@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, Self, TypeVar
 
-from ..errors import StateFailed
+from ..errors import StateFailed, StateUnavailable
 from ..options import DEFAULT_CACHE_TTL
-from .db import retried
 from .plan import split_batches
 from .records import BATCH_ATTEMPTS, MOVES, Batch, BatchState, Claim, Job, Verdict
 
@@ -83,6 +83,23 @@ def prune_threshold(now: float, run_ttl: float, jobs: Iterable[Job]) -> float:
             if job.state != "done":
                 keep_from = min(keep_from, job.cache_cutoff)
     return min(now - max(ttls), keep_from)
+
+
+def retried(
+    action: Any, *, attempts: int = 6, first_wait: float = 0.05, max_wait: float = 2.0
+) -> Any:
+    """Call `action()`, retrying on StateUnavailable (locked past the busy timeout, disk
+    full) with backoff: for the commits whose loss would turn a paid POST into a resend."""
+    wait = first_wait
+    for attempt in range(attempts):
+        try:
+            return action()
+        except StateUnavailable:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(wait)
+            wait = min(max_wait, wait * 2)
+    raise AssertionError("unreachable")
 
 
 class SharedStore(ABC, Generic[DB]):
@@ -246,7 +263,7 @@ class SharedStore(ABC, Generic[DB]):
             )
 
     def adopt_in_flight(self, job_id: str, candidates: Iterable[str]) -> set[str]:
-        """See adoption.py."""
+        """See sqlite/adoption.py and postgres/adoption.py."""
         wanted = list(candidates)  # a transaction retried reads them again
         return self._write(lambda db: self._adopt(db, job_id, wanted, self._clock()))
 
@@ -268,7 +285,7 @@ class SharedStore(ABC, Generic[DB]):
         return self._write(work, durable=True)
 
     def mark_running(self, batch_id: int, *, remote_id: str, remote_href: str) -> None:
-        """Retried by `db.retried`; `running` again is a legal move, so a retry after a lost
+        """Retried by `retried`; `running` again is a legal move, so a retry after a lost
         answer is too."""
         retried(
             lambda: self._move(

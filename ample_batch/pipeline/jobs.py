@@ -202,7 +202,7 @@ async def watch_for_cancel(locks: JobLocks, job_id: str, stop: asyncio.Event) ->
 
 def _should_stop(locks: JobLocks, job_id: str) -> bool:
     """Whether the run must stop: its job lock lost for good, or a cancel asked."""
-    from ..jobs.pg_locks import PgLocks
+    from ..jobs.postgres.locks import PgLocks
 
     if isinstance(locks, PgLocks) and not locks.still_held(job_id):
         return True

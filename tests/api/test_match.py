@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from ample_batch.api.match import ResultMatcher, canonical
 from ample_batch.jobs.follow import StoredEmails
-from ample_batch.jobs.store import Store
+from ample_batch.jobs.sqlite.store import Store
 
 
 def test_exact_then_canonical() -> None:

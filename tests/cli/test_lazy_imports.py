@@ -54,7 +54,7 @@ def test_status_and_report_on_a_state_url_load_nothing_heavy(tmp_path: Path, pg_
     state = ["--state-url", pg_url, "--state-dir", str(tmp_path / "s")]
     heavy, said = probe("status", *state)  # no schema yet: nothing to open
     assert heavy == set() and "no jobs in this state database" in said, said
-    from ample_batch.jobs.pg_store import PgStore
+    from ample_batch.jobs.postgres.store import PgStore
 
     with PgStore(pg_url) as store:
         job = store.open_job(

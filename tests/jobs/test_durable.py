@@ -35,11 +35,11 @@ from helpers import (
 from store_backends import Backend
 
 from ample_batch.errors import StateUnusable
-from ample_batch.jobs.db import DB_NAME, MIGRATIONS
 from ample_batch.jobs.engine import Engine
 from ample_batch.jobs.protocol import JobStore
 from ample_batch.jobs.records import BatchState
-from ample_batch.jobs.store import Store
+from ample_batch.jobs.sqlite.db import DB_NAME, MIGRATIONS
+from ample_batch.jobs.sqlite.store import Store
 from ample_batch.jobs.store_shared import PLAN_CHUNK
 from ample_batch.limits import Limit
 from ample_batch.quota.scheduler import ScheduleConfig, Scheduler, key_id

@@ -25,7 +25,7 @@ from ample_batch.jobs.engine import Engine
 from ample_batch.jobs.follow import Counters, FollowPolicy
 from ample_batch.jobs.protocol import JobStore
 from ample_batch.jobs.records import BatchState
-from ample_batch.jobs.store import Store
+from ample_batch.jobs.sqlite.store import Store
 from ample_batch.limits import Limit
 from ample_batch.quota.scheduler import ScheduleConfig, Scheduler
 

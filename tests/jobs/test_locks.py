@@ -16,7 +16,7 @@ from helpers import wait_until
 from ample_batch.errors import JobBusy
 from ample_batch.jobs.backend import State, job_locks
 from ample_batch.jobs.locks import Holder, JobLocks, job_lock, this_host
-from ample_batch.jobs.pg_locks import PgLocks, holder_name, parse_holder
+from ample_batch.jobs.postgres.locks import PgLocks, holder_name, parse_holder
 
 MakeLocks = Callable[[], JobLocks]
 

@@ -13,11 +13,11 @@ from helpers import ROOT
 from store_backends import Backend
 
 from ample_batch.errors import StateFailed
-from ample_batch.jobs.db import DB_NAME
-from ample_batch.jobs.pg_store import PgStore
+from ample_batch.jobs.postgres.store import PgStore
 from ample_batch.jobs.protocol import JobStore
 from ample_batch.jobs.records import MOVES, BatchState
-from ample_batch.jobs.store import Store
+from ample_batch.jobs.sqlite.db import DB_NAME
+from ample_batch.jobs.sqlite.store import Store
 
 if TYPE_CHECKING:
     # mypy checks the members' types here (and in backend.open_store, which `mypy
@@ -76,20 +76,22 @@ def test_the_protocol_lists_what_the_callers_call() -> None:
 
 
 def _stage_imports(path: Path) -> set[str]:
+    """The modules `path` imports, relative ones made absolute."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            found.add("." * node.level + (node.module or ""))
+            base = package.split(".")[: len(package.split(".")) - node.level + 1]
+            parent = ".".join(base) if node.level else ""
+            found.add(".".join(part for part in (parent, node.module or "") if part))
     return found
 
 
-SQLITE_IMPLEMENTATION = {"db", "store", "store_jobs", "store_outcomes", "store_plan", "adoption"}
-POSTGRES_IMPLEMENTATION = {
-    "pg_conn", "pg_store", "pg_store_jobs", "pg_store_outcomes", "pg_store_plan", "pg_adoption"
-}  # fmt: skip
-"""The jobs/ modules that are the SQLite store; jobs/state_dir.py reads the quota ledgers."""
+SQLITE_IMPLEMENTATION = "ample_batch.jobs.sqlite"
+POSTGRES_IMPLEMENTATION = "ample_batch.jobs.postgres"
+"""The packages that are the two stores; only `backend` opens them for the callers."""
 
 
 def test_only_the_sqlite_store_touches_sqlite() -> None:
@@ -102,13 +104,17 @@ def test_only_the_sqlite_store_touches_sqlite() -> None:
         imported = _stage_imports(path)
         if "sqlite3" in imported:
             wrong.append(f"{path.name} imports sqlite3")
-        for module in SQLITE_IMPLEMENTATION - {"db"}:
-            if {f".{module}", f"..jobs.{module}"} & imported:
+        for module in imported:
+            if module.startswith(SQLITE_IMPLEMENTATION) and module != f"{SQLITE_IMPLEMENTATION}.db":
                 wrong.append(f"{path.name} imports the SQLite store ({module})")
-        for module in POSTGRES_IMPLEMENTATION:
-            if {f".{module}", f"..jobs.{module}"} & imported or "psycopg" in imported:
+            if module.startswith(POSTGRES_IMPLEMENTATION) and module != (
+                f"{POSTGRES_IMPLEMENTATION}.locks"  # the cancel watcher asks a lost lock
+            ):
                 wrong.append(f"{path.name} imports the PostgreSQL store ({module})")
+        if "psycopg" in imported:
+            wrong.append(f"{path.name} imports psycopg")
     assert wrong == []
+    assert "ample_batch.jobs.protocol" in _stage_imports(ROOT / "ample_batch/jobs/engine.py")
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from store_backends import Backend
 
 from ample_batch.jobs.protocol import JobStore
 from ample_batch.jobs.records import BatchState, Job
+from ample_batch.jobs.sqlite.store import Store
 from ample_batch.jobs.stale import KEEP_THE_CACHE, StaleVerdicts
-from ample_batch.jobs.store import Store
 from ample_batch.pipeline.steps import prune_cache
 from ample_batch.recheck import RecheckPolicy
 

@@ -10,11 +10,11 @@ from store_backends import Backend
 
 from ample_batch import pg
 from ample_batch.errors import JobBusy
-from ample_batch.jobs.db import MIGRATIONS
 from ample_batch.jobs.locks import FileLocks, job_lock
 from ample_batch.jobs.protocol import JobStore
 from ample_batch.jobs.records import BATCH_ATTEMPTS, BatchState, job_id_for
-from ample_batch.jobs.store import Store
+from ample_batch.jobs.sqlite.db import MIGRATIONS
+from ample_batch.jobs.sqlite.store import Store
 
 
 @pytest.fixture

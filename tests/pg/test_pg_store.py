@@ -19,7 +19,7 @@ from postgres_server import PASSWORD
 
 from ample_batch.errors import StateUnavailable
 from ample_batch.jobs.engine import Engine
-from ample_batch.jobs.pg_store import PgStore
+from ample_batch.jobs.postgres.store import PgStore
 from ample_batch.jobs.records import BatchState
 from ample_batch.limits import Limit
 from ample_batch.pg import content_job_id
@@ -312,7 +312,7 @@ def test_a_lock_lost_with_its_connection_is_taken_again_outside_the_claims_trans
 ) -> None:
     from ample_batch import pg
     from ample_batch.jobs.backend import fence_claims
-    from ample_batch.jobs.pg_locks import PgLocks
+    from ample_batch.jobs.postgres.locks import PgLocks
 
     mine = PgLocks(pg_url)
     write_lock = pg.advisory_key("store", "ample_batch")
@@ -354,7 +354,7 @@ def test_a_lock_lost_with_its_connection_is_taken_again_outside_the_claims_trans
 def test_a_claim_fenced_by_a_lock_another_run_took_claims_nothing(pg_url: str) -> None:
     from ample_batch.errors import JobLockLost
     from ample_batch.jobs.backend import fence_claims
-    from ample_batch.jobs.pg_locks import PgLocks
+    from ample_batch.jobs.postgres.locks import PgLocks
 
     mine, theirs = PgLocks(pg_url), PgLocks(pg_url)
     try:

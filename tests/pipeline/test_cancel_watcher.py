@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
-from ample_batch.jobs.pg_locks import PgLocks
+from ample_batch.jobs.postgres.locks import PgLocks
 from ample_batch.pipeline.jobs import watch_for_cancel
 
 

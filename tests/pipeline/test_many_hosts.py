@@ -32,7 +32,7 @@ _AS_HOST = (
 # A run in a PID namespace of its own (a container sharing the host's name): its job lock
 # records the pid that namespace gives it, which on this side may be another process's.
 _IN_PID_NAMESPACE = (
-    "import types, ample_batch.jobs.pg_locks as locks; "
+    "import types, ample_batch.jobs.postgres.locks as locks; "
     "locks.os = types.SimpleNamespace(getpid=lambda: {pid}); "
     "from ample_batch.cli.main import entry; entry()"
 )

@@ -16,11 +16,11 @@ from helpers import KEY, cli, make_client
 
 from ample_batch.cli.main import exit_for
 from ample_batch.errors import JobBusy, OutputUnwritten, StateUnavailable, StateUnusable, Stopped
-from ample_batch.jobs.db import DB_NAME
 from ample_batch.jobs.engine import Engine
 from ample_batch.jobs.locks import FileLocks, Holder, this_host
 from ample_batch.jobs.records import BatchState
-from ample_batch.jobs.store import Store
+from ample_batch.jobs.sqlite.db import DB_NAME
+from ample_batch.jobs.sqlite.store import Store
 from ample_batch.limits import Limit
 from ample_batch.options import ApiOptions
 from ample_batch.pipeline.jobs import cancel

@@ -14,7 +14,7 @@ from helpers import KEY, FakeInThread, cli, lead_rows, read_csv, write_leads
 
 import ample_batch
 from ample_batch.fake.config import verdict_for
-from ample_batch.jobs.store import Store
+from ample_batch.jobs.sqlite.store import Store
 from ample_batch.pipeline.estimate import Estimate
 from ample_batch.pipeline.keywords import run_options
 from ample_batch.pipeline.summary import Summary

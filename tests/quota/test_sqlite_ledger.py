@@ -27,7 +27,7 @@ from helpers import KEY, FakeInThread, cli, lead_rows, make_client, write_leads
 
 from ample_batch.errors import StateUnavailable, StateUnusable
 from ample_batch.jobs.engine import Engine
-from ample_batch.jobs.store import Store
+from ample_batch.jobs.sqlite.store import Store
 from ample_batch.limits import Limit
 from ample_batch.quota import sqlite_ledger
 from ample_batch.quota.clock import SystemClock

@@ -1,4 +1,4 @@
-"""The PostgreSQL job store's base: its connection (pg_conn.py) and the jobs table.
+"""The PostgreSQL job store's base: its connection (conn.py) and the jobs table.
 
 A job here is found by what it is: `pg.content_job_id` of the input's content fingerprint,
 email column and sheet, so the same file under another path, on another host or in another
@@ -15,14 +15,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .. import pg
-from ..options import cache_cutoff
-from .pg_conn import RECONNECT_WAITS, PgConnection, by_name
-from .records import Batch, BatchState, Job
-from .store_shared import SharedStore
+from ... import pg
+from ...options import cache_cutoff
+from ..records import Batch, BatchState, Job
+from ..store_shared import SharedStore
+from .conn import RECONNECT_WAITS, PgConnection, by_name
 
 if TYPE_CHECKING:
-    from ..pg import Connection
+    from ...pg import Connection
 
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
 _BATCH_FIELDS = tuple(f.name for f in dataclasses.fields(Batch))
@@ -45,7 +45,7 @@ def batch_from_row(row: Sequence[Any]) -> Batch:
 
 
 class PgJobRecords(SharedStore["Connection"]):
-    """The connection and the jobs table; the base of `pg_store.PgStore`."""
+    """The connection and the jobs table; the base of `store.PgStore`."""
 
     state_dir: Path | None = None
     """No state dir: with PostgreSQL nothing is written under --state-dir, and job locks are
@@ -85,7 +85,7 @@ class PgJobRecords(SharedStore["Connection"]):
         return self._pg.read(lambda db: db.execute(query, params).fetchone())
 
     def _named_rows(self, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        """Rows read by column name (`pg_conn.by_name`)."""
+        """Rows read by column name (`conn.by_name`)."""
         return self._pg.read(lambda db: by_name(db).execute(query, params).fetchall())
 
     def _named_row(self, query: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:

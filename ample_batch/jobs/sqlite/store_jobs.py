@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..options import cache_cutoff
-from ..sqlite_errors import translated
+from ...options import cache_cutoff
+from ...sqlite_errors import translated
+from ..records import Job, job_id_for
+from ..state_dir import make_state_dir, refuse_reset_state
+from ..store_shared import SharedStore
 from .db import DB_NAME, connect, schema_version, transaction
-from .records import Job, job_id_for
-from .state_dir import make_state_dir, refuse_reset_state
-from .store_shared import SharedStore
 
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
 T = TypeVar("T")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable
 
-from .records import OPEN_STATES, BatchState, Claim
+from ..records import OPEN_STATES, BatchState, Claim
 
 _OPEN = ",".join(f"'{state}'" for state in OPEN_STATES)
 

@@ -25,10 +25,10 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ..records import Batch, BatchState, Claim, Verdict
+from ..store_shared import move_statement
 from .adoption import adopt, claim_or_adopt, settle_adopted, unresolved
-from .records import Batch, BatchState, Claim, Verdict
 from .store_plan import PlanRecords, catch_all_column
-from .store_shared import move_statement
 
 _BATCH_FIELDS = tuple(f.name for f in dataclasses.fields(Batch))
 

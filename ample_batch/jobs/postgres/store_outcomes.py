@@ -1,6 +1,6 @@
 """What the engine records besides transitions, and what a run reads back, in PostgreSQL: every
 verdict of a job (streamed), its progress, failures counted on a batch across runs, and emails
-the API refused. A layer of `pg_store.PgStore`, the twin of store_outcomes.py.
+the API refused. A layer of `store.PgStore`, the twin of sqlite/store_outcomes.py.
 """
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, cast
 
-from .pg_conn import by_name
-from .pg_store_jobs import PgJobRecords
-from .plan import split_batches
-from .records import Progress, Verdict
+from ..plan import split_batches
+from ..records import Progress, Verdict
+from .conn import by_name
+from .store_jobs import PgJobRecords
 
 if TYPE_CHECKING:
-    from ..pg import Connection
+    from ...pg import Connection
 
 LOOKUP_CHUNK = 10_000
 """Emails per `= ANY(array)` lookup: one round trip each, arrays of bounded size."""

@@ -33,13 +33,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .. import pg
-from ..errors import StateUnavailable
+from ... import pg
+from ...errors import StateUnavailable
 
 if TYPE_CHECKING:
     import psycopg
 
-    from ..pg import Connection
+    from ...pg import Connection
 
 T = TypeVar("T")
 

@@ -1,4 +1,4 @@
-"""The PostgreSQL SQL of adoption, the twin of adoption.py: a job's emails already in flight
+"""The PostgreSQL SQL of adoption, the twin of sqlite/adoption.py: a job's emails already in flight
 in another job's open batch on the same key are adopted by a `waiting` batch, never bought
 again (see `inflight`). Every function runs inside the caller's serialised transaction
 (`PgConnection.write`), so the open batches it reads cannot change under it.
@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from .pg_conn import by_name
-from .records import OPEN_STATES, BatchState, Claim
+from ..records import OPEN_STATES, BatchState, Claim
+from .conn import by_name
 
 if TYPE_CHECKING:
-    from ..pg import Connection
+    from ...pg import Connection
 
 _OPEN = ",".join(f"'{state}'" for state in OPEN_STATES)
 

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from ..errors import StateUnavailable, StateUnusable
-from ..sqlite_errors import translated
-from ..sqlite_wal import enable_wal
+from ...errors import StateUnusable
+from ...sqlite_errors import translated
+from ...sqlite_wal import enable_wal
 
 DB_NAME = "ample-batch.sqlite"
 
@@ -171,20 +169,3 @@ def transaction(
 def _db_file(db: sqlite3.Connection) -> str:
     row = db.execute("PRAGMA database_list").fetchone()
     return str(row[2]) if row is not None else "the state database"
-
-
-def retried(
-    action: Any, *, attempts: int = 6, first_wait: float = 0.05, max_wait: float = 2.0
-) -> Any:
-    """Call `action()`, retrying on StateUnavailable (locked past the busy timeout, disk
-    full) with backoff: for the commits whose loss would turn a paid POST into a resend."""
-    wait = first_wait
-    for attempt in range(attempts):
-        try:
-            return action()
-        except StateUnavailable:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(wait)
-            wait = min(max_wait, wait * 2)
-    raise AssertionError("unreachable")

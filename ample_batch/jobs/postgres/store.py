@@ -1,6 +1,6 @@
 """Durable job state in PostgreSQL: the `protocol.JobStore` that many hosts share.
 
-The twin of store.py, with the same behaviour (tests/jobs run both): one PostgreSQL schema
+The twin of sqlite/store.py, with the same behaviour (tests/jobs run both): one PostgreSQL schema
 (`ample_batch` unless named, migrated by `pg.connect`) holds every job of every host, their
 batches, every verdict and the result cache. A job is its input's content fingerprint, email
 column and sheet (`pg.content_job_id`), so the same file resumes its job wherever it lies.
@@ -12,9 +12,9 @@ through `_move`:
 
 Times are epoch seconds from the store's `clock`, as in SQLite (the ledgers, not here, use the
 server's clock). Transactions that other jobs' claims read take one advisory lock per schema
-(pg_conn.py), so two hosts never both buy one email; the transitions around a paid POST
+(conn.py), so two hosts never both buy one email; the transitions around a paid POST
 commit with `synchronous_commit = on`, and `running` is retried until it lands. A lost
-connection is reopened and the interrupted work retried where that is safe (pg_conn.py):
+connection is reopened and the interrupted work retried where that is safe (conn.py):
 always when it failed before its COMMIT; after a COMMIT whose answer was lost only for the
 idempotent writes (`open_job`, `update_job`, `note_poll`, `clear_follow_failures`,
 `record_page`, `remember_rejected`, `mark_running`, `back_to_planned` and planning's
@@ -31,15 +31,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .pg_adoption import adopt, claim_or_adopt, settle_adopted, unresolved
-from .pg_store_jobs import BATCH_COLUMNS, batch_from_row
-from .pg_store_plan import PgPlanRecords
-from .records import Batch, BatchState, Claim, Verdict
-from .store_shared import move_statement
+from ..records import Batch, BatchState, Claim, Verdict
+from ..store_shared import move_statement
+from .adoption import adopt, claim_or_adopt, settle_adopted, unresolved
+from .store_jobs import BATCH_COLUMNS, batch_from_row
+from .store_plan import PgPlanRecords
 
 if TYPE_CHECKING:
-    from ..pg import Connection
-    from .pg_locks import ClaimFence
+    from ...pg import Connection
+    from .locks import ClaimFence
 
 
 class _StaleFence(Exception):
@@ -51,8 +51,8 @@ class PgStore(PgPlanRecords):
     """The shared state database. Use as a context manager, or call close().
 
     Built in layers like the SQLite store: the connection and jobs
-    (`pg_store_jobs.PgJobRecords`), outcomes and reads (`pg_store_outcomes`), planning and
-    the cache (`pg_store_plan`), and here the batch state machine's SQL; the transitions
+    (`store_jobs.PgJobRecords`), outcomes and reads (`store_outcomes`), planning and
+    the cache (`store_plan`), and here the batch state machine's SQL; the transitions
     made of several statements are `store_shared.SharedStore`'s, the same for both stores.
     """
 
@@ -60,7 +60,7 @@ class PgStore(PgPlanRecords):
 
     def fence_claims(self, fence: ClaimFence) -> None:
         """Check `fence` inside every `mark_submitting` transaction, before the move
-        (`pg_locks.PgLocks.fence`; wired by `backend.fence_claims`): a run that lost its lock
+        (`locks.PgLocks.fence`; wired by `backend.fence_claims`): a run that lost its lock
         to another host claims nothing more (JobLockLost). A lock lost with its connection
         and taken by nobody is taken again between two tries of the claim, outside its
         transaction."""

@@ -9,9 +9,9 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from .records import BatchState, Verdict
+from ..records import BatchState, Verdict
+from ..store_shared import prune_threshold
 from .store_outcomes import OutcomeRecords
-from .store_shared import prune_threshold
 
 
 @contextlib.contextmanager

@@ -33,13 +33,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from .. import pg
-from ..errors import AmpleBatchError, JobLockLost
-from .locks import Holder, this_host
-from .pg_conn import by_name
+from ... import pg
+from ...errors import AmpleBatchError, JobLockLost
+from ..locks import Holder, this_host
+from .conn import by_name
 
 if TYPE_CHECKING:
-    from ..pg import Connection
+    from ...pg import Connection
 
 _TAG = "ample-batch"
 _NAME_BYTES = 63  # PostgreSQL keeps at most NAMEDATALEN - 1 bytes of application_name

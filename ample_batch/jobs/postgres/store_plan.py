@@ -1,6 +1,6 @@
 """Planning in the PostgreSQL job store: a job's batches cut from its emails and written with
 COPY, cache hits as batches born done, and the cache's freshness lookups and pruning. A layer
-of `pg_store.PgStore`, the twin of store_plan.py.
+of `store.PgStore`, the twin of sqlite/store_plan.py.
 """
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, cast
 
-from .pg_store_outcomes import PgOutcomeRecords
-from .records import BatchState, Verdict
-from .store_shared import prune_threshold
+from ..records import BatchState, Verdict
+from ..store_shared import prune_threshold
+from .store_outcomes import PgOutcomeRecords
 
 if TYPE_CHECKING:
-    from ..pg import Connection
+    from ...pg import Connection
 
 
 class PgPlanRecords(PgOutcomeRecords):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
-from .plan import split_batches
-from .records import Progress, Verdict
+from ..plan import split_batches
+from ..records import Progress, Verdict
 from .store_jobs import JobRecords
 
 LOOKUP_CHUNK = 500
