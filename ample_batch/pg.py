@@ -153,7 +153,7 @@ def content_job_id(fingerprint: str, email_column: str, *, sheet: str | None = N
     `fingerprint` is `files.inspect.fingerprint`, a hash of the file's bytes alone. `sheet`
     (`InputSpec.identity_sheet`: None for the sheet read without --sheet, whose ids so stay
     as they were) keeps two sheets of one workbook apart. The prefix keeps these ids
-    apart from the SQLite store's path-based `jobs.db.job_id_for` ones.
+    apart from the SQLite store's path-based `jobs.records.job_id_for` ones.
     """
     parts = ("content", fingerprint, email_column, *(() if sheet is None else ("sheet", sheet)))
     digest = hashlib.sha256("\0".join(parts).encode())

@@ -13,7 +13,7 @@ from postgres_server import PostgresServer
 
 from ample_batch import pg, pg_schema
 from ample_batch.errors import EXIT_USAGE, StateUnusable
-from ample_batch.jobs import db as sqlite_db
+from ample_batch.jobs.sqlite import db as sqlite_db
 
 LATEST = len(pg_schema.MIGRATIONS)
 
