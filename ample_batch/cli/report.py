@@ -35,7 +35,7 @@ class Report:
     def __init__(self, *, quiet: bool = False, verbose: bool = False) -> None:
         self.quiet = quiet
         self.verbose = verbose
-        self.console = Console(stderr=True)
+        self.console = _stderr_console()
         # A dumb terminal (TERM=dumb: an editor's shell) cannot redraw a bar: log lines there.
         self._tty = self.console.is_terminal and not self.console.is_dumb_terminal and not quiet
         self._bar: Progress | None = None
@@ -153,7 +153,7 @@ class Report:
             table.add_row(name, value)
         self.console.print(table)
         for warning in summary.warnings:
-            self.console.print(f"warning: {warning}", highlight=False)
+            self.console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
 
 
 def _quota(s: LiveStatus) -> str:
@@ -247,6 +247,13 @@ def _stdout_console() -> Console:
     return console if console.is_terminal else Console(width=200)
 
 
+def _stderr_console() -> Console:
+    """The run's report on stderr: the same width rule as stdout's tables, since a cron mail
+    is read whole, not in an 80-column terminal."""
+    console = Console(stderr=True)
+    return console if console.is_terminal else Console(stderr=True, width=200)
+
+
 def print_estimate(estimate: Estimate) -> None:
     console = _stdout_console()
     table = Table(title=f"estimate for {estimate.input}", show_header=False, title_justify="left")
@@ -279,7 +286,7 @@ def print_estimate(estimate: Estimate) -> None:
         table.add_row(name, value)
     console.print(table)
     for warning in estimate.warnings:
-        console.print(f"warning: {warning}", highlight=False)
+        console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
 
 
 def print_status(jobs: list[JobStatus], state_dir: Path | str | None = None) -> None:

@@ -183,3 +183,19 @@ def test_no_wait_is_shown_when_nothing_is_left_to_submit_or_it_cannot_be_known(
     text = capsys.readouterr().err
     assert len(text.splitlines()) == 3
     assert "waiting" not in text
+
+
+def test_without_a_terminal_a_long_warning_and_the_summary_are_not_wrapped(tmp_path: Path) -> None:
+    # A cron mail is stderr captured whole: a warning folded at 80 columns reads as two.
+    src = write_leads(tmp_path / ("a-long-name-for-a-lead-list-export-" * 2 + ".csv"), lead_rows(5))
+    proc = subprocess.run(
+        [sys.executable, "-m", "ample_batch", "validate", str(src), "--simulate"],
+        env={**os.environ, "AMPLE_BATCH_HOME": str(tmp_path / "s"), "COLUMNS": "80"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (warning,) = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert warning.endswith("are made up; no credit was spent") and len(warning) > 100
+    assert any(line.rstrip("│ ").endswith(".validated.csv") for line in proc.stderr.splitlines())
