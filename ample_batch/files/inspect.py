@@ -31,6 +31,9 @@ from .xlsx import cell_text, xlsx_rows, xlsx_sheet_names
 SAMPLE_ROWS = 2000
 
 
+_KIND_NAMES = {"parquet": "Parquet", "gzip": "gzipped CSV", "text": "CSV"}
+
+
 def inspect_input(
     path: Path,
     *,
@@ -62,6 +65,12 @@ def inspect_input(
         raise InputError(f"{path.name}: the file is empty; export the leads again")
 
     kind = sniff(path, head)
+    if sheet is not None and kind != "xlsx":
+        # Ignoring it would validate a file the user did not mean: a wrong path, most often.
+        raise InputError(
+            f"{path.name}: --sheet {sheet} is for XLSX workbooks, and this is a "
+            f"{_KIND_NAMES.get(kind, kind)} file; leave --sheet out or give the workbook"
+        )
     if kind == "parquet":
         return _inspect_parquet(path, email_column)
     if kind == "xlsx":

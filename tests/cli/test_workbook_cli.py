@@ -47,6 +47,21 @@ def test_a_summary_sheet_before_the_leads(tmp_path: Path) -> None:
     ]
 
 
+def test_a_sheet_given_for_a_file_that_is_no_workbook_is_refused(tmp_path: Path) -> None:
+    # A --sheet on a CSV most often means the wrong file was given: nothing is spent on it.
+    with FakeInThread(**FAST) as fake:
+        for name in ("quoted.csv", "nulls.parquet"):
+            done = cli(*_validate(fake, DATA / name, tmp_path / "s"), "--sheet", "Leads")
+            assert done.returncode == 2
+            kind = "CSV" if name.endswith(".csv") else "Parquet"
+            assert done.stderr == (
+                f"ample-batch: {name}: --sheet Leads is for XLSX workbooks, and this is a {kind}"
+                " file; leave --sheet out or give the workbook\n"
+            )
+        assert fake.summary().requests == 0
+    assert not list(DATA.glob("*.validated.*"))
+
+
 def test_no_sheet_with_emails_is_one_line_and_exit_2(tmp_path: Path) -> None:
     src = tmp_path / "figures.xlsx"
     book = load_workbook(DATA / "summary_first.xlsx")
