@@ -244,6 +244,10 @@ def _api_options(kw: dict[str, Any]) -> Any:
     from ..options import ApiOptions
 
     fields = ("api_key", "base_url", "usage_limit", "rate_limit", "simulate")
+    source = click.get_current_context().get_parameter_source("base_url")
+    if kw.get("simulate") and source is click.core.ParameterSource.COMMANDLINE:
+        # Ignoring it would let a user believe the trial ran against the URL they gave.
+        raise click.UsageError("--simulate uses the built-in fake API: leave --base-url out")
     return ApiOptions(**{name: kw[name] for name in fields if name in kw})
 
 

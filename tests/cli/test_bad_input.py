@@ -136,3 +136,22 @@ def test_bad_input_is_one_line_exit_2_and_costs_nothing(
     assert "Traceback" not in done.stderr
     assert fake.summary().credits_spent == spent
     assert {p.relative_to(work) for p in work.rglob("*")} == before
+
+
+def test_simulate_with_a_base_url_given_is_refused_but_not_the_environments(
+    tmp_path: Path,
+) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(3))
+    state = str(tmp_path / "s")
+    given = cli(
+        "validate", str(src), "--simulate", "--base-url", "http://127.0.0.1:9", "--state-dir", state
+    )
+    assert given.returncode == 2
+    assert given.stderr.startswith(
+        "ample-batch: --simulate uses the built-in fake API: leave --base-url out"
+    )
+    assert not (tmp_path / "leads.validated.csv").exists()
+    # A cron host's AMPLEMARKET_BASE_URL is no mistake of a trial's: the trial runs.
+    env = {"AMPLEMARKET_BASE_URL": "http://127.0.0.1:9"}
+    trial = cli("validate", str(src), "--simulate", "-q", "--state-dir", state, env=env)
+    assert trial.returncode == 0, trial.stderr
