@@ -64,7 +64,9 @@ def file_options(command: F) -> F:
         [
             click.argument("input", type=click.Path(path_type=Path)),
             click.option("--email-column", metavar="NAME", help="Column holding the email."),
-            click.option("--encoding", help="CSV encoding (default: UTF-8, else cp1252)."),
+            click.option(
+                "--encoding", metavar="NAME", help="CSV encoding (default: UTF-8, else cp1252)."
+            ),
             click.option(
                 "--sheet",
                 metavar="NAME",

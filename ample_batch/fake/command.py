@@ -164,7 +164,6 @@ NON_NEGATIVE = click.FloatRange(min=0.0)
     help="Seconds added to every response.",
 )
 @click.option(
-    "--rejects",
     "--reject",
     "rejects",
     metavar="EMAIL",
@@ -214,7 +213,8 @@ def mock_server(host: str, port: int, **options: Any) -> None:
 
     It follows the real API (202 + Location, Retry-After while queued or processing, pages
     of 100 sorted by email, PATCH cancel, _errors bodies) and can enforce limits and inject
-    faults. Admin endpoints: GET /_fake/summary, GET /_fake/log, POST /_fake/credits.
+    faults. Admin endpoints: GET /_fake/summary, GET /_fake/log, and POST /_fake/credits
+    with {"add": N} to top the account up.
 
     Example, with the real account's limits and a few faults:
 
@@ -222,6 +222,7 @@ def mock_server(host: str, port: int, **options: Any) -> None:
         ample-batch mock-server --port 8025 --usage-limit 15000/hour \\
             --rate-limit 500/minute --credits 20000 --fail-5xx 0.02 --drop 0.01
         ample-batch validate leads.csv --base-url http://127.0.0.1:8025 --api-key test-key
+        curl -X POST -d '{"add": 2000}' http://127.0.0.1:8025/_fake/credits
     """
     options["rejects"] = frozenset(email.strip().lower() for email in options["rejects"])
     config = FakeConfig(**options)
