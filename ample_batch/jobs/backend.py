@@ -28,7 +28,7 @@ from ..errors import InputError
 from ..options import SIMULATED_DIR
 from .locks import FileLocks, JobLocks
 from .protocol import JobStore
-from .records import job_id_for
+from .records import Job, job_id_for
 from .sqlite.db import DB_NAME
 
 SIMULATED_SCHEMA_SUFFIX = "_simulated"
@@ -184,3 +184,19 @@ def lock_lost(locks: JobLocks, job_id: str) -> str | None:
     from .postgres.locks import LOCK_LOST, PgLocks
 
     return LOCK_LOST if isinstance(locks, PgLocks) and locks.lost(job_id) else None
+
+
+def find_job(store: JobStore, ref: str) -> Job:
+    """The job whose id is `ref` or starts with it, as `status` shows ids; InputError naming
+    the jobs when there is none or more than one.
+
+        job = find_job(store, "3f9a")
+    """
+    found = store.get_job(ref)
+    if found is not None:
+        return found
+    matches = sorted(job.id for job in store.jobs() if job.id.startswith(ref.lower()))
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise InputError(f"job {ref!r} is more than one job ({shown}); give more of its id")
+    raise InputError(f"no job {ref!r}: see `ample-batch status` for the jobs there are")

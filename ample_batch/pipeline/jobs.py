@@ -16,9 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AmpleBatchError, InputError, JobBusy, Stopped
-from ..jobs.backend import State, Where, as_state, has_store, job_locks, open_store
+from ..jobs.backend import (
+    State,
+    Where,
+    as_state,
+    find_job,
+    has_store,
+    job_locks,
+    open_store,
+)
 from ..jobs.locks import Holder, JobLocks, job_lock
-from ..jobs.protocol import JobStore
 from ..jobs.records import BatchState, Job, Progress
 from ..options import ApiOptions
 
@@ -74,7 +81,7 @@ def status(state_dir: Where, job: str | None = None) -> list[JobStatus]:
             raise InputError(f"no job {job!r}: the state {state.where()} holds no jobs")
         return []
     with open_store(state) as store, contextlib.closing(job_locks(state)) as locks:
-        jobs = store.jobs() if job is None else [_find(store, job)]
+        jobs = store.jobs() if job is None else [find_job(store, job)]
         return [_status(state, locks, j, store.progress(j.id)) for j in jobs]
 
 
@@ -88,13 +95,6 @@ def _status(state: State, locks: JobLocks, job: Job, progress: Progress) -> JobS
     eta = time.time() + progress.pending / pace if pace > 0 else None
     running = replace(job, state="running")
     return JobStatus(running, progress, where, found.pid or None, eta, found.host)
-
-
-def _find(store: JobStore, job: str) -> Job:
-    found = store.get_job(job)
-    if found is None:
-        raise InputError(f"no job {job!r} (or more than one starts so): see `ample-batch status`")
-    return found
 
 
 CANCEL_WAIT = 300.0
@@ -117,7 +117,7 @@ def cancel(state_dir: Where, job: str, api: ApiOptions, *, wait: float = CANCEL_
 async def _cancel(state_dir: Where, job_ref: str, api: ApiOptions, wait: float) -> int:
     state = as_state(state_dir).for_mode(api.simulate)
     with open_store(state) as store:
-        job = _find(store, job_ref)
+        job = find_job(store, job_ref)
         running = len(store.batches(job.id, BatchState.RUNNING))
     with contextlib.closing(job_locks(state)) as locks:
         return await _cancel_with(state, locks, job, running, api, wait)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError
-from ..jobs.backend import Where, open_store
+from ..jobs.backend import Where, find_job, open_store
 from ..jobs.records import Batch, BatchState, Job, Progress
 from ..limits import Limit, parse_limit
 
@@ -291,11 +291,7 @@ def load_report_data(
     """Read the job's report figures from the store; `summary` overrides the recorded one
     (a run reports on itself before it records its outcome)."""
     with open_store(state_dir) as store:
-        job = store.get_job(job_id)
-        if job is None:
-            raise InputError(
-                f"no job {job_id!r} (or more than one starts so): see `ample-batch status`"
-            )
+        job = find_job(store, job_id)
         return report_data(
             job,
             summary if summary is not None else summary_of(job.stats),

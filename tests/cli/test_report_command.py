@@ -145,7 +145,7 @@ def finished_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["zzzz", "-o", "r.html"], "ample-batch: no job 'zzzz' (or more than one starts so)"),
+        (["zzzz", "-o", "r.html"], "ample-batch: no job 'zzzz': see `ample-batch status`"),
         (["-o", "r.csv"], "ample-batch: --report r.csv: give a file name ending in .html"),
         (["-o", "nowhere/r.html"], "ample-batch: --report nowhere/r.html: no directory"),
         ([], "ample-batch: Missing option '-o' / '--output'."),
