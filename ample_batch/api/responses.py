@@ -15,7 +15,7 @@ from __future__ import annotations
 import email.utils
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,7 +179,7 @@ def error_for(status: int, headers: Headers, body: Any, *, post: bool = False) -
     errors = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
     codes = {str(e.get("code")) for e in errors}
     retry_after = parse_retry_after(header(headers, "Retry-After"), header(headers, "Date"))
-    detail = "; ".join(str(e.get("detail") or e.get("title") or e.get("code")) for e in errors)
+    detail = _details(str(e.get("detail") or e.get("title") or e.get("code")) for e in errors)
     suffix = f": {detail}" if detail else ""
     kwargs: dict[str, Any] = {"status": status, "errors": errors}
     if "insufficient_credits" in codes or status == 402:
@@ -223,7 +223,7 @@ def error_for(status: int, headers: Headers, body: Any, *, post: bool = False) -
 def failed_validation(validation: Validation) -> ValidationFailed | InsufficientCredits:
     """The exception describing why a validation ended in `error`."""
     codes = {str(e.get("code")) for e in validation.errors}
-    detail = "; ".join(str(e.get("detail") or e.get("code")) for e in validation.errors)
+    detail = _details(str(e.get("detail") or e.get("code")) for e in validation.errors)
     if "insufficient_credits" in codes:
         return InsufficientCredits(
             f"the account ran out of email credits during a validation: {detail}",
@@ -233,3 +233,9 @@ def failed_validation(validation: Validation) -> ValidationFailed | Insufficient
         f"validation {validation.id} ended in error: {detail or 'no detail'}",
         errors=validation.errors,
     )
+
+
+def _details(texts: Iterable[str]) -> str:
+    """The API's error details as one clause of our message: `a; b`, without their full
+    stops ("Something went wrong.; top up" reads as a typo)."""
+    return "; ".join(text.strip().rstrip(".") for text in texts)

@@ -82,3 +82,16 @@ def test_a_missing_status_is_unknown_never_queued() -> None:
     validation = parse_validation(body, {}, fallback_href="/email-validations/v1")
     assert validation.status == MISSING_STATUS
     assert not validation.terminal
+
+
+def test_the_apis_details_are_one_clause_of_the_message_without_their_full_stops() -> None:
+    body = {
+        "_errors": [
+            {"code": "insufficient_credits", "detail": "Not enough credits. "},
+            {"code": "internal_server_error", "detail": "Something went wrong."},
+        ]
+    }
+    assert str(error_for(402, {}, body)) == (
+        "the account is out of email credits: Not enough credits; Something went wrong; "
+        "top up, then run again"
+    )
