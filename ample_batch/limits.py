@@ -34,6 +34,7 @@ _UNIT_SECONDS = {
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)?\s*([a-z]+)?\s*$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)")
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,20 @@ class Limit:
 
 
 def parse_duration(text: str, *, allow_zero: bool = True) -> float:
-    """Seconds in `text`: `90`, `3s`, `10m`, `1.5h`, `30d`, `hour` (= 1h)."""
+    """Seconds in `text`: `90`, `3s`, `10m`, `1.5h`, `30d`, `hour` (= 1h), or parts that add
+    up, as a person writes them: `1h30m`, `2d12h`.
+
+    >>> parse_duration("1h30m"), parse_duration("90m"), parse_duration("45")
+    (5400.0, 5400.0, 45.0)
+    """
+    parts = _DURATION_PART.findall(text.lower())
+    if len(parts) > 1 and "".join(n + u for n, u in parts) == text.lower().replace(" ", ""):
+        return sum(parse_duration(n + u, allow_zero=allow_zero) for n, u in parts)
     match = _DURATION.match(text.lower())
     if not match or not (match.group(1) or match.group(2)):
-        raise InputError(f"bad duration {text!r}: use a number with a unit, e.g. 30s, 10m, 1h, 30d")
+        raise InputError(
+            f"bad duration {text!r}: use a number with a unit, e.g. 30s, 10m, 1h, 1h30m, 30d"
+        )
     number = float(match.group(1)) if match.group(1) else 1.0
     unit = match.group(2) or "s"
     if unit not in _UNIT_SECONDS:

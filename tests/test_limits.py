@@ -50,3 +50,12 @@ def test_format_round_trips() -> None:
     for text in ("1h", "3s", "10m", "2d", "2.5s"):
         assert format_duration(parse_duration(text)) == text
     assert str(Limit(15000, 3600.0)) == "15000/1h"
+
+
+def test_durations_in_parts_add_up_and_a_part_without_its_unit_is_refused() -> None:
+    assert parse_duration("1h30m") == parse_duration("1h 30m") == 5400
+    assert parse_duration("2d12h") == 2.5 * 86400
+    assert parse_limit("15000/1h30m") == Limit(15000, 5400.0)
+    for text in ("1h30", "h30m", "30m-1h", "1h-30m"):
+        with pytest.raises(InputError, match="bad duration"):
+            parse_duration(text)
