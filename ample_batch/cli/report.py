@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..options import SIMULATED_USAGE_LIMIT
 from ..pipeline.progress import line
 from ..pipeline.writable import check_writable
 
@@ -161,6 +162,8 @@ def _quota(s: LiveStatus) -> str:
     past the window, and entries restamped on a 429."""
     if s.quota_used is None or s.usage_limit is None:
         return ""
+    if s.usage_limit == SIMULATED_USAGE_LIMIT:
+        return "quota unlimited (simulated)"  # not "0/1000000000/1h"
     return f"quota {min(s.quota_used(), s.usage_limit.count):,}/{s.usage_limit}"
 
 

@@ -27,6 +27,7 @@ from helpers import ROOT, lead_rows, read_csv, write_leads
 from ample_batch.cli.report import Report
 from ample_batch.jobs.follow import Counters
 from ample_batch.limits import Limit
+from ample_batch.options import SIMULATED_USAGE_LIMIT
 from ample_batch.pipeline.summary import LiveStatus
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
@@ -169,6 +170,12 @@ def test_log_line_caps_the_quota_at_the_limit_and_says_when_the_next_batch_goes(
     shown = re.search(r"waiting for quota: next batch at (\d\d:\d\d:\d\d)", line)
     assert shown, line
     assert shown.group(1) in {before.strftime("%H:%M:%S"), after.strftime("%H:%M:%S")}
+
+
+def test_a_trials_unlimited_quota_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    Report().live(_status(usage_limit=SIMULATED_USAGE_LIMIT, next_submission=None))
+    line = capsys.readouterr().err
+    assert "quota unlimited (simulated)" in line and "1000000000" not in line
 
 
 def test_no_wait_is_shown_when_nothing_is_left_to_submit_or_it_cannot_be_known(
