@@ -25,11 +25,13 @@ def resolve_api(options: ApiOptions) -> tuple[str, str]:
     """The (base URL, key) to use, or InputError before anything is read or spent."""
     if options.simulate:
         return options.base_url, SIMULATED_KEY
-    if not options.api_key:
+    # A key read from a file or a Kubernetes secret often ends in a newline: never part of it.
+    api_key = (options.api_key or "").strip()
+    if not api_key:
         raise InputError(
             "no API key: set AMPLEMARKET_API_KEY or pass --api-key (or try --simulate)"
         )
-    return check_base_url(options.base_url), options.api_key
+    return check_base_url(options.base_url), api_key
 
 
 @contextlib.asynccontextmanager

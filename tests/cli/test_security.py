@@ -60,6 +60,21 @@ def test_the_key_never_reaches_a_file_or_a_log_line(tmp_path: Path) -> None:
     assert "api_key" not in json.loads((out / "summary.json").read_text())
 
 
+def test_a_key_from_a_secret_file_with_its_trailing_newline_works(tmp_path: Path) -> None:
+    # `kubectl create secret --from-file` keeps the file's last newline in the variable.
+    src = write_leads(tmp_path / "leads.csv", lead_rows(3))
+    with FakeInThread() as fake:
+        done = cli(
+            "validate", str(src), "--base-url", fake.url, "--state-dir", str(tmp_path / "s"),
+            "-q", env={"AMPLEMARKET_API_KEY": f"  {KEY}\n"},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert fake.summary().credits_spent == 3
+    inner = cli("validate", str(src), "--state-dir", str(tmp_path / "t"), env={
+        "AMPLEMARKET_API_KEY": "ab c"})  # fmt: skip
+    assert inner.returncode == 2 and "spaces or control characters" in inner.stderr
+
+
 def test_plain_http_to_another_host_is_refused_before_anything_is_read(tmp_path: Path) -> None:
     src = write_leads(tmp_path / "leads.csv", lead_rows(5))
     done = cli(
