@@ -61,7 +61,10 @@ def check_url(url: str) -> str:
     Traceback (most recent call last):
     ...
     ample_batch.errors.InputError: --state-url mysql://db/leads: not a PostgreSQL URL; write postgresql://user@host:port/dbname
+    >>> check_url("postgresql://ana@db/leads\\n")   # a secret file's last newline
+    'postgresql://ana@db/leads'
     """
+    url = url.strip()
     if not url.startswith(SCHEMES):
         raise InputError(
             f"--state-url {redacted(url)}: not a PostgreSQL URL; write "
@@ -204,7 +207,7 @@ def connect(url: str, *, schema: str = DEFAULT_SCHEMA, migrate: bool = True) -> 
     StateUnavailable (exit 75) when the server cannot be reached, StateUnusable (exit 2)
     when it refuses us; every message shows the URL without its password.
     """
-    check_url(url)
+    url = check_url(url)
     check_schema(schema)
     psycopg = _psycopg()
     try:
