@@ -113,8 +113,9 @@ async def run_job(run: JobRun, live: LiveStatus, reporter: Reporter, started: fl
         if watcher is not None:
             watcher.cancel()
     progress = await asyncio.to_thread(job_steps.progress, run.state, job.id)
-    # Complete means every unique email has a settled verdict. Emails released by a canceled
-    # or out-of-credits validation are in no batch at all, so count coverage, not just pending.
+    # Complete means every unique email has a settled verdict. Emails a canceled or
+    # out-of-credits validation gave back are in a planned batch again; coverage is still
+    # counted, for a state whose job missed some (planning killed between its transactions).
     complete = (
         progress.emails >= unique_emails
         and progress.pending == 0

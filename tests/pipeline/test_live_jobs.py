@@ -95,9 +95,10 @@ def test_cancel_stops_a_live_run_and_status_tells_the_truth(tmp_path: Path) -> N
     assert job["job"]["state"] == "canceled"
     assert job["pid"] is None
     # True counts: what the server processed (and charged) before the cancel is validated;
-    # the rest is not in any batch any more, to be planned again.
+    # the rest is given back, pending, for the next run to buy.
     assert 0 < job["progress"]["resolved"] == spent < 400
-    assert job["progress"]["pending"] == 0
+    assert job["progress"]["emails"] == 400
+    assert job["progress"]["pending"] == 400 - spent
     partial = read_csv(tmp_path / "leads.validated.partial.csv")
     validated = {r["Email"].strip().lower() for r in partial if r["email_result"] != "pending"}
     assert len(validated) == spent
