@@ -155,7 +155,10 @@ async def run_job(run: JobRun, live: LiveStatus, reporter: Reporter, started: fl
         rows=scan.rows,
         unique_emails=unique_emails,
         cached=progress.cached,
-        invalid=scan.invalid,
+        # The output's rows, not the scan's: an email the API refused as malformed is
+        # written `invalid_syntax` too, and the summary must count what the file holds.
+        invalid=written.results.get("invalid_syntax", 0),
+        refused=max(0, written.results.get("invalid_syntax", 0) - scan.invalid),
         blank=scan.blank,
         duplicates=scan.duplicates,
         credits_spent=counters.emails_submitted,
