@@ -60,7 +60,8 @@ class ReportData:
 
     job: str
     state: str
-    """done, partial, canceled, running, or new (no run recorded yet)."""
+    """As `status` shows it (pipeline/job_states.py): done, partial, canceled, running,
+    stopped, or new (no run recorded yet)."""
     input: str
     email_column: str
     output: str | None
