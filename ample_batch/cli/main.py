@@ -300,6 +300,9 @@ def status(
 ) -> None:
     """List the jobs in the state dir with their progress (or one JOB by id prefix).
 
+    A job's state is new, running, stopped, partial, canceled or done (the README says what
+    each means); its emails are done + failed + pending.
+
     \b
     Example:
       ample-batch status

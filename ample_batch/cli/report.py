@@ -120,8 +120,11 @@ class Report:
             ("unique emails", f"{summary.unique_emails:,}"),
             ("cached", f"{summary.cached:,}"),
             ("invalid syntax", f"{summary.invalid:,}"),
-            ("blank", f"{summary.blank:,}"),
         ]
+        # Those the API refused, sent but never charged, among the rows written invalid_syntax.
+        if getattr(summary, "refused", 0):
+            rows.append(("  refused by the API", f"{summary.refused:,}"))
+        rows.append(("blank", f"{summary.blank:,}"))
         # A trial against the fake spends nothing: never call its validations credits.
         if getattr(summary, "simulated", False):
             rows.append(("simulated validations (no credits)", f"{summary.credits_spent:,}"))

@@ -57,6 +57,10 @@ class FollowPolicy:
         return min(self.backoff_max, self.backoff_initial * 2.0 ** max(0, failures - 1))
 
 
+OUT_OF_CREDITS = "out of credits"
+"""The stop reason of a run that ended with exit 4."""
+
+
 @dataclass
 class Counters:
     """What this run did, updated live for progress display and the summary."""
@@ -68,6 +72,19 @@ class Counters:
     stop_reason: str | None = None
     out_of_credits: bool = False
     notes: list[str] = field(default_factory=list)
+
+    def ran_out_of_credits(self, note: str) -> None:
+        """The account is out of credits: stop submitting, and say so as the stop's reason
+        (whatever stopped the run too: its exit, 4, is this one's).
+
+        >>> counters = Counters(stop_reason="interrupted")
+        >>> counters.ran_out_of_credits("402: no credits left")
+        >>> counters.stop_reason, counters.out_of_credits
+        ('out of credits', True)
+        """
+        self.out_of_credits = True
+        self.stop_reason = OUT_OF_CREDITS
+        self.notes.append(note)
 
 
 class Follower:
@@ -144,8 +161,7 @@ class Follower:
             batch, validation = self.store.batch(batch.id), None
 
     def _out_of_credits(self, exc: InsufficientCredits) -> None:
-        self.counters.out_of_credits = True
-        self.counters.notes.append(str(exc))
+        self.counters.ran_out_of_credits(str(exc))
 
     async def _pause(self, seconds: float) -> bool:
         """Wait `seconds` unless the stop or the deadline comes first; True if it did not."""
@@ -252,6 +268,9 @@ class Follower:
             self.store.finish(batch_id)
         elif status == "canceled":
             self.store.release_unresolved(batch_id, error="canceled")
+            # Canceled by `cancel` or through the API: its emails are planned again, and
+            # this run must not buy at once what someone just canceled. The next run does.
+            self.counters.stop_reason = self.counters.stop_reason or "canceled"
         else:
             failure = failed_validation(
                 Validation(id=str(batch_id), status=status, href="", errors=list(errors))

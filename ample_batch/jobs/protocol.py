@@ -223,8 +223,8 @@ class JobStore(Protocol):
 
     def release_unresolved(self, batch_id: int, *, error: str | None = None) -> int:
         """Canceled, or out of credits: in one transaction its emails without a verdict
-        leave the batch (never charged, they are planned again later) and it becomes
-        `done`. Returns how many left."""
+        move into a new planned batch (never charged: a first attempt, which the next run's
+        plan may re-cut) and it becomes `done`. Returns how many moved."""
 
     def split(self, batch_id: int, size: int) -> None:
         """Re-cut a planned batch larger than `size`: its first `size` unresolved emails

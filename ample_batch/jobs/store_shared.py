@@ -179,10 +179,6 @@ class SharedStore(ABC, Generic[DB]):
         """Move batch `source`'s emails without a verdict into batch `target`."""
 
     @abstractmethod
-    def _drop_unresolved(self, db: DB, batch_id: int) -> int:
-        """Delete the batch's emails without a verdict; how many went."""
-
-    @abstractmethod
     def _shrink(self, db: DB, batch_id: int, emails: int) -> None:
         """Take `emails` off the batch's size, touching nothing else."""
 
@@ -356,12 +352,21 @@ class SharedStore(ABC, Generic[DB]):
         return self._write(work)
 
     def release_unresolved(self, batch_id: int, *, error: str | None = None) -> int:
+        """The batch and its unresolved emails read inside the transaction."""
         now = self._clock()
 
         def work(db: DB) -> int:
-            released = self._drop_unresolved(db, batch_id)
-            self._settle(db, batch_id, BatchState.DONE, now=now, error=error, shrink=released)
-            return released
+            batch = self._locked_batch(db, batch_id)
+            left = self._unresolved(db, batch_id)
+            if left:
+                # Never charged, so a first attempt: the next plan may re-cut it. Kept in the
+                # job (not deleted) so `progress` counts them pending, as they are.
+                new_id = self._new_batch(
+                    db, batch.job_id, BatchState.PLANNED, len(left), "api", now
+                )
+                self._move_unresolved(db, batch_id, new_id)
+            self._settle(db, batch_id, BatchState.DONE, now=now, error=error, shrink=len(left))
+            return len(left)
 
         return self._write(work)
 

@@ -230,8 +230,7 @@ class Submitter:
                 )
             return False
         except InsufficientCredits as exc:
-            self.counters.out_of_credits = True
-            self.counters.notes.append(str(exc))
+            self.counters.ran_out_of_credits(str(exc))
             return False
         except StateUnusable:
             raise  # a state file gone bad (the ledger, at the check's request slot), not the API
@@ -277,8 +276,7 @@ class Submitter:
         elif isinstance(exc, InsufficientCredits):
             self.store.back_to_planned(batch_id, error=str(exc))
             if not self._smaller_batches(len(emails)):
-                self.counters.out_of_credits = True
-                self.counters.notes.append(str(exc))
+                self.counters.ran_out_of_credits(str(exc))
         elif isinstance(exc, BadRequest):
             self._reject_items(batch_id, emails, exc)
         elif isinstance(exc, RetryableError):

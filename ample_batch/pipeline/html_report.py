@@ -31,7 +31,7 @@ from .report_charts import (
     timeline_chart,
     verdict_chart,
 )
-from .report_data import DomainCount, ReportData, load_report_data, per_hour, summary_of
+from .report_data import DomainCount, ReportData, load_report_data, per_hour
 from .writable import check_writable
 
 SUFFIXES = (".html", ".htm")
@@ -56,6 +56,9 @@ STATE_NOTES = {
     "so far; running validate again submits the rest.",
     "running": "In progress: a run of this job is going on now. The figures are those of its "
     "last finished run.",
+    "stopped": "Stopped: the last run of this job died without recording how far it got "
+    "(killed, or interrupted twice). The figures are those of its last finished run, if any; "
+    "run the same command again to resume.",
     "new": "No run of this job has finished yet: the figures come from the state database.",
 }
 
@@ -130,10 +133,8 @@ def report(
             f"no jobs in the {kind} {where.where()}: run `ample-batch validate` first{hint}"
         )
     chosen = found[0]  # `status` lists the most recently updated job first
-    job_state = chosen.job.state
-    if job_state != "running" and summary_of(chosen.job.stats) is None:
-        job_state = "new"  # a job whose every run was killed before it could record an outcome
-    data = load_report_data(where, chosen.job.id, state=job_state)
+    # As `status` shows it: a job whose runs were all killed is `stopped`, no longer `new`.
+    data = load_report_data(where, chosen.job.id, state=chosen.job.state)
     write_html(output, render(data))
     return chosen.job.id
 
@@ -198,6 +199,10 @@ def _header(data: ReportData, name: str) -> str:
     if data.state == "running" and data.summary is None:
         note = "In progress: a run of this job is going on now, and none has finished yet: "
         note += "the figures come from the state database."
+    elif data.state == "stopped" and data.summary is None:
+        note = "Stopped: the only runs of this job died without recording how far they got "
+        note += "(killed, or interrupted twice): the figures come from the state database; "
+        note += "run the same command again to resume."
     banners = [(data.state, note)]
     if data.simulated:
         banners.append(

@@ -30,6 +30,7 @@ from ..options import ValidateOptions
 from ..quota.scheduler import Scheduler
 from . import steps as job_steps
 from .html_report import write_run_report
+from .job_states import CANCELED, DONE, PARTIAL
 from .jobs import watch_for_cancel
 from .stopping import InsufficientCreditsStop, StoppedWithSummary, deadline_for
 from .summary import LiveStatus, Reporter, Summary
@@ -92,6 +93,9 @@ async def run_job(run: JobRun, live: LiveStatus, reporter: Reporter, started: fl
         locks=run.locks,
     )
     live.counters = engine.counters
+    # Not before: a run that stops in the scan or the plan has bought nothing, and leaves
+    # the job's state (`done`, say) as it found it.
+    job_steps.mark_validating(store, job.id)
     live.stage = "validating"
     ticker = asyncio.create_task(_tick(live, reporter))
     # With shared state, `cancel` may run on another host, which cannot signal this process.
@@ -113,8 +117,9 @@ async def run_job(run: JobRun, live: LiveStatus, reporter: Reporter, started: fl
         if watcher is not None:
             watcher.cancel()
     progress = await asyncio.to_thread(job_steps.progress, run.state, job.id)
-    # Complete means every unique email has a settled verdict. Emails released by a canceled
-    # or out-of-credits validation are in no batch at all, so count coverage, not just pending.
+    # Complete means every unique email has a settled verdict. Emails a canceled or
+    # out-of-credits validation gave back are in a planned batch again; coverage is still
+    # counted, for a state whose job missed some (planning killed between its transactions).
     complete = (
         progress.emails >= unique_emails
         and progress.pending == 0
@@ -154,7 +159,10 @@ async def run_job(run: JobRun, live: LiveStatus, reporter: Reporter, started: fl
         rows=scan.rows,
         unique_emails=unique_emails,
         cached=progress.cached,
-        invalid=scan.invalid,
+        # The output's rows, not the scan's: an email the API refused as malformed is
+        # written `invalid_syntax` too, and the summary must count what the file holds.
+        invalid=written.results.get("invalid_syntax", 0),
+        refused=max(0, written.results.get("invalid_syntax", 0) - scan.invalid),
         blank=scan.blank,
         duplicates=scan.duplicates,
         credits_spent=counters.emails_submitted,
@@ -173,7 +181,7 @@ async def run_job(run: JobRun, live: LiveStatus, reporter: Reporter, started: fl
         rechecked=planned.rechecked,
         split=written.split,
     )
-    state = "done" if complete else "canceled" if canceled else "partial"
+    state = DONE if complete else CANCELED if canceled else PARTIAL
     if options.report is not None:
         # On every outcome with a summary, so a stopped run shows how far it got.
         problem = await asyncio.to_thread(

@@ -28,6 +28,7 @@ from ..jobs.backend import (
 from ..jobs.locks import Holder, JobLocks, job_lock
 from ..jobs.records import BatchState, Job, Progress
 from ..options import ApiOptions
+from .job_states import CANCELED, shown_state
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ def state_location(state_dir: Path, url: str, schema: str = "ample_batch") -> St
 def status(state_dir: Where, job: str | None = None) -> list[JobStatus]:
     """The jobs in the state dir or database (or the one whose id starts with `job`).
 
-    A job a live process holds shows as `running`, with that process, its host and an ETA.
+    A job a live process holds shows as `running`, with that process, its host and an ETA;
+    one whose last run died without recording its end, as `stopped` (job_states.py).
     """
     state = as_state(state_dir)
     if not has_store(state):
@@ -88,13 +90,13 @@ def status(state_dir: Where, job: str | None = None) -> list[JobStatus]:
 def _status(state: State, locks: JobLocks, job: Job, progress: Progress) -> JobStatus:
     found = locks.holder(job.id)
     where = None if state.shared else state.dir
+    shown = replace(job, state=shown_state(job.state, held=found is not None))
     if found is None:
-        return JobStatus(job, progress, where)
+        return JobStatus(shown, progress, where)
     run = job.stats.get("run") or {}
     pace = run.get("emails_per_second") or 0
     eta = time.time() + progress.pending / pace if pace > 0 else None
-    running = replace(job, state="running")
-    return JobStatus(running, progress, where, found.pid or None, eta, found.host)
+    return JobStatus(shown, progress, where, found.pid or None, eta, found.host)
 
 
 CANCEL_WAIT = 300.0
@@ -149,7 +151,7 @@ async def _cancel_with(
                 running = await cancel_validations(store, job.id, client, scheduler, locks)
             finally:
                 scheduler.close()
-        store.update_job(job.id, state="canceled", stats=job.stats)
+        store.update_job(job.id, state=CANCELED, stats=job.stats)
     return running
 
 

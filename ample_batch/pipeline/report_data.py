@@ -60,7 +60,8 @@ class ReportData:
 
     job: str
     state: str
-    """done, partial, canceled, running, or new (no run recorded yet)."""
+    """As `status` shows it (pipeline/job_states.py): done, partial, canceled, running,
+    stopped, or new (no run recorded yet)."""
     input: str
     email_column: str
     output: str | None
@@ -192,6 +193,16 @@ def tally(verdicts: Iterable[tuple[str, str, bool | None]], top: int = TOP_DOMAI
     return Tally(dict(sorted(results.items())), ranked(undeliverable), ranked(catch_all))
 
 
+def _invalid_note(summary: dict[str, Any]) -> str:
+    """Why the invalid rows cost nothing: never sent, or (some of them) refused by the API.
+
+    >>> _invalid_note({"invalid": 3, "refused": 2})
+    'never charged: 2 refused by the API'
+    """
+    refused = int(summary.get("refused") or 0)
+    return f"never charged: {refused:,} refused by the API" if refused else "never sent"
+
+
 def credit_figures(summary: dict[str, Any]) -> list[Figure]:
     """Where the credits went, as the summary counts it: bought, then what cost nothing."""
     bought = (
@@ -202,7 +213,7 @@ def credit_figures(summary: dict[str, Any]) -> list[Figure]:
     figures = [
         Figure("credits_spent", bought[0], int(summary["credits_spent"]), bought[1]),
         Figure("cached", "cached", int(summary["cached"]), "verdicts reused: free"),
-        Figure("invalid", "invalid syntax", int(summary["invalid"]), "never sent"),
+        Figure("invalid", "invalid syntax", int(summary["invalid"]), _invalid_note(summary)),
         Figure("blank", "blank", int(summary["blank"]), "no email: never sent"),
         Figure("duplicates", "duplicates", int(summary["duplicates"]), "repeat rows: paid once"),
     ]

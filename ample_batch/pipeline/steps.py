@@ -30,6 +30,7 @@ from ..jobs.stale import KEEP_THE_CACHE, StaleVerdicts
 from ..limits import Limit
 from ..quota.scheduler import Scheduler
 from ..recheck import NO_RECHECK, RecheckPolicy
+from .job_states import RUNNING
 
 
 def note_run(store: JobStore, job: Job, limit: Limit) -> None:
@@ -40,6 +41,15 @@ def note_run(store: JobStore, job: Job, limit: Limit) -> None:
         "emails_per_second": limit.count / limit.period,
     }
     store.update_job(job.id, state=job.state, stats={**job.stats, "run": run})
+
+
+def mark_validating(store: JobStore, job_id: str) -> None:
+    """Record that a run of the job began buying: `running` until the run records how it
+    ended. A run killed (SIGKILL, a second Ctrl-C, a lost machine) never does, so `status`
+    shows such a job, with no live run holding it, as `stopped` (pipeline/jobs.py)."""
+    job = store.get_job(job_id)
+    if job is not None:  # the run holds the job's lock: no other process writes its row
+        store.update_job(job_id, state=RUNNING, stats=job.stats)
 
 
 async def cancel_validations(

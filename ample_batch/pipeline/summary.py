@@ -24,6 +24,7 @@ class Summary:
     unique_emails: int
     cached: int
     invalid: int
+    """Rows written `invalid_syntax`: the output's count of them, `refused` included."""
     blank: int
     duplicates: int
     credits_spent: int
@@ -43,6 +44,9 @@ class Summary:
     rechecked: dict[str, int] = field(default_factory=dict)
     """Emails this run planned to buy again under `--recheck`, by verdict kind (all 0 when
     nothing was stale; empty with `--recheck none`)."""
+    refused: int = 0
+    """Of the `invalid` rows, those whose email the API refused as malformed (sent, never
+    charged); the others failed the syntax check here and were never sent."""
     split: dict[str, SplitFile] = field(default_factory=dict)
     """`--split`: each `email_result` value's file (absolute path) and its row count; empty
     without --split or when the job is not complete."""

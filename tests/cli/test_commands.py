@@ -175,6 +175,9 @@ def test_cancel_keeps_partial_results_and_validate_finishes_the_rest(tmp_path: P
         kept = json.loads(cli("status", "--state-dir", str(state), "--json").stdout)[0]
         charged = fake.summary().credits_spent
         assert 0 < kept["progress"]["resolved"] == charged < 1000
+        # The canceled remainder is pending, not gone: the totals add up to the job.
+        assert kept["progress"]["emails"] == 1000
+        assert kept["progress"]["pending"] == 1000 - charged
         clock.resume()
         done = cli("validate", str(src), *base)
         assert done.returncode == 0, done.stderr

@@ -128,6 +128,8 @@ def test_summary_on_out_of_credits(tmp_path: Path) -> None:
     data = _read(path)
     assert data["exit_code"] == 4 and data["complete"] is False
     assert data["credits_spent"] == 500
+    # Why it stopped, as on every other early exit (it was null).
+    assert data["stop_reason"] == "out of credits"
 
 
 def test_a_summary_that_cannot_be_written_keeps_exit_75(tmp_path: Path) -> None:

@@ -380,3 +380,32 @@ async def test_many_batches_followed_at_once_each_get_every_verdict(
     assert len(verdicts) == len(plain) + len(tagged)
     assert all(verdicts[e] == verdict_for(e)[0] for e in verdicts)
     job.close()
+
+
+async def test_a_validation_canceled_through_the_api_is_given_back_not_bought_again(
+    fake_api: StartFake, session: aiohttp.ClientSession, tmp_path: Path, backend: Backend
+) -> None:
+    # Its unprocessed emails go back into a planned batch (so they count as pending): the
+    # run that sees the cancel must not POST them again at once; the next run does.
+    fake = await fake_api(retry_after=0.05, emails_per_second=100)
+    job = Job(tmp_path, session, fake.url, emails(200), backend=backend)
+    run = asyncio.create_task(job.run())
+
+    async def cancel_once_running() -> None:
+        while not (running := job.store.batches(job.job_id, BatchState.RUNNING)):
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # some of it processed, most not
+        href = running[0].remote_href
+        assert href is not None
+        await make_client(session, fake.url).cancel(href)
+
+    await asyncio.wait_for(cancel_once_running(), 10)
+    counters = await run
+    assert counters.stop_reason == "canceled"
+    assert posts(fake) == [202]
+    progress = job.store.progress(job.job_id)
+    charged = fake.api.summary().credits_spent
+    assert 0 < progress.resolved == charged < 200
+    assert (progress.emails, progress.pending) == (200, 200 - charged)
+    assert progress.batches == {"done": 1, "planned": 1}
+    job.close()

@@ -156,7 +156,30 @@ def test_released_emails_can_be_planned_again(store: JobStore) -> None:
     batch_id = store.batches(job.id)[0].id
     store.record_page(fetching(store, batch_id), [("a@x.co", "deliverable", False)], next_href=None)
     assert store.release_unresolved(batch_id, error="canceled") == 1
+    # Given back into a first-attempt planned batch: the next plan re-cuts it as new emails.
     assert store.batched_emails(job.id) == ["a@x.co"]
+    (given_back,) = store.batches(job.id, BatchState.PLANNED)
+    assert (given_back.attempt, given_back.size) == (1, 1)
+    assert store.batch_emails(given_back.id) == ["b@x.co"]
+    assert store.batch(batch_id).size == 1
+
+
+def test_emails_given_back_by_a_cancel_count_as_pending(store: JobStore) -> None:
+    # status after `cancel` once showed the canceled emails nowhere: 2 emails, 1 done, 0 pending.
+    job = open_job(store)
+    emails = [f"u{i}@x.co" for i in range(5)]
+    store.plan(job.id, cached=[], new=emails, chunk_size=5)
+    batch_id = fetching(store, store.batches(job.id)[0].id, status="canceled")
+    store.record_page(batch_id, [("u0@x.co", "deliverable", False)], next_href=None)
+    store.release_unresolved(batch_id, error="canceled")
+    progress = store.progress(job.id)
+    assert (progress.emails, progress.resolved, progress.failed, progress.pending) == (5, 1, 0, 4)
+    assert progress.batches == {"done": 1, "planned": 1}
+    # Planned again, the same emails stay counted once.
+    store.plan(job.id, cached=[], new=emails[1:], chunk_size=2)
+    again = store.progress(job.id)
+    assert (again.emails, again.pending) == (5, 4)
+    assert again.batches == {"done": 1, "planned": 2}
 
 
 def test_an_older_database_still_opens(tmp_path: Path) -> None:

@@ -127,11 +127,19 @@ def test_an_email_the_api_refuses_is_written_invalid_syntax_and_the_rest_resent(
     assert done.returncode == 0, done.stderr
     assert posts == [400, 202]  # one refusal naming both emails, then one resend without them
     assert summary.credits_spent == 48
-    for row in read_csv(tmp_path / "leads.validated.csv"):
+    written = read_csv(tmp_path / "leads.validated.csv")
+    for row in written:
         if row["Email"].strip().lower() in refused:  # both spellings of lead 10 too
             assert (row["email_result"], row["email_catch_all"]) == ("invalid_syntax", "")
         else:
             assert (row["email_result"], row["email_catch_all"]) == expected_result(row["Email"])
+    # The summary counts the rows as written: "invalid syntax 0" beside a row
+    # `invalid_syntax` was two counts of one output disagreeing.
+    invalid_rows = sum(row["email_result"] == "invalid_syntax" for row in written)
+    stats = json.loads((tmp_path / "summary.json").read_text())
+    assert stats["invalid"] == stats["verdicts"]["invalid_syntax"] == invalid_rows >= 2
+    assert stats["refused"] == invalid_rows  # lead_rows has no row of bad syntax of its own
+    assert "refused by the API" in done.stdout + done.stderr
 
 
 def test_retries_are_not_logged_to_the_user(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import signal
 import time
 from pathlib import Path
 
+from cli_backends import StateBackend
 from helpers import (
     FakeInThread,
     batch_states,
@@ -95,12 +96,47 @@ def test_cancel_stops_a_live_run_and_status_tells_the_truth(tmp_path: Path) -> N
     assert job["job"]["state"] == "canceled"
     assert job["pid"] is None
     # True counts: what the server processed (and charged) before the cancel is validated;
-    # the rest is not in any batch any more, to be planned again.
+    # the rest is given back, pending, for the next run to buy.
     assert 0 < job["progress"]["resolved"] == spent < 400
-    assert job["progress"]["pending"] == 0
+    assert job["progress"]["emails"] == 400
+    assert job["progress"]["pending"] == 400 - spent
     partial = read_csv(tmp_path / "leads.validated.partial.csv")
     validated = {r["Email"].strip().lower() for r in partial if r["email_result"] != "pending"}
     assert len(validated) == spent
+
+
+def test_a_killed_run_shows_as_stopped_with_its_progress(
+    tmp_path: Path, state_backend: StateBackend
+) -> None:
+    # status once showed `new` for a job with batches in flight: the state was only ever
+    # written by a run that lived to its end. Now a run records `running` as it starts
+    # buying, and a `running` job that no live run holds shows as `stopped`.
+    src = write_leads(tmp_path / "leads.csv", lead_rows(400))
+    state = tmp_path / "state"
+    args = ["--state-dir", str(state), *state_backend.args]
+    with FakeInThread(**SLOW) as fake:
+        run = popen_cli("validate", str(src), "--base-url", fake.url, *args,
+                        "--usage-limit", "1000/2s")  # fmt: skip
+        try:
+            wait_until(lambda: "running" in [s for s, _ in state_backend.batch_states(state)])
+            (live,) = _json_status(args)
+            assert (live["job"]["state"], live["pid"]) == ("running", run.pid)
+        finally:
+            run.send_signal(signal.SIGKILL)
+            run.communicate(timeout=60)
+    (job,) = _json_status(args)
+    assert (job["job"]["state"], job["pid"]) == ("stopped", None)
+    assert job["progress"]["emails"] == 400
+    assert job["progress"]["batches"] == {"running": 1}
+    table = cli("status", *args)
+    assert table.returncode == 0, table.stderr
+    assert " stopped " in table.stdout
+
+
+def _json_status(args: list[str]) -> list[dict]:
+    done = cli("status", *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 def test_a_second_interrupt_during_the_final_write_leaves_no_temp_file(tmp_path: Path) -> None:

@@ -420,6 +420,11 @@ def test_running_out_of_credits_mid_validation_is_exit_4_not_done(tmp_path: Path
         assert dry.returncode == 4, dry.stderr
         assert "200 email(s) still to validate" in dry.stderr
         assert not (tmp_path / "leads.validated.csv").exists()
+        # status agrees with the run: the 200 given back are pending, not gone.
+        status = cli("status", "--state-dir", str(tmp_path / "s"), "--json")
+        (job,) = json.loads(status.stdout)
+        progress = job["progress"]
+        assert (progress["emails"], progress["resolved"], progress["pending"]) == (300, 100, 200)
         fake.add_credits(1000)
         done = cli(*validate_args(fake, src, tmp_path / "s"))
         assert done.returncode == 0, done.stderr

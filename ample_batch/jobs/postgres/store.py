@@ -214,11 +214,6 @@ class PgStore(PgPlanRecords):
             (target, source),
         )
 
-    def _drop_unresolved(self, db: Connection, batch_id: int) -> int:
-        return db.execute(
-            "DELETE FROM batch_emails WHERE batch_id = %s AND result IS NULL", (batch_id,)
-        ).rowcount
-
     def _shrink(self, db: Connection, batch_id: int, emails: int) -> None:
         db.execute("UPDATE batches SET size = size - %s WHERE id = %s", (emails, batch_id))
 

@@ -156,12 +156,6 @@ class Store(PlanRecords):
             (target, source),
         )
 
-    def _drop_unresolved(self, db: sqlite3.Connection, batch_id: int) -> int:
-        released: int = db.execute(
-            "DELETE FROM batch_emails WHERE batch_id = ? AND result IS NULL", (batch_id,)
-        ).rowcount
-        return released
-
     def _shrink(self, db: sqlite3.Connection, batch_id: int, emails: int) -> None:
         db.execute("UPDATE batches SET size = size - ? WHERE id = ?", (emails, batch_id))
 
