@@ -99,14 +99,12 @@ footer { color: var(--muted); font-size: 13px; text-align: center; }
 """
 
 
-def check_report_path(path: Path, option: str = "--report") -> None:
-    """PathRefused unless `path` can take the report: an .html name, then `check_writable`;
-    `option` is how the message names the path (`-o` or `--output` for `ample-batch report`)."""
-    where = path.absolute()
-    if where.suffix.lower() not in SUFFIXES:
+def check_report_name(path: Path, option: str = "--report") -> None:
+    """PathRefused unless `path` is an .html name; `option` is how the message names the
+    path (`-o` or `--output` for `ample-batch report`). `check_writable` comes after."""
+    if path.absolute().suffix.lower() not in SUFFIXES:
         # Also keeps a slip like `--report leads.csv` from replacing the lead list.
         raise PathRefused(f"{option} {path}: give a file name ending in .html", path=path)
-    check_writable(option, path)
 
 
 def report(
@@ -125,10 +123,11 @@ def report(
 
         report(Path("state"), Path("leads.report.html"))    # the most recent job's id
     """
-    check_report_path(output, option)
+    check_report_name(output, option)
     state = as_state(state_dir)
     # The page goes nowhere near the state: a slip must not replace the job database.
     check_distinct([Written(output, option)], state_dir=None if state.shared else state.dir)
+    check_writable(option, output)
     where = state.for_mode(simulate)
     found = status(where, job)
     if not found:

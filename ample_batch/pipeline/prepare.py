@@ -19,7 +19,7 @@ from ..files.split import SPLIT_VALUES, check_split_paths, split_path
 from ..jobs.backend import State
 from ..jobs.plan import chunk_size_for
 from ..options import ApiOptions, ValidateOptions
-from .html_report import check_report_path
+from .html_report import check_report_name
 from .writable import Written, check_distinct, check_writable
 
 
@@ -53,12 +53,13 @@ def prepare(options: ValidateOptions, *, writes: bool = True) -> Prepared:
         if options.split:
             check_split_paths(spec, output)
         if options.report is not None:
-            check_report_path(options.report)
-        for option, path in options.side_files:
+            check_report_name(options.report)
+        written = run_writes(options, output)
+        check_distinct(written, input=spec.path, state_dir=state_dir_of(options))
+        # Last: a file in the state dir is better told so than "no directory" (not made yet).
+        report = () if options.report is None else (("--report", options.report),)
+        for option, path in (*report, *options.side_files):
             check_writable(option, path)
-        check_distinct(
-            run_writes(options, output), input=spec.path, state_dir=state_dir_of(options)
-        )
     chunk = chunk_size_for(options.chunk_size, options.api.resolved_usage_limit)
     state = state_of(options.api, options.state_dir, options.state_url, options.state_schema)
     return Prepared(spec, output, chunk, state)
@@ -113,12 +114,12 @@ def check_side_files(options: ValidateOptions) -> None:
     again once the input has named it). Raises PathRefused."""
     if not options.side_files:
         return
-    for option, path in options.side_files:
-        check_writable(option, path)
     output = options.output or default_output_path(options.input)
     written = run_writes(options, output)
     first = len(written) - len(options.side_files)
     check_distinct(written, input=options.input, state_dir=state_dir_of(options), first=first)
+    for option, path in options.side_files:
+        check_writable(option, path)
 
 
 def state_dir_of(options: ValidateOptions) -> Path | None:
