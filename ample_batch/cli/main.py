@@ -209,8 +209,7 @@ def validate(**kw: Any) -> None:
     summary_json: Path | None = kw["summary_json"]
     side_files = () if summary_json is None else (("--summary-json", summary_json),)
     options = _validate_options(kw, side_files=side_files)
-    # Before anything is read or spent: a run must not pay and then fail to say how it went,
-    # and a summary must never replace the input, the output or the state on its way out.
+    # Before anything is read: a summary must never replace the input, output or state.
     check_side_files(options)
     report = Report(quiet=kw["quiet"], verbose=kw["verbose"])
     if not kw["verbose"]:
@@ -253,8 +252,7 @@ def _api_options(kw: dict[str, Any]) -> Any:
 
 
 def _validate_options(kw: dict[str, Any], **extra: Any) -> Any:
-    """The library's options from the parsed command line (absent options keep defaults),
-    with `extra` fields as given."""
+    """The library's options from the command line and `extra` (absent ones keep defaults)."""
     from ..options import ValidateOptions
 
     job_fields = (
