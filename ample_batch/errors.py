@@ -2,6 +2,7 @@
 
     AmpleBatchError
     ├── InputError              bad usage or bad input; nothing spent          (exit 2)
+    │   ├── PathRefused         a file the run would write is refused (.path)   (exit 2)
     │   └── StateUnusable       the state dir or database needs the user        (exit 2)
     ├── JobBusy                 another run holds this job's lock               (exit 75)
     ├── StateFailed             the state database failed unnamed; report it    (exit 1)
@@ -34,6 +35,7 @@ Every message says what to do next.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAUTHORIZED, EXIT_CREDITS, EXIT_TEMPFAIL = 0, 1, 2, 3, 4, 75
@@ -198,6 +200,16 @@ class ValidationFailed(TerminalError):
 
 class UnsafeLink(TerminalError):
     """A link pointed to another origin, or paging repeated itself."""
+
+
+class PathRefused(InputError):
+    """A file the run would write is refused before any work: it cannot be written, or would
+    overwrite the input, another file of the run or the state. `path` is that file as given,
+    so the CLI knows not to write its --summary-json there on the way out."""
+
+    def __init__(self, message: str, *, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class StateUnusable(InputError):

@@ -115,6 +115,10 @@ class ValidateOptions:
     """Also write one file per `email_result` value beside the output when the job completes."""
     sent_column: str | None = None
     """Append a column of this name with the address as sent to the API; None appends none."""
+    side_files: tuple[tuple[str, Path], ...] = ()
+    """Files the caller writes itself as the run ends, by the option naming them (the CLI's
+    `("--summary-json", path)`): the run refuses to start, as it does for its own, when one
+    would overwrite the input, a file of the run or the state. The library never writes them."""
 
 
 def default_state_dir() -> Path:

@@ -34,7 +34,7 @@ from .options import (
     state_dir_option,
     state_url_options,
 )
-from .params import ColumnNameType, DurationType
+from .params import TYPED, ColumnNameType, DurationType, TypedSpellings
 
 
 def _outcome(exc: BaseException) -> tuple[int, str]:
@@ -199,24 +199,28 @@ def validate(**kw: Any) -> None:
       AMPLEMARKET_API_KEY=... ample-batch validate leads.csv -o leads.checked.csv
       ample-batch validate leads.csv --simulate --max-runtime 8h
     """
+    from ..errors import PathRefused
+    from ..pipeline.prepare import check_side_files
     from ..pipeline.stopping import exit_on_second_signal
     from ..pipeline.validate import validate as run_validate
-    from .report import Report, check_summary_path, summary_record, utc_now, write_summary_json
+    from .report import Report, summary_record, utc_now, write_summary_json
 
     started = utc_now()
-    options = _validate_options(kw)
     summary_json: Path | None = kw["summary_json"]
-    if summary_json is not None:
-        # Before anything is spent: a run must not pay and then fail to say how it went.
-        check_summary_path(summary_json)
+    side_files = () if summary_json is None else (("--summary-json", summary_json),)
+    options = _validate_options(kw, side_files=side_files)
+    # Before anything is read: a summary must never replace the input, output or state.
+    check_side_files(options)
     report = Report(quiet=kw["quiet"], verbose=kw["verbose"])
     if not kw["verbose"]:
         _mute_retry_logs()
 
-    def record(summary: Any, code: int, error: str | None) -> None:
+    def record(summary: Any, code: int, error: str | None, exc: Any = None) -> None:
         # Written on every exit; failing to write it warns and never changes the exit code.
         if summary_json is None:
             return
+        if isinstance(exc, PathRefused) and exc.path == summary_json:
+            return  # refused once the input named the output: it is not the summary's file
         data = summary_record(
             summary, exit_code=code, error=error, started_at=started, options=options
         )
@@ -232,7 +236,7 @@ def validate(**kw: Any) -> None:
         partial = getattr(exc, "summary", None)
         if partial is not None:
             report.summary(partial)
-        record(partial, *_outcome(exc))
+        record(partial, *_outcome(exc), exc)
         exit_for(exc, quiet=kw["quiet"])
     report.close()
     report.summary(summary)
@@ -251,8 +255,8 @@ def _api_options(kw: dict[str, Any]) -> Any:
     return ApiOptions(**{name: kw[name] for name in fields if name in kw})
 
 
-def _validate_options(kw: dict[str, Any]) -> Any:
-    """The library's options from the parsed command line (absent options keep defaults)."""
+def _validate_options(kw: dict[str, Any], **extra: Any) -> Any:
+    """The library's options from the command line and `extra` (absent ones keep defaults)."""
     from ..options import ValidateOptions
 
     job_fields = (
@@ -264,6 +268,7 @@ def _validate_options(kw: dict[str, Any]) -> Any:
     return ValidateOptions(
         api=_api_options(kw),
         **{name: kw[name] for name in (*job_fields, *output_fields) if name in kw},
+        **extra,
     )
 
 
@@ -346,7 +351,7 @@ def cancel(job: str, state_dir: Path, **kw: Any) -> None:
     click.echo(f"canceled {count} running validation(s); partial results kept")
 
 
-@main.command("report")
+@main.command("report", cls=TypedSpellings)
 @click.argument("job", required=False)
 @click.option(
     "-o",
@@ -383,7 +388,8 @@ def report_command(
     from ..pipeline.jobs import state_location
 
     state = state_url and state_location(state_dir, state_url, state_schema)
-    job_id = write_report(state or state_dir, output, job, simulate=simulate)
+    typed = click.get_current_context().meta.get(TYPED, {}).get("output", "-o")
+    job_id = write_report(state or state_dir, output, job, simulate=simulate, option=typed)
     click.echo(f"wrote the report of job {job_id} to {output}")
 
 

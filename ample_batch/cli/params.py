@@ -69,3 +69,49 @@ class ColumnNameType(click.ParamType):  # type: ignore[type-arg]
                 ctx,
             )
         return text
+
+
+TYPED = "ample_batch.typed"
+"""`ctx.meta` key of `TypedSpellings`: {option name: the spelling typed}."""
+
+
+class TypedSpellings(click.Command):
+    """A command that keeps in `ctx.meta[TYPED]` how each option was spelled on its command
+    line (`-o` or `--output`): click does not, and a message names the option the user typed."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[TYPED] = typed_spellings(self.params, args)
+        return super().parse_args(ctx, args)
+
+
+def typed_spellings(params: list[click.Parameter], args: list[str]) -> dict[str, str]:
+    """{option name: its spelling last typed in `args`} (the last one is the value click keeps).
+
+    >>> output = click.Option(["-o", "--output"])
+    >>> typed_spellings([output], ["-o", "a.html", "--output=b.html"])
+    {'output': '--output'}
+    """
+    options = [param for param in params if isinstance(param, click.Option)]
+    typed: dict[str, str] = {}
+    words = iter(args)
+    for word in words:
+        if word == "--":
+            break  # the rest are arguments, even when they look like options
+        for option in options:
+            for spelling in (*option.opts, *option.secondary_opts):
+                if not _spells(word, spelling):
+                    continue
+                if option.name is not None:
+                    typed[option.name] = spelling
+                if word == spelling and not option.is_flag and not option.count:
+                    next(words, None)  # its value, which may look like an option itself
+    return typed
+
+
+def _spells(word: str, spelling: str) -> bool:
+    """`word` is `spelling`, with or without its value attached (`--output=x`, `-ox`)."""
+    if word == spelling:
+        return True
+    if spelling.startswith("--"):
+        return word.startswith(spelling + "=")
+    return not word.startswith("--") and word.startswith(spelling)

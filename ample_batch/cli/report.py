@@ -19,7 +19,6 @@ from rich.table import Table
 
 from ..options import SIMULATED_USAGE_LIMIT
 from ..pipeline.progress import line
-from ..pipeline.writable import check_writable
 
 if TYPE_CHECKING:
     from ..options import ValidateOptions
@@ -196,10 +195,6 @@ def _clock_in(seconds: float) -> str:
 def utc_now() -> str:
     """Now as ISO 8601 UTC, to the second: `2026-12-02T14:05:12Z`."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def check_summary_path(path: Path) -> None:
-    check_writable("--summary-json", path)
 
 
 def summary_record(

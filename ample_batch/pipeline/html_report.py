@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import AmpleBatchError, InputError
+from ..errors import AmpleBatchError, InputError, PathRefused
 from ..jobs.backend import State, Where, as_state, has_store
 from .jobs import status
 from .report_charts import (
@@ -32,7 +32,7 @@ from .report_charts import (
     verdict_chart,
 )
 from .report_data import DomainCount, ReportData, load_report_data, per_hour
-from .writable import check_writable
+from .writable import Written, check_distinct, check_writable
 
 SUFFIXES = (".html", ".htm")
 
@@ -102,24 +102,35 @@ footer { color: var(--muted); font-size: 13px; text-align: center; }
 """
 
 
-def check_report_path(path: Path) -> None:
-    """InputError unless `path` can take the report: an .html name, then `check_writable`."""
-    where = path.absolute()
-    if where.suffix.lower() not in SUFFIXES:
+def check_report_name(path: Path, option: str = "--report") -> None:
+    """PathRefused unless `path` is an .html name; `option` is how the message names the
+    path (`-o` or `--output` for `ample-batch report`). `check_writable` comes after."""
+    if path.absolute().suffix.lower() not in SUFFIXES:
         # Also keeps a slip like `--report leads.csv` from replacing the lead list.
-        raise InputError(f"--report {path}: give a file name ending in .html")
-    check_writable("--report", path)
+        raise PathRefused(f"{option} {path}: give a file name ending in .html", path=path)
 
 
 def report(
-    state_dir: Where, output: Path, job: str | None = None, *, simulate: bool = False
+    state_dir: Where,
+    output: Path,
+    job: str | None = None,
+    *,
+    simulate: bool = False,
+    option: str = "output",
 ) -> str:
     """Write the HTML report of `job` (an id prefix; the most recent job when None) to
     `output`; returns the job's id. `state_dir` is a state dir or a `State` (a PostgreSQL
-    one too); `simulate`: a job of a --simulate run (they keep a store of their own).
-    InputError for an unknown job or a bad path."""
-    check_report_path(output)
+    one too); `simulate`: a job of a --simulate run (they keep a store of their own);
+    `option`: how a refusal names `output` (the CLI passes the `-o` or `--output` typed).
+    InputError for an unknown job or a bad path (PathRefused inside the state dir).
+
+        report(Path("state"), Path("leads.report.html"))    # the most recent job's id
+    """
+    check_report_name(output, option)
     state = as_state(state_dir)
+    # The page goes nowhere near the state: a slip must not replace the job database.
+    check_distinct([Written(output, option)], state_dir=None if state.shared else state.dir)
+    check_writable(option, output)
     where = state.for_mode(simulate)
     found = status(where, job)
     if not found:

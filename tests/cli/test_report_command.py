@@ -146,11 +146,22 @@ def finished_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ("args", "message"),
     [
         (["zzzz", "-o", "r.html"], "ample-batch: no job 'zzzz': see `ample-batch status`"),
-        (["-o", "r.csv"], "ample-batch: --report r.csv: give a file name ending in .html"),
-        (["-o", "nowhere/r.html"], "ample-batch: --report nowhere/r.html: no directory"),
+        (["-o", "r.csv"], "ample-batch: -o r.csv: give a file name ending in .html"),
+        (["--output", "r.csv"], "ample-batch: --output r.csv: give a file name ending in .html"),
+        (["--output=r.csv"], "ample-batch: --output r.csv: give a file name ending in .html"),
+        (["-or.csv"], "ample-batch: -o r.csv: give a file name ending in .html"),
+        (["-o", "nowhere/r.html"], "ample-batch: -o nowhere/r.html: no directory"),
         ([], "ample-batch: Missing option '-o' / '--output'."),
     ],
-    ids=["bad-id", "not-html", "no-directory", "no-output"],
+    ids=[
+        "bad-id",
+        "not-html",
+        "not-html-long",
+        "not-html-equals",
+        "not-html-attached",
+        "no-directory",
+        "no-output",
+    ],  # the message names the option as it was typed
 )
 def test_bad_report_arguments_are_one_line_exit_2(
     tmp_path: Path, finished_state: Path, args: list[str], message: str
