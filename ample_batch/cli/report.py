@@ -282,19 +282,26 @@ def print_estimate(estimate: Estimate) -> None:
         console.print(f"warning: {warning}", highlight=False)
 
 
-def print_status(jobs: list[JobStatus], state_dir: Path | str | None = None) -> None:
-    """The jobs as a table; `state_dir` a dir, or a database as `State.where()` names it."""
+def print_status(
+    jobs: list[JobStatus], state_dir: Path | str | None = None, *, simulated: int = 0
+) -> None:
+    """The jobs as a table; `state_dir` a dir, or a database as `State.where()` names it;
+    `simulated`: how many jobs --simulate runs keep beside it, named where it has none."""
     console = _stdout_console()
     if isinstance(state_dir, Path):
         console.print(f"state dir: {state_dir}")
     elif state_dir is not None:
         console.print(f"state: {state_dir}", highlight=False)
     if not jobs:
-        console.print(
+        none = (
             "no jobs in this state dir"
             if isinstance(state_dir, Path) or state_dir is None
             else "no jobs in this state database"
         )
+        if simulated:
+            plural = "s" if simulated != 1 else ""
+            none += f" ({simulated} simulated job{plural}: add --simulate)"
+        console.print(none, highlight=False)
         return
     table = Table()
     table.add_column("job", no_wrap=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import AmpleBatchError, InputError
 from ..jobs.backend import State, Where, as_state, has_store
-from .jobs import status
+from .jobs import job_statuses
 from .report_charts import (
     e,
     hour_label,
@@ -118,7 +118,7 @@ def report(
     check_report_path(output)
     state = as_state(state_dir)
     where = state.for_mode(simulate)
-    found = status(where, job)
+    found = job_statuses(where, job)
     if not found:
         hint = (
             " (or add --simulate for a --simulate run's job)"
