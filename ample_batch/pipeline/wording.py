@@ -55,7 +55,7 @@ COMMANDS = frozenset({"cancel", "estimate", "status", "validate"})
 # as a value (quoted, a number, a NAME placeholder, or a path or name ending at `:` or `)`),
 # kept apart from the prose that follows a bare mention ("check --usage-limit and ...").
 _OPTION = re.compile(
-    r"(?<![\w-])--(?P<name>[a-z][a-z-]*)(?![\w-])"
+    r"(?<![\w/.-])--(?P<name>[a-z][a-z-]*)(?![\w/-])"
     r"(?P<joint>=| (?=['\"\d]|[A-Z][A-Z_]*\b|[^\s()]+[:)]))?"
 )
 _COMMAND = re.compile(r"`ample-batch (?P<name>[a-z]+)(?P<args>(?: [^`\s]+)*)`")
@@ -72,7 +72,9 @@ def _keyword(match: re.Match[str]) -> str:
         # A switch takes no value: what followed it is prose, kept as it was.
         return f"{name}=True{match['joint'] or ''}"
     if name in KEYWORDS:
-        return f"{name}="
+        # Right before punctuation it is named, not passed: "sent_column: the name is blank".
+        rest = match.string[match.end() :]
+        return name if not match["joint"] and rest[:1] in tuple(":;,)") else f"{name}="
     return match[0]  # a CLI-only option (--json, --quiet): no keyword to name
 
 
