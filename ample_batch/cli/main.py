@@ -23,6 +23,7 @@ from ..errors import (
     EXIT_OK,
     EXIT_TEMPFAIL,
     AmpleBatchError,
+    InputError,
     JobBusy,
     Stopped,
 )
@@ -314,11 +315,17 @@ def status(
     """
     from ..jobs.backend import State
     from ..pipeline.jobs import job_statuses, simulated_jobs, state_location
-    from .report import print_status
+    from .report import print_status, simulated_hint
 
     state = state_location(state_dir, state_url, state_schema) if state_url else State(state_dir)
     read = state.for_mode(simulate)
-    jobs = job_statuses(read, job)
+    try:
+        jobs = job_statuses(read, job)
+    except InputError as exc:  # no such JOB: it may be a trial's
+        hint = "" if simulate else simulated_hint(simulated_jobs(state))
+        if not hint:
+            raise
+        raise InputError(f"{exc}{hint}") from exc
     if as_json:
         click.echo(json.dumps([j.as_dict() for j in jobs], indent=2))
         return

@@ -282,6 +282,13 @@ def print_estimate(estimate: Estimate) -> None:
         console.print(f"warning: {warning}", highlight=False)
 
 
+def simulated_hint(simulated: int) -> str:
+    """What `status` adds where it found nothing but --simulate runs left jobs beside it."""
+    if not simulated:
+        return ""
+    return f" ({simulated} simulated job{'s' if simulated != 1 else ''}: add --simulate)"
+
+
 def print_status(
     jobs: list[JobStatus], state_dir: Path | str | None = None, *, simulated: int = 0
 ) -> None:
@@ -298,10 +305,7 @@ def print_status(
             if isinstance(state_dir, Path) or state_dir is None
             else "no jobs in this state database"
         )
-        if simulated:
-            plural = "s" if simulated != 1 else ""
-            none += f" ({simulated} simulated job{plural}: add --simulate)"
-        console.print(none, highlight=False)
+        console.print(none + simulated_hint(simulated), highlight=False)
         return
     table = Table()
     table.add_column("job", no_wrap=True)

@@ -255,6 +255,12 @@ def test_status_and_estimate_see_a_trial_with_simulate(tmp_path: Path) -> None:
     assert trial.stdout.startswith(f"state dir: {state / 'simulated'}\n")
     [job] = json.loads(cli("status", "--state-dir", str(state), "--simulate", "--json").stdout)
     assert job["job"]["state"] == "done" and job["job"]["id"] in trial.stdout
+    in_trial = cli("status", job["job"]["id"][:6], "--state-dir", str(state))
+    assert in_trial.returncode == 2
+    assert in_trial.stderr == (
+        f"ample-batch: no job {job['job']['id'][:6]!r}: the state {state} holds no jobs "
+        "(1 simulated job: add --simulate)\n"
+    )
     missing = cli("status", "zzzz", "--state-dir", str(state), "--simulate")
     assert missing.returncode == 2
     assert (
