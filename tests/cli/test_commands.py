@@ -262,11 +262,8 @@ def test_status_and_estimate_see_a_trial_with_simulate(tmp_path: Path) -> None:
         "(1 simulated job: add --simulate)\n"
     )
     missing = cli("status", "zzzz", "--state-dir", str(state), "--simulate")
-    assert missing.returncode == 2
-    assert (
-        missing.stderr
-        == "ample-batch: no job 'zzzz' (or more than one starts so): see `ample-batch status`\n"
-    )
+    assert missing.returncode == 2 and missing.stderr.startswith("ample-batch: no job 'zzzz'")
+    assert "see `ample-batch status`" in missing.stderr  # the CLI's words, not Python's
 
     # A trial's estimate counts the trial's cache; the real one is still to pay for.
     estimate = ["estimate", str(src), "--state-dir", str(state), "--json"]
