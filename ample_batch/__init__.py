@@ -1,14 +1,13 @@
 """ample-batch: validate the emails in large lead lists through the Amplemarket API.
 
-    from pathlib import Path
-    from ample_batch import ValidateOptions, ApiOptions, validate
+    from ample_batch import estimate, status, validate
 
-    summary = validate(ValidateOptions(input=Path("leads.csv"), state_dir=Path("state"),
-                                       api=ApiOptions(simulate=True)))
-    print(summary.output, summary.verdicts)
+    print(estimate("leads.csv").credits_needed)         # no API call
+    summary = validate("leads.csv", simulate=True)      # or one ValidateOptions
+    print(summary.output, summary.verdicts, status(simulate=True))
 
-Everything the command line does is a function here; the CLI only parses options and maps
-these exceptions to exit codes.
+Everything the command line does is a function here, with its options as keywords and its
+defaults; the CLI only parses options and maps these exceptions to exit codes.
 """
 
 import importlib

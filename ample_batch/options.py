@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,19 @@ SIMULATED_USAGE_LIMIT = Limit(1_000_000_000, 3600.0)
 
 
 SIMULATED_RATE_LIMIT = Limit(100_000, 60.0)
+
+
+def default_state_dir() -> Path:
+    """`--state-dir`'s default when AMPLE_BATCH_HOME is not set: the platform's data dir."""
+    return Path(platformdirs.user_data_dir("ample-batch", appauthor=False))
+
+
+def home_state_dir() -> Path:
+    """The state dir of a Python call that names none: AMPLE_BATCH_HOME when set (and not
+    empty), else the platform's data dir; the command line's `--state-dir` default too (there
+    click reads the variable itself)."""
+    home = os.environ.get("AMPLE_BATCH_HOME")
+    return Path(home) if home else default_state_dir()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,8 +110,9 @@ class ValidateOptions:
     """The API and its limits."""
     chunk_size: int | None = None
     """Emails per POST; min(100000, usage-limit count) when None."""
-    state_dir: Path
-    """Job state, result cache and quota ledgers."""
+    state_dir: Path = field(default_factory=home_state_dir)
+    """Job state, result cache and quota ledgers; AMPLE_BATCH_HOME, else the platform's data
+    dir, as on the command line."""
     state_url: str | None = field(default=None, repr=False)
     """A PostgreSQL URL: the state lives in that database, shared by every host, and nothing
     is written under `state_dir`. Kept out of the repr: it may hold a password."""
@@ -120,7 +135,9 @@ class ValidateOptions:
     `("--summary-json", path)`): the run refuses to start, as it does for its own, when one
     would overwrite the input, a file of the run or the state. The library never writes them."""
 
-
-def default_state_dir() -> Path:
-    """`--state-dir`'s default when AMPLE_BATCH_HOME is not set: the platform's data dir."""
-    return Path(platformdirs.user_data_dir("ample-batch", appauthor=False))
+    def __post_init__(self) -> None:
+        # `ValidateOptions(input="leads.csv")` is what a script writes: its paths as Paths.
+        for name in ("input", "output", "state_dir", "report"):
+            value = getattr(self, name)
+            if isinstance(value, str | os.PathLike) and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))

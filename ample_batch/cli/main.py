@@ -23,6 +23,7 @@ from ..errors import (
     EXIT_OK,
     EXIT_TEMPFAIL,
     AmpleBatchError,
+    InputError,
     JobBusy,
     Stopped,
 )
@@ -202,7 +203,7 @@ def validate(**kw: Any) -> None:
     from ..errors import PathRefused
     from ..pipeline.prepare import check_side_files
     from ..pipeline.stopping import exit_on_second_signal
-    from ..pipeline.validate import validate as run_validate
+    from ..pipeline.validate import run_validate
     from .report import Report, summary_record, utc_now, write_summary_json
 
     started = utc_now()
@@ -276,6 +277,9 @@ def _validate_options(kw: dict[str, Any], **extra: Any) -> Any:
 @file_options
 @limit_options
 @state_url_options
+@click.option(
+    "--simulate", is_flag=True, help="Estimate a --simulate run: its own cache, no quota."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def estimate(**kw: Any) -> None:
     """Pre-flight: rows, unique emails, cache hits, credits and earliest finish. No API call.
@@ -283,8 +287,9 @@ def estimate(**kw: Any) -> None:
     \b
     Example:
       ample-batch estimate leads.csv --usage-limit 15000/hour
+      ample-batch estimate leads.csv --simulate
     """
-    from ..pipeline.estimate import estimate as run_estimate
+    from ..pipeline.estimate import run_estimate
     from .report import print_estimate
 
     options = _validate_options(kw)
@@ -299,9 +304,15 @@ def estimate(**kw: Any) -> None:
 @click.argument("job", required=False)
 @state_dir_option
 @state_url_options
+@click.option("--simulate", is_flag=True, help="The jobs of --simulate runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def status(
-    job: str | None, state_dir: Path, as_json: bool, state_url: str | None, state_schema: str
+    job: str | None,
+    state_dir: Path,
+    as_json: bool,
+    state_url: str | None,
+    state_schema: str,
+    simulate: bool,
 ) -> None:
     """List the jobs in the state dir with their progress (or one JOB by id prefix).
 
@@ -312,17 +323,27 @@ def status(
     Example:
       ample-batch status
       ample-batch status 3f9a
+      ample-batch status --simulate
     """
-    from ..pipeline.jobs import state_location
-    from ..pipeline.jobs import status as run_status
-    from .report import print_status
+    from ..jobs.backend import State
+    from ..pipeline.jobs import job_statuses, simulated_jobs, state_location
+    from .report import print_status, simulated_hint
 
-    state = state_url and state_location(state_dir, state_url, state_schema)
-    jobs = run_status(state or state_dir, job)
+    state = state_location(state_dir, state_url, state_schema) if state_url else State(state_dir)
+    read = state.for_mode(simulate)
+    try:
+        jobs = job_statuses(read, job)
+    except InputError as exc:  # no such JOB: it may be a trial's
+        hint = "" if simulate else simulated_hint(simulated_jobs(state))
+        if not hint:
+            raise
+        raise InputError(f"{exc}{hint}") from exc
     if as_json:
         click.echo(json.dumps([j.as_dict() for j in jobs], indent=2))
-    else:
-        print_status(jobs, state.where() if state else state_dir)
+        return
+    # A trial's jobs live in a store of their own: say so where the real one has none.
+    trials = 0 if jobs or simulate else simulated_jobs(state)
+    print_status(jobs, read.where() if read.shared else read.dir, simulated=trials)
 
 
 @main.command()
@@ -342,12 +363,11 @@ def cancel(job: str, state_dir: Path, **kw: Any) -> None:
       ample-batch cancel 3f9a
       ample-batch cancel 3f9a --rate-limit 60/5s
     """
-    from ..pipeline.jobs import cancel as run_cancel
-    from ..pipeline.jobs import state_location
+    from ..pipeline.jobs import cancel_job, state_location
 
     _mute_retry_logs()
     state = kw["state_url"] and state_location(state_dir, kw["state_url"], kw["state_schema"])
-    count = run_cancel(state or state_dir, job, _api_options(kw))
+    count = cancel_job(state or state_dir, job, _api_options(kw))
     click.echo(f"canceled {count} running validation(s); partial results kept")
 
 

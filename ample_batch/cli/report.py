@@ -290,19 +290,30 @@ def print_estimate(estimate: Estimate) -> None:
         console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
 
 
-def print_status(jobs: list[JobStatus], state_dir: Path | str | None = None) -> None:
-    """The jobs as a table; `state_dir` a dir, or a database as `State.where()` names it."""
+def simulated_hint(simulated: int) -> str:
+    """What `status` adds where it found nothing but --simulate runs left jobs beside it."""
+    if not simulated:
+        return ""
+    return f" ({simulated} simulated job{'s' if simulated != 1 else ''}: add --simulate)"
+
+
+def print_status(
+    jobs: list[JobStatus], state_dir: Path | str | None = None, *, simulated: int = 0
+) -> None:
+    """The jobs as a table; `state_dir` a dir, or a database as `State.where()` names it;
+    `simulated`: how many jobs --simulate runs keep beside it, named where it has none."""
     console = _stdout_console()
     if isinstance(state_dir, Path):
         console.print(f"state dir: {state_dir}")
     elif state_dir is not None:
         console.print(f"state: {state_dir}", highlight=False)
     if not jobs:
-        console.print(
+        none = (
             "no jobs in this state dir"
             if isinstance(state_dir, Path) or state_dir is None
             else "no jobs in this state database"
         )
+        console.print(none + simulated_hint(simulated), highlight=False)
         return
     table = Table()
     table.add_column("job", no_wrap=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 from ..files.inspect import fingerprint as fingerprint_of
 from ..files.scan import scan as scan_file
@@ -16,7 +16,9 @@ from ..jobs.stale import StaleVerdicts
 from ..options import ValidateOptions, cache_cutoff
 from ..quota.ideal import NightOnly, night_only_last_submission
 from ..recheck import RecheckPolicy
+from .keywords import ESTIMATE_KEYWORDS, EstimateKeywords, PathLike, options_for
 from .prepare import prepare
+from .wording import python_words, with_python_warnings
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,26 @@ class Estimate:
         return asdict(self)
 
 
-def estimate(options: ValidateOptions) -> Estimate:
-    """What `validate` with these options would cost and take: scans the file and the cache,
-    makes no API call and spends nothing."""
+def estimate(input: PathLike | ValidateOptions, /, **options: Unpack[EstimateKeywords]) -> Estimate:
+    """What `validate` of the `input` file would cost and take: scans the file and the cache,
+    makes no API call and spends nothing.
+
+    Takes the file and the keywords of `validate` that bear on the plan (`email_column`,
+    `encoding`, `sheet`, `state_dir`, `state_url`, `state_schema`, `simulate`,
+    `usage_limit="15000/hour"`, `rate_limit`, `chunk_size`, `cache_ttl`, `recheck`), with
+    its defaults, or one ValidateOptions.
+
+        estimate("leads.csv", usage_limit="15000/hour").credits_needed
+
+    Raises InputError as `validate` would before a run; TypeError for an unknown keyword.
+    """
+    with python_words():
+        ready = options_for("estimate", input, options, ESTIMATE_KEYWORDS)
+        return with_python_warnings(run_estimate(ready))
+
+
+def run_estimate(options: ValidateOptions) -> Estimate:
+    """`estimate` of ready options, as the command line runs it: messages in its words."""
     # An estimate writes nothing: the output is checked when `validate` runs.
     spec, _output, chunk, state = prepare(options, writes=False)
     scan = scan_file(spec)

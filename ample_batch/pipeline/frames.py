@@ -35,7 +35,8 @@ from .frame_types import FrameKind, frame_kind, text_table, with_verdicts
 from .keywords import RUN_KEYWORDS, Call, RunKeywords, resolve, sent_column_name
 from .prepare import state_of
 from .sync import run_sync
-from .validate import avalidate
+from .validate import run_avalidate
+from .wording import python_words
 
 F = TypeVar("F")
 
@@ -67,8 +68,9 @@ def validate_frame(
 
         validate_frame(pd.DataFrame({"email": ["ana@acme.com"]}), simulate=True)
     """
-    call = _call("validate_frame", options, sent_column)
-    return run_sync(lambda stop: _frame(frame, email_column, call, stop))
+    with python_words():
+        call = _call("validate_frame", options, sent_column)
+        return run_sync(lambda stop: _frame(frame, email_column, call, stop))
 
 
 async def avalidate_frame(
@@ -80,8 +82,9 @@ async def avalidate_frame(
     **options: Unpack[RunKeywords],
 ) -> F:
     """`validate_frame` on the caller's event loop."""
-    call = _call("avalidate_frame", options, sent_column)
-    return await _frame(frame, email_column, call, None)
+    with python_words():
+        call = _call("avalidate_frame", options, sent_column)
+        return await _frame(frame, email_column, call, None)
 
 
 def validate_emails(emails: Iterable[str], /, **options: Unpack[RunKeywords]) -> dict[str, Verdict]:
@@ -91,17 +94,19 @@ def validate_emails(emails: Iterable[str], /, **options: Unpack[RunKeywords]) ->
         validate_emails(["ana@acme.com", "", "nope"], simulate=True)["nope"]
         # {'result': 'invalid_syntax', 'catch_all': None}
     """
-    call = _call("validate_emails", options)
-    given = _strings(emails)
-    return run_sync(lambda stop: _emails(given, call, stop))
+    with python_words():
+        call = _call("validate_emails", options)
+        given = _strings(emails)
+        return run_sync(lambda stop: _emails(given, call, stop))
 
 
 async def avalidate_emails(
     emails: Iterable[str], /, **options: Unpack[RunKeywords]
 ) -> dict[str, Verdict]:
     """`validate_emails` on the caller's event loop."""
-    call = _call("avalidate_emails", options)
-    return await _emails(_strings(emails), call, None)
+    with python_words():
+        call = _call("avalidate_emails", options)
+        return await _emails(_strings(emails), call, None)
 
 
 def _call(caller: str, options: RunKeywords, sent_column: object = None) -> Call:
@@ -143,7 +148,7 @@ async def _frame(frame: F, email_column: str | None, call: Call, stop: asyncio.E
         output = default_output_path(path)
         options = replace(call.options, input=path, output=output, email_column=email_column)
         with _named(path):
-            summary = await avalidate(options, reporter=call.reporter, stop=stop)
+            summary = await run_avalidate(options, call.reporter, stop)
         call.done(summary)
         columns = list(appended_columns(sent))
         read = await asyncio.to_thread(pq.read_table, output, columns=columns)
@@ -198,7 +203,8 @@ def _write(table: pa.Table, folder: Path) -> Path:
 
 @contextlib.contextmanager
 def _named(path: Path) -> Iterator[None]:
-    """Input errors that name the frame's file speak of the frame and the keyword instead."""
+    """Input errors that name the frame's file speak of the frame instead (and of the
+    keyword, not the option, once `python_words` has them)."""
     try:
         yield
     except InputError as exc:
@@ -207,6 +213,4 @@ def _named(path: Path) -> Iterator[None]:
         if path.name not in message:
             raise
         message = message.replace(str(path), "the frame").replace(path.name, "the frame")
-        message = message.replace("--email-column", "email_column=")
-        message = message.replace("--sent-column", "sent_column=")
         raise type(exc)(message) from exc

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import AmpleBatchError, InputError, PathRefused
 from ..jobs.backend import State, Where, as_state, has_store
-from .jobs import status
+from .jobs import job_statuses
 from .report_charts import (
     e,
     hour_label,
@@ -132,7 +132,7 @@ def report(
     check_distinct([Written(output, option)], state_dir=None if state.shared else state.dir)
     check_writable(option, output)
     where = state.for_mode(simulate)
-    found = status(where, job)
+    found = job_statuses(where, job)
     if not found:
         hint = (
             " (or add --simulate for a --simulate run's job)"

@@ -1,7 +1,11 @@
-"""The commands around the main job: `estimate`, `status` and `cancel`.
+"""The commands around the main job: `status` and `cancel`.
 
-estimate(ValidateOptions(input=Path("leads.csv"), state_dir=d)).credits_needed
-[s.job.id for s in status(d)]
+    [s.job.id for s in status("state")]    # status(): AMPLE_BATCH_HOME, else the platform's
+    status(simulate=True)                  # the jobs of simulate=True runs
+    cancel("3f9a", state_url="postgresql://ample@db/leads")
+
+`status` and `cancel` are the Python API (keywords, Python's words in errors);
+`job_statuses` and `cancel_job` are the same for the command line, on a ready `State`.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import signal
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from ..errors import AmpleBatchError, InputError, JobBusy, Stopped
 from ..jobs.backend import (
@@ -29,6 +33,18 @@ from ..jobs.locks import Holder, JobLocks, job_lock
 from ..jobs.records import BatchState, Job, Progress
 from ..options import ApiOptions
 from .job_states import CANCELED, shown_state
+from .keywords import (
+    API_KEYWORDS,
+    CANCEL_KEYWORDS,
+    STATUS_KEYWORDS,
+    CancelKeywords,
+    PathLike,
+    StatusKeywords,
+    api_options,
+    check_keywords,
+    state_for,
+)
+from .wording import python_words
 
 
 @dataclass(frozen=True)
@@ -71,12 +87,31 @@ def state_location(state_dir: Path, url: str, schema: str = "ample_batch") -> St
     return State(state_dir, url=pg.check_url(url), schema=pg.check_schema(schema))
 
 
-def status(state_dir: Where, job: str | None = None) -> list[JobStatus]:
-    """The jobs in the state dir or database (or the one whose id starts with `job`).
+def status(
+    state_dir: PathLike | State | None = None,
+    job: str | None = None,
+    **where: Unpack[StatusKeywords],
+) -> list[JobStatus]:
+    """The jobs in the state dir or database (or the one whose id starts with `job`), the
+    most recently updated first.
 
-    A job a live process holds shows as `running`, with that process, its host and an ETA;
-    one whose last run died without recording its end, as `stopped` (job_states.py).
+    The state as the command line finds it: `state_dir` (a str or Path; AMPLE_BATCH_HOME,
+    else the platform's data dir), `state_url=` (AMPLE_BATCH_STATE_URL) and `state_schema=`;
+    `simulate=True` lists the jobs of simulated runs instead. A job a live process holds
+    shows as `running`, with that process, its host and an ETA; one whose last run died
+    without recording its end, as `stopped` (job_states.py).
+
+        [(s.job.id, s.progress.pending) for s in status("state")]
     """
+    with python_words():
+        check_keywords("status", where, STATUS_KEYWORDS)
+        state = state_for({**where, "state_dir": state_dir})
+        return job_statuses(state.for_mode(_simulate(where)), job)
+
+
+def job_statuses(state_dir: Where, job: str | None = None) -> list[JobStatus]:
+    """`status` of a ready state (the mode's own), as the command line asks it: messages in
+    its words."""
     state = as_state(state_dir)
     if not has_store(state):
         if job:
@@ -99,12 +134,63 @@ def _status(state: State, locks: JobLocks, job: Job, progress: Progress) -> JobS
     return JobStatus(shown, progress, where, found.pid or None, eta, found.host)
 
 
+def simulated_jobs(state: State) -> int:
+    """How many jobs simulated runs keep beside `state`, for a hint where it has none; 0
+    when its schema is too long to have a simulated twin (no error of a look without one)."""
+    try:
+        trial = state.for_mode(True)
+        if not has_store(trial):
+            return 0
+    except InputError:
+        return 0
+    with open_store(trial) as store:
+        return len(store.jobs())
+
+
+def _simulate(keywords: StatusKeywords) -> bool:
+    value = keywords.get("simulate", False)
+    if not isinstance(value, bool):
+        raise TypeError(f"simulate must be True or False, not {type(value).__name__}")
+    return value
+
+
 CANCEL_WAIT = 300.0
 """How long `cancel` waits for a live run to cancel its validations and exit."""
 
 
-def cancel(state_dir: Where, job: str, api: ApiOptions, *, wait: float = CANCEL_WAIT) -> int:
-    """Cancel the job's running validations and keep their partial results.
+def cancel(
+    job: str,
+    /,
+    *,
+    api: ApiOptions | None = None,
+    wait: float = CANCEL_WAIT,
+    **options: Unpack[CancelKeywords],
+) -> int:
+    """Cancel the running validations of the job whose id starts with `job`, keeping their
+    partial results; returns how many were canceled.
+
+    The state as `status` finds it (`state_dir`, `state_url`, `state_schema`, `simulate`);
+    the API as `validate` reaches it (`api_key` or AMPLEMARKET_API_KEY, `base_url`, and the
+    key's `usage_limit` and `rate_limit`, whose ledgers it shares), or one ApiOptions as
+    `api=`. A live run holding the job is asked to stop and waited for, up to `wait` seconds.
+
+        cancel("3f9a", state_dir="state")
+    """
+    with python_words():
+        check_keywords("cancel", options, CANCEL_KEYWORDS)
+        given = [name for name in options if name in API_KEYWORDS - {"simulate"}]
+        if api is not None and given:
+            raise TypeError(f"cancel() takes api= or API keywords, not both: got {given[0]!r}")
+        if api is None:
+            api = api_options(options)
+        elif _simulate(options):
+            api = replace(api, simulate=True)
+        return cancel_job(state_for(options), job, api, wait=wait)
+
+
+def cancel_job(state_dir: Where, job: str, api: ApiOptions, *, wait: float = CANCEL_WAIT) -> int:
+    """`cancel` of a ready state (`api.simulate` picks the mode's), as the command line asks
+    it: messages in its words.
 
     A job a live run holds is stopped: that run is asked (a cancel request naming it, and
     SIGTERM when it runs on this host) to cancel its validations, write its partial output

@@ -7,6 +7,8 @@
 `"COUNT/PERIOD"`, durations from `"30d"`; the key from AMPLEMARKET_API_KEY, the API root from
 AMPLEMARKET_BASE_URL and the state dir from AMPLE_BATCH_HOME (else the platform's data dir),
 as on the command line. An unknown keyword is a TypeError naming it; a bad value an InputError.
+`estimate` takes the keywords that bear on a plan (`ESTIMATE_KEYWORDS`); `status` and
+`cancel` find their state as `state_for` resolves it.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import Any, TypedDict
 
 from ..api import DEFAULT_BASE_URL
 from ..errors import InputError
+from ..jobs.backend import State
 from ..limits import Limit, parse_duration, parse_limit
-from ..options import DEFAULT_CACHE_TTL, ApiOptions, ValidateOptions, default_state_dir
+from ..options import DEFAULT_CACHE_TTL, ApiOptions, ValidateOptions, home_state_dir
 from ..recheck import DEFAULT_RECHECK, RecheckPolicy, recheck_from
 from .progress import LineProgress, both
 from .summary import Reporter, Summary
@@ -79,8 +82,68 @@ class FileKeywords(RunKeywords, total=False):
     """Append the address as sent: True names the column `email_sent`, a str names it."""
 
 
+class EstimateKeywords(TypedDict, total=False):
+    """`estimate`'s keywords: what decides the plan and its pace; it makes no API call."""
+
+    email_column: str | None
+    """The column holding the email; detected when None."""
+    encoding: str | None
+    """CSV encoding; UTF-8, else cp1252, when None."""
+    sheet: str | None
+    """XLSX sheet; when None the first, or else the one sheet with an email column."""
+    simulate: bool
+    """Estimate a trial: the simulation's own cache and its unlimited quota."""
+    state_dir: PathLike
+    """Job state and result cache; AMPLE_BATCH_HOME, else the platform's."""
+    state_url: str | None
+    """PostgreSQL URL for shared state; AMPLE_BATCH_STATE_URL when None."""
+    state_schema: str | None
+    """The schema of `state_url`'s tables; AMPLE_BATCH_STATE_SCHEMA, else ample_batch."""
+    usage_limit: str | Limit | None
+    """Emails submitted per rolling period, e.g. "15000/hour"."""
+    rate_limit: str | Limit | None
+    """Requests per rolling period, all endpoints, e.g. "500/minute"."""
+    chunk_size: int | None
+    """Emails per POST."""
+    cache_ttl: float | str
+    """Count verdicts younger than this as cached: seconds or "30d"; 0 counts none."""
+    recheck: str | Mapping[str, str | float] | RecheckPolicy | None
+    """Cached verdicts of a kind counted as bought again once older than this, as validate's."""
+
+
+class StatusKeywords(TypedDict, total=False):
+    """`status`'s keywords beside the state dir: the database, and which mode's jobs."""
+
+    state_url: str | None
+    """PostgreSQL URL for shared state; AMPLE_BATCH_STATE_URL when None."""
+    state_schema: str | None
+    """The schema of `state_url`'s tables; AMPLE_BATCH_STATE_SCHEMA, else ample_batch."""
+    simulate: bool
+    """The jobs of `simulate=True` runs, which keep a store of their own."""
+
+
+class CancelKeywords(StatusKeywords, total=False):
+    """`cancel`'s keywords: the state, and the API its cancels go to, with the key's limits."""
+
+    state_dir: PathLike | State | None
+    """The state dir; AMPLE_BATCH_HOME, else the platform's."""
+
+    api_key: str | None
+    """Bearer token; AMPLEMARKET_API_KEY when None. Never printed, logged or stored."""
+    base_url: str
+    """API root; AMPLEMARKET_BASE_URL, else the real API."""
+    usage_limit: str | Limit | None
+    """The key's usage limit, as validate's: its ledger is shared."""
+    rate_limit: str | Limit | None
+    """The key's request limit, as validate's: cancels count against it."""
+
+
 RUN_KEYWORDS = frozenset(RunKeywords.__annotations__)
 FILE_KEYWORDS = frozenset(FileKeywords.__annotations__)
+ESTIMATE_KEYWORDS = frozenset(EstimateKeywords.__annotations__)
+STATUS_KEYWORDS = frozenset(StatusKeywords.__annotations__)
+CANCEL_KEYWORDS = frozenset(CancelKeywords.__annotations__)
+API_KEYWORDS = frozenset({"api_key", "base_url", "simulate", "usage_limit", "rate_limit"})
 
 
 def check_keywords(caller: str, keywords: Mapping[str, Any], allowed: frozenset[str]) -> None:
@@ -92,16 +155,7 @@ def check_keywords(caller: str, keywords: Mapping[str, Any], allowed: frozenset[
 
 def run_options(input_path: PathLike, keywords: Mapping[str, Any]) -> ValidateOptions:
     """ValidateOptions for `input_path` from already checked keywords (`progress` is not one)."""
-    state_dir = keywords.get("state_dir") or os.environ.get("AMPLE_BATCH_HOME")
-    api = ApiOptions(
-        api_key=_text(keywords, "api_key") or os.environ.get("AMPLEMARKET_API_KEY"),
-        base_url=_text(keywords, "base_url")
-        or os.environ.get("AMPLEMARKET_BASE_URL")
-        or DEFAULT_BASE_URL,
-        simulate=_flag(keywords, "simulate"),
-        usage_limit=_limit(keywords, "usage_limit"),
-        rate_limit=_limit(keywords, "rate_limit"),
-    )
+    api = api_options(keywords)
     output = keywords.get("output")
     report = keywords.get("report")
     cache_ttl = _duration(keywords, "cache_ttl")
@@ -113,17 +167,68 @@ def run_options(input_path: PathLike, keywords: Mapping[str, Any]) -> ValidateOp
         sheet=_text(keywords, "sheet"),
         api=api,
         chunk_size=_count(keywords, "chunk_size"),
-        state_dir=default_state_dir() if not state_dir else _path(state_dir, "state_dir"),
+        state_dir=_state_dir(keywords),
         cache_ttl=DEFAULT_CACHE_TTL if cache_ttl is None else cache_ttl,
         max_runtime=_duration(keywords, "max_runtime"),
         report=None if report is None else _path(report, "report"),
         recheck=_recheck(keywords),
         split=_flag(keywords, "split"),
         sent_column=sent_column_name(keywords.get("sent_column")),
-        state_url=_text(keywords, "state_url") or os.environ.get("AMPLE_BATCH_STATE_URL") or None,
-        state_schema=_text(keywords, "state_schema")
+        state_url=_state_url(keywords),
+        state_schema=_state_schema(keywords),
+    )
+
+
+def api_options(keywords: Mapping[str, Any]) -> ApiOptions:
+    """ApiOptions from already checked keywords, with the environment's key and API root."""
+    return ApiOptions(
+        api_key=_text(keywords, "api_key") or os.environ.get("AMPLEMARKET_API_KEY"),
+        base_url=_text(keywords, "base_url")
+        or os.environ.get("AMPLEMARKET_BASE_URL")
+        or DEFAULT_BASE_URL,
+        simulate=_flag(keywords, "simulate"),
+        usage_limit=_limit(keywords, "usage_limit"),
+        rate_limit=_limit(keywords, "rate_limit"),
+    )
+
+
+def state_for(keywords: Mapping[str, Any]) -> State:
+    """The state `status` and `cancel` look at, as the command line finds it: `state_dir` (a
+    State as it is), AMPLE_BATCH_HOME, else the platform's; `state_url`, else
+    AMPLE_BATCH_STATE_URL (a checked PostgreSQL URL). The mode's twin is the caller's choice.
+
+    >>> state_for({"state_dir": "st3"}).dir
+    PosixPath('st3')
+    """
+    given = keywords.get("state_dir")
+    if isinstance(given, State):
+        if keywords.get("state_url") is not None or keywords.get("state_schema") is not None:
+            raise TypeError("state_dir is a State already: give state_url and its schema in it")
+        return given
+    url = _state_url(keywords)
+    if url is None:
+        return State(_state_dir(keywords))
+    from .. import pg  # here: a wrong URL is bad usage (exit 2) before anything is opened
+
+    return State(
+        _state_dir(keywords), url=pg.check_url(url), schema=pg.check_schema(_state_schema(keywords))
+    )
+
+
+def _state_dir(keywords: Mapping[str, Any]) -> Path:
+    value = keywords.get("state_dir")
+    return home_state_dir() if not value else _path(value, "state_dir")
+
+
+def _state_url(keywords: Mapping[str, Any]) -> str | None:
+    return _text(keywords, "state_url") or os.environ.get("AMPLE_BATCH_STATE_URL") or None
+
+
+def _state_schema(keywords: Mapping[str, Any]) -> str:
+    return (
+        _text(keywords, "state_schema")
         or os.environ.get("AMPLE_BATCH_STATE_SCHEMA")
-        or "ample_batch",
+        or "ample_batch"
     )
 
 
@@ -196,6 +301,27 @@ def _duration(keywords: Mapping[str, Any], name: str) -> float | None:
     raise TypeError(f"{name} must be seconds or a duration like '30d', not {type(value).__name__}")
 
 
+def options_for(
+    caller: str,
+    source: PathLike | ValidateOptions,
+    keywords: Mapping[str, Any],
+    allowed: frozenset[str],
+) -> ValidateOptions:
+    """`source` as it is, or the options for the file `source` from the keywords: TypeError
+    for a keyword `caller` does not take, or for keywords beside a ValidateOptions (only
+    `progress`, not an option of the run, may go with one)."""
+    check_keywords(caller, keywords, allowed)
+    if isinstance(source, ValidateOptions):
+        others = [name for name in keywords if name != "progress"]
+        if others:
+            raise TypeError(
+                f"{caller}() takes a ValidateOptions or keyword options, not both: "
+                f"got {others[0]!r}"
+            )
+        return source
+    return run_options(source, keywords)
+
+
 @dataclass(frozen=True)
 class Call:
     """One call of a validate function, its keywords resolved."""
@@ -220,16 +346,6 @@ def resolve(
 ) -> Call:
     """The options, reporter and progress of a call: TypeError for a keyword `caller` does
     not take, InputError for a value the command line would refuse too."""
-    if isinstance(source, ValidateOptions):
-        others = [name for name in keywords if name != "progress"]
-        if others:
-            raise TypeError(
-                f"{caller}() takes a ValidateOptions or keyword options, not both: "
-                f"got {others[0]!r}"
-            )
-        options = source
-    else:
-        check_keywords(caller, keywords, allowed)
-        options = run_options(source, keywords)
+    options = options_for(caller, source, keywords, allowed)
     progress = LineProgress() if _flag(keywords, "progress") else None
     return Call(options, both(reporter, progress), progress)

@@ -6,9 +6,10 @@
 
     read -> plan -> (schedule + client + store, driven by execute.Engine) -> join -> write
 
-Everything the CLI does is reachable from here; the CLI only parses options and maps
-exceptions to exit codes. This module sets a run up (the job's lock, the key check, the store);
-`job_run` runs the job, and `stopping` is how a run ends early.
+Everything the CLI does is reachable from here; the CLI only parses options, calls
+`run_validate` (the same run, its messages in the CLI's words) and maps exceptions to exit
+codes. This module sets a run up (the job's lock, the key check, the store); `job_run` runs
+the job, and `stopping` is how a run ends early.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .session import api_session, resolve_api, scheduler_for
 from .stopping import before_the_engine, deadline_for, stop_on_signals
 from .summary import LiveStatus, Reporter, Summary
 from .sync import run_sync
+from .wording import python_words, with_python_warnings
 
 
 def validate(
@@ -55,10 +57,11 @@ def validate(
     run ends early, InsufficientCredits when the account ran dry (partial output written),
     InputError, Unauthorized, JobBusy as they arise; TypeError for an unknown keyword.
     """
-    call = resolve("validate", input, options, reporter)
-    summary = run_sync(lambda stop: _validate(call.options, call.reporter, stop))
+    with python_words():
+        call = resolve("validate", input, options, reporter)
+        summary = run_sync(lambda stop: run_avalidate(call.options, call.reporter, stop))
     call.done(summary)
-    return summary
+    return with_python_warnings(summary)
 
 
 async def avalidate(
@@ -74,15 +77,23 @@ async def avalidate(
 
         summary = await avalidate("leads.csv", simulate=True)
     """
-    call = resolve("avalidate", input, options, reporter)
-    summary = await _validate(call.options, call.reporter, stop)
+    with python_words():
+        call = resolve("avalidate", input, options, reporter)
+        summary = await run_avalidate(call.options, call.reporter, stop)
     call.done(summary)
-    return summary
+    return with_python_warnings(summary)
 
 
-async def _validate(
+def run_validate(options: ValidateOptions, reporter: Reporter) -> Summary:
+    """`validate` as the command line runs it: its messages name the CLI's options."""
+    return run_sync(lambda stop: run_avalidate(options, reporter, stop))
+
+
+async def run_avalidate(
     options: ValidateOptions, reporter: Reporter, stop: asyncio.Event | None = None
 ) -> Summary:
+    """The run behind `validate` and `avalidate`, its messages in the command line's words
+    (the public functions put them in Python's)."""
     started = time.monotonic()
     spec, output, chunk, state = prepare(options)
     _base_url, key = resolve_api(options.api)

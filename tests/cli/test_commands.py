@@ -240,3 +240,53 @@ def test_mock_server_help_documents_every_switch() -> None:
         "--retry-after",
     ]:
         assert switch in text
+
+
+def test_status_and_estimate_see_a_trial_with_simulate(tmp_path: Path) -> None:
+    state = tmp_path / "s"
+    src = write_leads(tmp_path / "a.csv", lead_rows(20))
+    # Set up in this process (as `validate --simulate` would): no interpreter start.
+    assert ample_batch.validate(src, simulate=True, state_dir=state).complete
+    real = cli("status", "--state-dir", str(state))
+    assert (real.returncode, real.stderr) == (0, "")
+    assert real.stdout == (
+        f"state dir: {state}\nno jobs in this state dir (1 simulated job: add --simulate)\n"
+    )
+    assert cli("status", "--state-dir", str(state), "--json").stdout == "[]\n"  # data, no hint
+    trial = cli("status", "--state-dir", str(state), "--simulate")
+    assert trial.returncode == 0, trial.stderr
+    assert trial.stdout.startswith(f"state dir: {state / 'simulated'}\n")
+    [job] = json.loads(cli("status", "--state-dir", str(state), "--simulate", "--json").stdout)
+    assert job["job"]["state"] == "done" and job["job"]["id"] in trial.stdout
+    in_trial = cli("status", job["job"]["id"][:6], "--state-dir", str(state))
+    assert in_trial.returncode == 2
+    assert in_trial.stderr == (
+        f"ample-batch: no job {job['job']['id'][:6]!r}: the state {state} holds no jobs "
+        "(1 simulated job: add --simulate)\n"
+    )
+    missing = cli("status", "zzzz", "--state-dir", str(state), "--simulate")
+    assert missing.returncode == 2 and missing.stderr.startswith("ample-batch: no job 'zzzz'")
+    assert "see `ample-batch status`" in missing.stderr  # the CLI's words, not Python's
+
+    # A trial's estimate counts the trial's cache; the real one is still to pay for.
+    estimate = ["estimate", str(src), "--state-dir", str(state), "--json"]
+    counted = json.loads(cli(*estimate, "--simulate").stdout)
+    assert (counted["already_done"], counted["credits_needed"]) == (20, 0)
+    assert json.loads(cli(*estimate).stdout)["credits_needed"] == 20
+
+    other = write_leads(tmp_path / "b.csv", lead_rows(5, start=500))
+    assert ample_batch.validate(other, simulate=True, state_dir=state).complete
+    two = cli("status", "--state-dir", str(state))
+    assert two.stdout.endswith("no jobs in this state dir (2 simulated jobs: add --simulate)\n")
+
+
+def test_the_command_line_keeps_its_own_words(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "a.csv", lead_rows(3))
+    state = ["--state-dir", str(tmp_path / "s")]
+    keyless = cli("validate", str(src), *state, env={"AMPLEMARKET_API_KEY": ""})
+    assert keyless.returncode == 2
+    assert keyless.stderr == (
+        "ample-batch: no API key: set AMPLEMARKET_API_KEY or pass --api-key (or try --simulate)\n"
+    )
+    chunk = cli("estimate", str(src), *state, "--chunk-size", "0")
+    assert (chunk.returncode, chunk.stderr) == (2, "ample-batch: --chunk-size must be at least 1\n")

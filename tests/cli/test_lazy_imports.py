@@ -82,3 +82,20 @@ def test_lazy_commands_list_their_own_first_help_line() -> None:
         command = getattr(__import__(module, fromlist=[attribute]), attribute)
         assert command.name == name
         assert (command.help or "").splitlines()[0] == help_text
+
+
+def test_status_looking_at_a_trial_loads_nothing_heavy(tmp_path: Path) -> None:
+    from ample_batch.jobs.sqlite.store import Store
+
+    with Store(tmp_path / "simulated") as store:  # a --simulate run's job, beside no real one
+        job = store.open_job(
+            input_path="/data/leads.csv",
+            fingerprint="f" * 40,
+            email_column="Email",
+            output_path=None,
+            cache_ttl=0,
+        )
+    heavy, said = probe("status", "--state-dir", str(tmp_path))  # counts the trial's jobs
+    assert heavy == set() and "(1 simulated job: add --simulate)" in said, said
+    heavy, said = probe("status", "--simulate", "--state-dir", str(tmp_path))
+    assert heavy == set() and job.id in said, said

@@ -105,7 +105,7 @@ def test_a_stopped_run_reports_its_progress_and_says_partial(tmp_path: Path) -> 
 def test_a_bad_report_path_is_refused_before_anything_is_spent(tmp_path: Path, name: str) -> None:
     src = write_leads(tmp_path / "leads.csv", lead_rows(20))
     with FakeInThread(retry_after=0.1) as fake:
-        with pytest.raises(InputError, match=r"^--report "):
+        with pytest.raises(InputError, match=r"^report="):  # the keyword, in Python
             ample_batch.validate(_options(fake, src, tmp_path / "s", report=tmp_path / name))
         assert fake.summary().requests == 0
     assert not (tmp_path / "r.csv").exists()

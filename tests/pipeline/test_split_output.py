@@ -75,7 +75,7 @@ def test_split_files_appear_only_once_the_job_completes(tmp_path: Path) -> None:
             ample_batch.validate(src, usage_limit="300/30s", max_runtime=1.5, **options)
         stopped_summary = stopped.value.summary  # type: ignore[attr-defined]
         assert stopped_summary.split == {}
-        assert "--split: the split files are written once the job completes" in (
+        assert "split=True: the split files are written once the job completes" in (
             stopped_summary.warnings
         )
         partial = tmp_path / "checked.partial.parquet"

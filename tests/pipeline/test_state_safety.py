@@ -22,7 +22,6 @@ from ample_batch.jobs.records import BatchState
 from ample_batch.jobs.sqlite.db import DB_NAME
 from ample_batch.jobs.sqlite.store import Store
 from ample_batch.limits import Limit
-from ample_batch.options import ApiOptions
 from ample_batch.pipeline.jobs import cancel
 from ample_batch.pipeline.steps import prune_cache
 from ample_batch.quota.scheduler import Admission, ScheduleConfig, Scheduler
@@ -125,4 +124,4 @@ def test_cancel_never_signals_a_run_that_only_follows_the_job(tmp_path: Path) ->
         assert held
         assert locks.holder(job.id) == Holder(os.getpid(), this_host(), following=True)
         with pytest.raises(JobBusy, match="followed by process"):
-            cancel(state, job.id, ApiOptions(simulate=False, api_key=KEY))
+            cancel(job.id, state_dir=state, api_key=KEY)
