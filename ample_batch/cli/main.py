@@ -325,11 +325,10 @@ def status(
       ample-batch status 3f9a
       ample-batch status --simulate
     """
-    from ..jobs.backend import State
     from ..pipeline.jobs import job_statuses, simulated_jobs, state_location
     from .report import print_status, simulated_hint
 
-    state = state_location(state_dir, state_url, state_schema) if state_url else State(state_dir)
+    state = state_location(state_dir, state_url or None, state_schema)
     read = state.for_mode(simulate)
     try:
         jobs = job_statuses(read, job)

@@ -75,13 +75,15 @@ class JobStatus:
         }
 
 
-def state_location(state_dir: Path, url: str, schema: str = "ample_batch") -> State:
+def state_location(state_dir: Path, url: str | None, schema: str = "ample_batch") -> State:
     """The shared state at `url` (checked: a PostgreSQL URL, a plain schema name), with
-    `state_dir` kept only for what is never shared.
+    `state_dir` kept only for what is never shared; without a `url`, the state dir's.
 
     >>> state_location(Path("/s"), "postgres://db/leads").where()
     'postgres://db/leads (schema ample_batch)'
     """
+    if url is None:
+        return State(state_dir)
     from .. import pg
 
     return State(state_dir, url=pg.check_url(url), schema=pg.check_schema(schema))

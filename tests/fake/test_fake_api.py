@@ -651,7 +651,13 @@ def test_verdicts_are_deterministic_and_plausibly_mixed() -> None:
 def test_mock_server_help_lists_every_switch() -> None:
     result = CliRunner().invoke(mock_server, ["--help"])
     assert result.exit_code == 0
-    switches = {f"--{f.name.replace('_', '-')}" for f in fields(FakeConfig) if f.name != "clock"}
+    # Each switch is named after its field; `rejects` is given once per email, as --reject.
+    named = {"rejects": "reject"}
+    switches = {
+        f"--{named.get(f.name, f.name).replace('_', '-')}"
+        for f in fields(FakeConfig)
+        if f.name != "clock"
+    }
     for switch in sorted(switches | {"--host", "--port"}):
         assert switch in result.output
     assert "Example" in result.output
