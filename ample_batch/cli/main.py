@@ -1,4 +1,4 @@
-"""The `ample-batch` command line: parse options, call the library, map errors to exit codes.
+"""The `ample-batch` command line: parse options, call the library, leave through `outcome`.
 
 Exit codes (a contract, see README): 0 done · 1 unexpected error · 2 bad usage or input ·
 3 API key rejected · 4 out of credits · 75 stopped early, run again to resume.
@@ -19,13 +19,8 @@ from typing import Any, NoReturn
 import click
 
 from ..errors import (
-    EXIT_ERROR,
     EXIT_OK,
-    EXIT_TEMPFAIL,
-    AmpleBatchError,
     InputError,
-    JobBusy,
-    Stopped,
 )
 from .options import (
     api_options,
@@ -35,42 +30,8 @@ from .options import (
     state_dir_option,
     state_url_options,
 )
+from .outcome import exit_for, outcome
 from .params import TYPED, ColumnNameType, DurationType, TypedSpellings
-
-
-def _outcome(exc: BaseException) -> tuple[int, str]:
-    """The exit code and one-line message for whatever ends a command: the one mapping."""
-    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
-        return EXIT_OK, exc.format_message()  # the help, asked for by giving no arguments
-    if isinstance(exc, click.ClickException):
-        hint = ""
-        if isinstance(exc, click.UsageError) and exc.ctx is not None:
-            hint = f" (see {exc.ctx.command_path} --help)"
-        return exc.exit_code, exc.format_message() + hint
-    if isinstance(exc, AmpleBatchError):
-        return exc.exit_code, exc.one_line()
-    if isinstance(exc, KeyboardInterrupt | click.Abort):
-        return EXIT_TEMPFAIL, "interrupted; run the same command again to resume"
-    # A defect or an environment problem we did not foresee: one line, not a traceback.
-    # The job's state is consistent (every transition is one transaction).
-    return EXIT_ERROR, f"unexpected error: {type(exc).__name__}: {exc} (please report it)"
-
-
-def exit_for(exc: BaseException, *, quiet: bool = False) -> NoReturn:
-    """Leave with `exc`'s exit code, saying why in one line on stderr.
-
-    With `quiet`, a run that stopped as planned (deadline, interrupt, another run busy) exits
-    75 silently: cron mails whatever a job prints, and "not done yet" is every night's news.
-    """
-    code, message = _outcome(exc)
-    planned = isinstance(exc, JobBusy | KeyboardInterrupt | click.Abort) or (
-        isinstance(exc, Stopped) and exc.planned
-    )
-    if code == EXIT_OK:
-        click.echo(message)
-    elif not (quiet and planned):
-        click.echo(f"ample-batch: {message}", err=True)
-    sys.exit(code)
 
 
 def _mute_retry_logs() -> None:
@@ -237,7 +198,7 @@ def validate(**kw: Any) -> None:
         partial = getattr(exc, "summary", None)
         if partial is not None:
             report.summary(partial)
-        record(partial, *_outcome(exc), exc)
+        record(partial, *outcome(exc), exc)
         exit_for(exc, quiet=kw["quiet"])
     report.close()
     report.summary(summary)
