@@ -8,8 +8,8 @@ runs; then that batch alone is settled and the others go on. A 404 on a poll rig
 bought again only once its 404s have lasted, and the resend is counted as a possible double
 charge. Unauthorized still ends the run; a 402 stops it as out of credits.
 
-A --simulate run's API is a fake living in its process (`FollowPolicy.resend_unknown`): a
-batch it does not know was sent to the fake of an earlier run, which is gone with its process.
+A --simulate run's API is a fake living in its process (`FollowPolicy.resend_unknown`): an
+earlier run's batch it does not know was sent to that run's fake, gone with its process.
 Waiting would only wait out the 404 rule, and buying it again costs nothing, so its unresolved
 emails are sent again at once, uncounted.
 """
@@ -63,10 +63,11 @@ class FollowPolicy:
     backoff_max: float = 60.0
     """Longest wait between tries."""
     resend_unknown: bool = False
-    """A batch the API answers 404 for is sent again at once, as the same attempt and not
-    counted as a double charge: for --simulate, whose fake forgets every batch when its
-    process ends (nothing was paid). Never for a real API: its 404 right after a 202 may be
-    its lag, and a resend may pay twice."""
+    """A batch from an earlier run that the API answers 404 for is sent again at once, as
+    the same attempt and not counted as a double charge: for --simulate, whose fake forgets
+    every batch when its process ends (nothing was paid). A batch this run sent keeps the
+    rule above, so an API that forgets everything cannot make a loop of it. Never for a real
+    API: its 404 right after a 202 may be its lag, and a resend may pay twice."""
 
     def backoff(self, failures: int) -> float:
         return min(self.backoff_max, self.backoff_initial * 2.0 ** max(0, failures - 1))
@@ -131,6 +132,8 @@ class Follower:
         """
         if self.store.follow_failures(batch.id):
             self._failing.add(batch.id)
+        # Followed from its 202: this run sent it, so this run's API knows it.
+        sent_here = validation is not None
         while True:
             try:
                 await self._follow(batch, validation)
@@ -148,7 +151,7 @@ class Follower:
             except Unauthorized:
                 raise
             except TerminalError as exc:
-                if isinstance(exc, NotFound) and self.policy.resend_unknown:
+                if isinstance(exc, NotFound) and self.policy.resend_unknown and not sent_here:
                     self._resend_forgotten(batch.id)
                     return
                 failures, first = self.store.note_follow_failure(batch.id, self._now())
