@@ -109,7 +109,9 @@ async def run_job(run: JobRun, live: LiveStatus, reporter: Reporter, started: fl
         canceled = not lost and run.locks.cancel_requested(job.id)
         if canceled:
             live.stage = "canceling"
-            await job_steps.cancel_validations(store, job.id, run.canceller, scheduler, run.locks)
+            await job_steps.cancel_validations(
+                store, job.id, run.canceller, scheduler, run.locks, simulate=options.api.simulate
+            )
             counters.stop_reason = "canceled"
     finally:
         ticker.cancel()
