@@ -27,6 +27,7 @@
             └── UnsafeLink            a link to another origin, or a paging loop
 
 Retry decisions are made by type (`isinstance(exc, RetryableError)`), never by message text.
+`Stopped` and `InsufficientCredits` always have `.summary` (None when none could be made).
 With `-q` a `Stopped` whose `planned` is true exits 75 silently; the state and output
 failures under it are not planned, so cron still mails about them.
 Every message says what to do next.
@@ -36,7 +37,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # a type only: errors.py is imported by every stage, the summary by none
+    from .pipeline.summary import Summary
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAUTHORIZED, EXIT_CREDITS, EXIT_TEMPFAIL = 0, 1, 2, 3, 4, 75
 EXIT_CODES = {
@@ -79,6 +83,10 @@ class Stopped(AmpleBatchError):
     exit_code = EXIT_TEMPFAIL
     planned = True
     """A stop cron expects every night (`-q` keeps it silent), not a condition to mail about."""
+    summary: Summary | None = None
+    """How far the run got, its partial output written; None when it stopped before a
+    summary could be made (before the engine started, or with the state or output
+    unwritable). Always there, so `except Stopped as e: e.summary` never fails."""
 
 
 class ApiError(AmpleBatchError):
@@ -181,6 +189,9 @@ class InsufficientCredits(TerminalError):
     """The account ran out of email credits."""
 
     exit_code = EXIT_CREDITS
+    summary: Summary | None = None
+    """What the run did before the credits ran out, its partial output written; None when
+    no summary could be made (a 402 before the engine started)."""
 
     def one_line(self) -> str:
         return str(self)

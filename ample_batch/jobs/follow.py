@@ -7,6 +7,11 @@ runs; then that batch alone is settled and the others go on. A 404 on a poll rig
 202 is not proof that a batch is gone (the API may not have caught up with itself): it is
 bought again only once its 404s have lasted, and the resend is counted as a possible double
 charge. Unauthorized still ends the run; a 402 stops it as out of credits.
+
+A --simulate run's API is a fake living in its process (`FollowPolicy.resend_unknown`): an
+earlier run's batch it does not know was sent to that run's fake, gone with its process.
+Waiting would only wait out the 404 rule, and buying it again costs nothing, so its unresolved
+emails are sent again at once, uncounted.
 """
 
 from __future__ import annotations
@@ -36,6 +41,11 @@ if TYPE_CHECKING:  # a type only: the summary's Counters must not load aiohttp f
     from ..api.client import ValidationClient
 
 KNOWN_STATUSES = frozenset({"queued", "processing", *TERMINAL_STATUSES})
+FORGOTTEN = "the simulated API that ran this batch is gone with its run: sent again"
+FORGOTTEN_NOTE = (
+    "batches an earlier --simulate run left in flight were sent again (its simulated API "
+    "is gone with it; no credit is spent)"
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +62,12 @@ class FollowPolicy:
     """First wait before trying again (it doubles)."""
     backoff_max: float = 60.0
     """Longest wait between tries."""
+    resend_unknown: bool = False
+    """A batch from an earlier run that the API answers 404 for is sent again at once, as
+    the same attempt and not counted as a double charge: for --simulate, whose fake forgets
+    every batch when its process ends (nothing was paid). A batch this run sent keeps the
+    rule above, so an API that forgets everything cannot make a loop of it. Never for a real
+    API: its 404 right after a 202 may be its lag, and a resend may pay twice."""
 
     def backoff(self, failures: int) -> float:
         return min(self.backoff_max, self.backoff_initial * 2.0 ** max(0, failures - 1))
@@ -133,6 +149,8 @@ class Follower:
         """
         if self.store.follow_failures(batch.id):
             self._failing.add(batch.id)
+        # Followed from its 202: this run sent it, so this run's API knows it.
+        sent_here = validation is not None
         while True:
             try:
                 await self._follow(batch, validation)
@@ -150,6 +168,9 @@ class Follower:
             except Unauthorized:
                 raise
             except TerminalError as exc:
+                if isinstance(exc, NotFound) and self.policy.resend_unknown and not sent_here:
+                    self._resend_forgotten(batch.id)
+                    return
                 failures, first = self.store.note_follow_failure(batch.id, self._now())
                 self._failing.add(batch.id)
                 policy = self.policy
@@ -172,6 +193,15 @@ class Follower:
         return not (
             self.stop.is_set() or (self.deadline is not None and time.monotonic() >= self.deadline)
         )
+
+    def _resend_forgotten(self, batch_id: int) -> None:
+        """The simulated API does not know the batch (an earlier run's fake sent it): its
+        unresolved emails go into a new planned batch of the same attempt, so a trial stopped
+        again and again never ends in `failed`, and this run sends them."""
+        if self.store.batch(batch_id).state in (BatchState.RUNNING, BatchState.FETCHING):
+            self.store.retry_unresolved(batch_id, error=FORGOTTEN, next_attempt=False)
+            if FORGOTTEN_NOTE not in self.counters.notes:
+                self.counters.notes.append(FORGOTTEN_NOTE)
 
     def _give_up(self, batch: Batch, exc: ApiError) -> None:
         """The batch's polls or pages failed for long enough: settle it, and only it."""

@@ -215,11 +215,15 @@ class JobStore(Protocol):
         """The POST did not create a batch (refused, stopped, or lost before it was sent):
         `planned` again, for a later submission."""
 
-    def retry_unresolved(self, batch_id: int, *, error: str) -> int | None:
+    def retry_unresolved(
+        self, batch_id: int, *, error: str, next_attempt: bool = True
+    ) -> int | None:
         """The validation ended in error. In one transaction: its emails without a verdict
         move into a new planned batch of the next attempt and it becomes `done`; or, after
         `records.BATCH_ATTEMPTS` or with none unresolved, it becomes `failed` (`done` if
-        none) in place. Returns the new batch's id, or None."""
+        none) in place. Returns the new batch's id, or None. With `next_attempt=False` the
+        new batch is of the same attempt, never `failed` for attempts: the API lost the
+        batch through no fault of its emails (a --simulate run's fake gone with its run)."""
 
     def release_unresolved(self, batch_id: int, *, error: str | None = None) -> int:
         """Canceled, or out of credits: in one transaction its emails without a verdict

@@ -331,19 +331,22 @@ class SharedStore(ABC, Generic[DB]):
     def fail(self, batch_id: int, *, error: str) -> None:
         self._move(batch_id, BatchState.FAILED, next_href=None, error=error)
 
-    def retry_unresolved(self, batch_id: int, *, error: str) -> int | None:
+    def retry_unresolved(
+        self, batch_id: int, *, error: str, next_attempt: bool = True
+    ) -> int | None:
         """The batch and its unresolved emails read inside the transaction."""
         now = self._clock()
 
         def work(db: DB) -> int | None:
             batch = self._locked_batch(db, batch_id)
             left = self._unresolved(db, batch_id)
-            if not left or batch.attempt >= BATCH_ATTEMPTS:
+            if not left or (next_attempt and batch.attempt >= BATCH_ATTEMPTS):
                 state = BatchState.FAILED if left else BatchState.DONE
                 self._settle(db, batch_id, state, now=now, error=error)
                 return None
+            attempt = batch.attempt + 1 if next_attempt else batch.attempt
             new_id = self._new_batch(
-                db, batch.job_id, BatchState.PLANNED, len(left), "api", now, batch.attempt + 1
+                db, batch.job_id, BatchState.PLANNED, len(left), "api", now, attempt
             )
             self._move_unresolved(db, batch_id, new_id)
             self._settle(db, batch_id, BatchState.DONE, now=now, error=error, shrink=len(left))

@@ -23,6 +23,7 @@ from ..files.spec import InputSpec
 from ..files.split import SPLIT_VALUES, split_path
 from ..jobs.backend import State, lock_lost
 from ..jobs.engine import Engine
+from ..jobs.follow import FollowPolicy
 from ..jobs.locks import JobLocks
 from ..jobs.protocol import JobStore
 from ..jobs.records import BatchState, Job
@@ -90,6 +91,8 @@ async def run_job(run: JobRun, live: LiveStatus, reporter: Reporter, started: fl
         stop=stop,
         deadline=deadline,
         chunk_size=chunk,
+        # A trial's fake dies with its run: a batch it sent is unknown to this run's fake.
+        follow_policy=FollowPolicy(resend_unknown=options.api.simulate),
         locks=run.locks,
     )
     live.counters = engine.counters
@@ -110,7 +113,9 @@ async def run_job(run: JobRun, live: LiveStatus, reporter: Reporter, started: fl
         canceled = not lost and run.locks.cancel_requested(job.id)
         if canceled:
             live.stage = "canceling"
-            await job_steps.cancel_validations(store, job.id, run.canceller, scheduler, run.locks)
+            await job_steps.cancel_validations(
+                store, job.id, run.canceller, scheduler, run.locks, simulate=options.api.simulate
+            )
             counters.stop_reason = "canceled"
     finally:
         ticker.cancel()

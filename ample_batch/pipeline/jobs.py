@@ -236,7 +236,9 @@ async def _cancel_with(
                 client = ValidationClient(
                     session, base_url=base_url, api_key=api_key, throttle=scheduler
                 )
-                running = await cancel_validations(store, job.id, client, scheduler, locks)
+                running = await cancel_validations(
+                    store, job.id, client, scheduler, locks, simulate=api.simulate
+                )
             finally:
                 scheduler.close()
         store.update_job(job.id, state=CANCELED, stats=job.stats)

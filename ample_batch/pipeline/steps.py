@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from ..api.client import ValidationClient
-from ..errors import AmpleBatchError
+from ..errors import AmpleBatchError, NotFound
 from ..files.identity import FileIdentity, fingerprint_with_identity
 from ..files.spec import InputSpec
 from ..files.verdicts import Verdicts
 from ..jobs.backend import Where, has_store, open_store
 from ..jobs.engine import Engine
+from ..jobs.follow import FollowPolicy
 from ..jobs.locks import JobLocks
 from ..jobs.plan import plan_emails
 from ..jobs.protocol import JobStore
@@ -53,15 +54,34 @@ def mark_validating(store: JobStore, job_id: str) -> None:
 
 
 async def cancel_validations(
-    store: JobStore, job_id: str, client: ValidationClient, scheduler: Scheduler, locks: JobLocks
+    store: JobStore,
+    job_id: str,
+    client: ValidationClient,
+    scheduler: Scheduler,
+    locks: JobLocks,
+    *,
+    simulate: bool = False,
 ) -> int:
     """PATCH the job's running validations to canceled, then page in what they did (the
-    partial results are kept; the rest goes back to the plan). Returns how many."""
-    engine = Engine(store, job_id, client, scheduler, stop=asyncio.Event(), locks=locks)
+    partial results are kept; the rest goes back to the plan). Returns how many.
+
+    `simulate`: a --simulate job, whose earlier runs' batches died with their fakes: one the
+    simulated API does not know has nothing to cancel and nothing paid, so its emails go
+    back to the plan as a canceled batch's would."""
+    policy = FollowPolicy(resend_unknown=simulate)
+    engine = Engine(
+        store, job_id, client, scheduler, stop=asyncio.Event(), follow_policy=policy, locks=locks
+    )
     running = store.batches(job_id, BatchState.RUNNING)
     for batch in running:
         assert batch.remote_href is not None
-        validation = await client.cancel(batch.remote_href)
+        try:
+            validation = await client.cancel(batch.remote_href)
+        except NotFound:
+            if not simulate:
+                raise
+            store.release_unresolved(batch.id, error="canceled")
+            continue
         await engine.follow(batch, validation)
     for batch in store.batches(job_id, BatchState.FETCHING):
         await engine.follow(batch)

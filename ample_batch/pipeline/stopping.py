@@ -72,6 +72,8 @@ async def before_the_engine(
 class StoppedWithSummary(Stopped):
     """Stopped early; the partial output is written and `summary` says how far it got."""
 
+    summary: Summary
+
     def __init__(self, summary: Summary) -> None:
         reason = summary.stop_reason or "stopped"
         super().__init__(
@@ -83,6 +85,8 @@ class StoppedWithSummary(Stopped):
 
 class InsufficientCreditsStop(InsufficientCredits):
     """Out of credits; the partial output is written and `summary` says what remains."""
+
+    summary: Summary
 
     def __init__(self, summary: Summary) -> None:
         super().__init__(

@@ -140,6 +140,73 @@ async def test_a_batch_unknown_for_long_is_bought_again_and_counted(
     job.close()
 
 
+# -- a --simulate run's fake dies with its run: its batches are sent again at once ----------
+
+SIMULATED_FOLLOW = FollowPolicy(resend_unknown=True)
+"""--simulate's policy: the 10-minute bounds of a real run, and forgotten batches resent."""
+
+
+async def _stopped_with_a_batch_in_flight(fake_api: StartFake, job: Job) -> None:
+    """A run against a fake of its own that stops (its deadline) while the batch is queued
+    there; the fake is then forgotten, as a --simulate run's dies with its process."""
+    gone = await fake_api(retry_after=0.05, queue_seconds=60)
+    job.url = gone.url
+    await job.run(policy=SIMULATED_FOLLOW, deadline=time.monotonic() + 0.3)
+    assert job.states()[-1] is BatchState.RUNNING
+
+
+async def test_an_earlier_runs_batch_the_simulated_api_does_not_know_is_sent_again_at_once(
+    fake_api: StartFake, session: aiohttp.ClientSession, tmp_path: Path, backend: Backend
+) -> None:
+    job = Job(tmp_path, session, "", emails(40), backend=backend)
+    # Stopped again and again with a batch in flight: each rerun resends the last one as
+    # the same attempt, so no number of stops writes an email `failed`.
+    for _ in range(4):
+        await _stopped_with_a_batch_in_flight(fake_api, job)
+    fresh = await fake_api(retry_after=0.05)
+    job.url = fresh.url
+    # The real span (600 s) is not waited out: this deadline would end the run long before.
+    counters = await job.run(policy=SIMULATED_FOLLOW, deadline=time.monotonic() + 10)
+    assert posts(fresh) == [202]
+    assert job.states() == [BatchState.DONE] * 5
+    assert {batch.attempt for batch in job.store.batches(job.job_id)} == {1}
+    assert set(job.verdicts().values()) - {"failed"} == set(job.verdicts().values())
+    assert len(job.verdicts()) == 40
+    # Nothing was paid by a simulation, and a real API would not have forgotten the batch.
+    assert counters.possible_double_charges == 0
+    assert job.store.get_job(job.job_id).possible_double_charges == 0  # type: ignore[union-attr]
+    assert any("sent again" in note for note in counters.notes)
+    job.close()
+
+
+async def test_a_real_run_never_resends_an_unknown_batch_before_the_404_rule_allows(
+    fake_api: StartFake, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    job = Job(tmp_path, session, "", emails(40))
+    await _stopped_with_a_batch_in_flight(fake_api, job)
+    other = await fake_api(retry_after=0.05)
+    job.url = other.url
+    counters = await job.run(policy=FollowPolicy(), deadline=time.monotonic() + 0.5)
+    assert posts(other) == []
+    assert job.states() == [BatchState.RUNNING]
+    (batch,) = job.store.batches(job.job_id)
+    assert job.store.follow_failures(batch.id) == 1
+    assert counters.possible_double_charges == 0
+    job.close()
+
+
+async def test_a_batch_this_run_sent_keeps_the_404_rule_when_simulated(
+    fake_api: StartFake, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    # Its own API knows it: a 404 is the API's lag, waited out, not a loop of resends.
+    fake = await fake_api(retry_after=0.05, not_found_polls=2)
+    job = Job(tmp_path, session, fake.url, emails(30))
+    await job.run(policy=replace(SIMULATED_FOLLOW, backoff_initial=0.02, backoff_max=0.05))
+    assert posts(fake) == [202]
+    assert job.states() == [BatchState.DONE]
+    job.close()
+
+
 @pytest.mark.parametrize(
     "fault",
     [

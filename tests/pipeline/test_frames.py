@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,25 @@ def test_a_frame_stopped_by_max_runtime_resumes_where_it_stopped(tmp_path: Path)
         out = ample_batch.validate_frame(frame, usage_limit=LIMIT, **options)
         summary = fake.summary()
     assert summary.credits_spent == 900 and summary.emails_charged_twice == 0
+    assert "pending" not in set(out["email_result"])
+    pd.testing.assert_frame_equal(out[frame.columns], frame)
+
+
+def test_a_simulated_frame_stopped_with_a_batch_in_flight_resumes_in_seconds(
+    tmp_path: Path,
+) -> None:
+    frame = _leads(300)
+    options = {"simulate": True, "state_dir": tmp_path / "s"}
+    # The key check and the first POST take the minute's two requests: stopped at the
+    # deadline before the batch's first poll, and that call's fake is gone with it.
+    with pytest.raises(Stopped) as stopped:
+        ample_batch.validate_frame(
+            frame, usage_limit="100/60s", rate_limit="2/60s", max_runtime="3s", **options
+        )
+    assert stopped.value.summary is not None and stopped.value.summary.remaining == 300
+    started = time.monotonic()
+    out = ample_batch.validate_frame(frame, **options)  # "run it again to continue"
+    assert time.monotonic() - started < 30  # the 10-minute 404 rule held it 10 minutes
     assert "pending" not in set(out["email_result"])
     pd.testing.assert_frame_equal(out[frame.columns], frame)
 

@@ -6,6 +6,7 @@ verdicts made up by the simulation are told apart from the real fake's.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sqlite3
@@ -147,3 +148,82 @@ def test_a_trials_output_is_never_taken_for_a_real_jobs(tmp_path) -> None:
     summary = stopped.value.summary  # type: ignore[attr-defined]
     assert summary.output.endswith("leads.validated.partial.csv")
     assert any("is not this job's result" in warning for warning in summary.warnings)
+
+
+def _batch_states(state: Path) -> list[str]:
+    db = sqlite3.connect(f"file:{state / 'simulated' / 'ample-batch.sqlite'}?mode=ro", uri=True)
+    try:
+        return [row[0] for row in db.execute("SELECT state FROM batches ORDER BY id")]
+    finally:
+        db.close()
+
+
+def _stopped_with_a_batch_in_flight(src: Path, state: Path) -> list[str]:
+    """A trial run that stops with a batch in flight; its `validate` arguments."""
+    args = ["validate", str(src), "--simulate", "--state-dir", str(state), "-q"]
+    # The key check and the first POST take the only two requests of the minute: the run
+    # stops at its deadline before the batch's first poll; its fake dies with the process.
+    limits = ("--usage-limit", "100/60s", "--rate-limit", "2/60s", "--max-runtime", "3s")
+    stopped = cli(*args, *limits)
+    assert stopped.returncode == 75, stopped.stderr
+    assert "running" in _batch_states(state)
+    return args
+
+
+def test_a_trial_stopped_with_a_batch_in_flight_resumes_in_seconds(tmp_path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(300))
+    state, summary_path = tmp_path / "s", tmp_path / "summary.json"
+    args = _stopped_with_a_batch_in_flight(src, state)
+    started = time.monotonic()
+    # Once the old "404s must last 10 minutes" rule held this rerun for 10 minutes.
+    done = cli(*args, "--usage-limit", "100000/1s", "--summary-json", str(summary_path), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 30
+    summary = json.loads(summary_path.read_text())
+    assert summary["complete"] and summary["possible_double_charges"] == 0
+    assert any("sent again" in warning for warning in summary["warnings"])
+    assert "pending" not in {
+        row["email_result"] for row in read_csv(tmp_path / "leads.validated.csv")
+    }
+    assert "running" not in _batch_states(state)
+
+
+def test_stopped_always_has_a_summary_none_before_the_engine(tmp_path) -> None:
+    import ample_batch
+    from ample_batch.errors import JobLockLost, OutputUnwritten, StateUnavailable, Stopped
+
+    src = write_leads(tmp_path / "leads.csv", lead_rows(20))
+    with pytest.raises(Stopped) as early:
+        ample_batch.validate(str(src), simulate=True, max_runtime="0s", state_dir=tmp_path / "s")
+    assert early.value.summary is None
+    with pytest.raises(Stopped) as late:
+        ample_batch.validate(
+            str(src),
+            simulate=True,
+            usage_limit="10/60s",
+            max_runtime="5s",
+            state_dir=tmp_path / "s",
+        )
+    assert late.value.summary is not None and late.value.summary.remaining > 0
+    for stop in (StateUnavailable("x"), JobLockLost("x"), OutputUnwritten("x")):
+        assert stop.summary is None
+    assert InsufficientCredits("x").summary is None
+
+
+def test_cancel_of_a_trial_whose_batch_died_with_its_run_puts_it_back_in_the_plan(
+    tmp_path,
+) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(300))
+    state = tmp_path / "s"
+    args = _stopped_with_a_batch_in_flight(src, state)
+    db = sqlite3.connect(f"file:{state / 'simulated' / 'ample-batch.sqlite'}?mode=ro", uri=True)
+    with contextlib.closing(db):
+        (job,) = [row[0] for row in db.execute("SELECT id FROM jobs")]
+    # Nothing to cancel at the simulated API (it never saw the batch), and nothing paid.
+    canceled = cli("cancel", job, "--simulate", "--state-dir", str(state))
+    assert canceled.returncode == 0, canceled.stderr
+    assert "running" not in _batch_states(state)
+    assert cli(*args).returncode == 0
+    assert "pending" not in {
+        row["email_result"] for row in read_csv(tmp_path / "leads.validated.csv")
+    }
