@@ -115,10 +115,10 @@ class _State:
         }
 
     def _own_files(self) -> Iterator[Path]:
-        for store in (self.root, self.root / SIMULATED_DIR):
+        for folder in (self.root, self.root / SIMULATED_DIR):
             try:
-                yield from (p for p in store.iterdir() if _STATE_FILE.match(p.name))
-                yield from (p for p in (store / _LOCKS_DIR).iterdir())
+                yield from (p for p in folder.iterdir() if _STATE_FILE.match(p.name))
+                yield from (p for p in (folder / _LOCKS_DIR).iterdir())
             except OSError:
                 continue  # no such store yet: nothing of it to overwrite
 
