@@ -122,7 +122,7 @@ def report(
     `output`; returns the job's id. `state_dir` is a state dir or a `State` (a PostgreSQL
     one too); `simulate`: a job of a --simulate run (they keep a store of their own);
     `option`: how a refusal names `output` (the CLI passes the `-o` or `--output` typed).
-    InputError for an unknown job or a bad path (PathRefused inside the state dir).
+    InputError for an unknown job or a bad path (PathRefused over the state's own files).
 
         report(Path("state"), Path("leads.report.html"))    # the most recent job's id
     """

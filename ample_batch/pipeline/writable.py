@@ -74,9 +74,10 @@ def check_distinct(
     first: int = 0,
 ) -> None:
     """PathRefused for the first of `written[first:]` that is the `input`, an earlier file of
-    `written`, one of the state's files, or inside `state_dir` while the input is not (a
-    frame's run, or `--state-dir .`, keeps its input there; then only the state's own files
-    are refused). `state_dir` None: the state is not in a dir (PostgreSQL).
+    `written`, or one of the state's own files (its databases, ledgers and `locks/`, in
+    `state_dir` or its `simulated/` store, or a hard link to one). Other files may go in the
+    state dir: a frame's run keeps its input and output there, and a cron job may keep its
+    summary beside its state. `state_dir` None: the state is not in a dir (PostgreSQL).
 
     >>> check_distinct([Written(Path("a.validated.csv"), "-o")], input=Path("a.csv"))
     >>> check_distinct([Written(Path("a.csv"), "-o")], input=Path("a.csv"))
@@ -84,7 +85,7 @@ def check_distinct(
     ample_batch.errors.PathRefused: -o a.csv: is the input file a.csv; choose another -o
     """
     source = None if input is None else _identity(input)
-    state = None if state_dir is None else _State(state_dir, source)
+    state = None if state_dir is None else _State(state_dir)
     seen = [_identity(item.path) for item in written[:first]]
     for item in written[first:]:
         this = _identity(item.path)
@@ -103,11 +104,9 @@ def check_distinct(
 class _State:
     """The state dir as `check_distinct` sees it: its root and its own files."""
 
-    def __init__(self, state_dir: Path, source: _Identity | None) -> None:
+    def __init__(self, state_dir: Path) -> None:
         self.dir = state_dir
         self.root = state_dir.resolve()
-        # Beside an input kept in the state dir, writing there is what the user chose.
-        self.holds_input = source is not None and _within(source.resolved, self.root)
         self.files = {
             inode: path
             for path in self._own_files()
@@ -124,8 +123,8 @@ class _State:
 
     def refusal(self, this: _Identity) -> str | None:
         """Why `this` may not be written, or None."""
-        if _within(this.resolved, self.root) and (not self.holds_input or self._owns(this)):
-            return f"is inside the state dir {self.dir}"
+        if _within(this.resolved, self.root) and self._owns(this):
+            return f"is one of the state's own files, in the state dir {self.dir}"
         if this.inode is not None and this.inode in self.files:
             # A hard link: another name, the same database.
             own = self.dir / self.files[this.inode].relative_to(self.root)

@@ -5,6 +5,7 @@ path with one line and exit 2, before any request, leaving every byte as it was.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -79,20 +80,23 @@ CASES = {
     ),
     "state-db": (
         ["--summary-json", STATE_DB],
-        f"--summary-json {STATE_DB}: is inside the state dir s; choose another --summary-json",
+        f"--summary-json {STATE_DB}: is one of the state's own files, in the state dir s; "
+        "choose another --summary-json",
     ),
     "state-db-by-hard-link": (
         ["--summary-json", "elsewhere/linked.sqlite"],
         "--summary-json elsewhere/linked.sqlite: is the same file as "
         f"{STATE_DB}, in the state dir; choose another --summary-json",
     ),
-    "in-state-dir": (
-        ["--summary-json", "s/run.json"],
-        "--summary-json s/run.json: is inside the state dir s; choose another --summary-json",
+    "in-the-locks": (
+        ["--summary-json", "s/locks/run.json"],
+        "--summary-json s/locks/run.json: is one of the state's own files, in the state dir s; "
+        "choose another --summary-json",
     ),
-    "report-in-state-dir": (
-        ["--report", "s/r.html"],
-        "--report s/r.html: is inside the state dir s; choose another --report",
+    "report-in-the-locks": (
+        ["--report", "s/locks/r.html"],
+        "--report s/locks/r.html: is one of the state's own files, in the state dir s; "
+        "choose another --report",
     ),
 }
 
@@ -123,8 +127,8 @@ def test_the_state_db_of_a_simulation_is_refused_and_stays_readable(finished: Pa
     done = cli(*simulate, "--summary-json", "s/simulated/ample-batch.sqlite")
     assert done.returncode == 2
     assert done.stderr == (
-        "ample-batch: --summary-json s/simulated/ample-batch.sqlite: is inside the state dir s; "
-        "choose another --summary-json\n"
+        "ample-batch: --summary-json s/simulated/ample-batch.sqlite: is one of the state's own "
+        "files, in the state dir s; choose another --summary-json\n"
     )
     assert _digest(db) == before
     again = cli(*simulate, "--summary-json", "run.json")
@@ -175,14 +179,31 @@ def test_a_summary_refused_once_the_input_is_read_is_not_written(tmp_path: Path)
     assert previous.read_bytes() == b"an earlier output"
 
 
-def test_report_refuses_a_page_inside_the_state_dir(finished: Path) -> None:
+def test_report_refuses_a_page_among_the_states_files(finished: Path) -> None:
     before = _digest(finished / STATE_DB)
     for option in ("-o", "--output"):
-        done = cli("report", option, "s/r.html", "--state-dir", "s")
+        done = cli("report", option, "s/locks/r.html", "--state-dir", "s")
         assert done.returncode == 2
         assert done.stderr == (
-            f"ample-batch: {option} s/r.html: is inside the state dir s; choose another {option}\n"
+            f"ample-batch: {option} s/locks/r.html: is one of the state's own files, in the "
+            f"state dir s; choose another {option}\n"
         )
-    assert not (finished / "s" / "r.html").exists()
+    assert not (finished / "s" / "locks" / "r.html").exists()
     assert _digest(finished / STATE_DB) == before
     assert cli("report", "-o", "r.html", "--state-dir", "s").returncode == 0
+
+
+def test_a_run_may_keep_its_output_and_summary_beside_its_state(tmp_path: Path) -> None:
+    # A cron job with one working dir: state, output and summary together, the input elsewhere.
+    (tmp_path / "in").mkdir()
+    src = write_leads(tmp_path / "in" / "leads.csv", lead_rows(5))
+    work = tmp_path / "work"
+    work.mkdir()
+    with FakeInThread(retry_after=0.1) as fake:
+        done = cli(
+            "validate", str(src), "--base-url", fake.url, "--state-dir", str(work), "-q",
+            "-o", str(work / "out.csv"), "--summary-json", str(work / "summary.json"),
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads((work / "summary.json").read_text())["complete"] is True
+    assert (work / "out.csv").exists()

@@ -52,21 +52,25 @@ def test_every_file_must_differ_from_the_input_and_from_the_earlier_ones(tmp_pat
                    input=src, first=1)  # fmt: skip
 
 
-def test_nothing_goes_into_the_state_dir_nor_over_its_files(tmp_path: Path) -> None:
+def test_nothing_goes_over_the_states_own_files_by_any_name(tmp_path: Path) -> None:
     state = _state(tmp_path)
     src = tmp_path / "leads.csv"
     src.write_text("email\n")
     os.link(state / "ample-batch.sqlite", tmp_path / "linked.sqlite")
-    for inside in ("ample-batch.sqlite", "simulated/ample-batch.sqlite", "new.json", "locks/x"):
-        with pytest.raises(
-            PathRefused, match=f"is inside the state dir {re.escape(str(state))}; choose another"
-        ):
+    own = f"is one of the state's own files, in the state dir {re.escape(str(state))}; choose"
+    for inside in ("ample-batch.sqlite", "simulated/ample-batch.sqlite", "locks/x"):
+        with pytest.raises(PathRefused, match=own):
             check_distinct([Written(state / inside, "--summary-json")], input=src, state_dir=state)
     with pytest.raises(PathRefused, match=r"is the same file as .*/state/ample-batch\.sqlite, in"):
         check_distinct([Written(tmp_path / "linked.sqlite", "-o")], input=src, state_dir=state)
     os.symlink(state, tmp_path / "via")  # the state dir under another name is the same dir
-    with pytest.raises(PathRefused, match="is inside the state dir"):
-        check_distinct([Written(tmp_path / "via" / "r.html", "--report")], state_dir=state)
+    with pytest.raises(PathRefused, match="is one of the state's own files"):
+        check_distinct(
+            [Written(tmp_path / "via" / "locks" / "r.html", "--report")], state_dir=state
+        )
+    # Anything else may go in the state dir: a cron job's summary beside its state, say.
+    check_distinct([Written(state / "new.json", "--summary-json")], input=src, state_dir=state)
+    check_distinct([Written(tmp_path / "via" / "r.html", "--report")], state_dir=state)
     check_distinct([Written(state / "x.json", "-o")], input=src, state_dir=None)  # PostgreSQL
 
 
@@ -83,16 +87,18 @@ def test_beside_an_input_kept_in_the_state_dir_only_the_states_own_files_are_ref
                    input=frame, state_dir=state)  # fmt: skip
     for own in ("ample-batch.sqlite", "ample-batch.sqlite-wal", "simulated/ledger-9.sqlite",
                 "locks/j.lock"):  # fmt: skip
-        with pytest.raises(PathRefused, match="is inside the state dir"):
+        with pytest.raises(PathRefused, match="is one of the state's own files"):
             check_distinct([Written(state / own, "--summary-json")], input=frame, state_dir=state)
 
 
-def test_validate_refuses_a_report_in_the_state_dir_before_any_request(tmp_path: Path) -> None:
+def test_validate_refuses_a_report_among_the_states_files_before_any_request(
+    tmp_path: Path,
+) -> None:
     src = write_leads(tmp_path / "leads.csv", lead_rows(20))
     with FakeInThread(retry_after=0.1) as fake:
-        with pytest.raises(PathRefused, match=r"^report=.*/s/r\.html: is inside the state dir"):
+        with pytest.raises(PathRefused, match=r"^report=.*/s/locks/r\.html: is one of the state"):
             ample_batch.validate(
-                src, report=tmp_path / "s" / "r.html", state_dir=tmp_path / "s",
+                src, report=tmp_path / "s" / "locks" / "r.html", state_dir=tmp_path / "s",
                 api_key=KEY, base_url=fake.url,
             )  # fmt: skip
         assert fake.summary().requests == 0
@@ -136,6 +142,6 @@ def test_report_names_its_output_and_keeps_out_of_the_state_dir(tmp_path: Path) 
     state = _state(tmp_path)
     with pytest.raises(PathRefused, match=r"^output r\.txt: give a file name ending in \.html$"):
         report(state, Path("r.txt"))
-    with pytest.raises(PathRefused, match=r"^-o .*/r\.html: is inside the state dir .*; choose"):
-        report(state, state / "simulated" / "r.html", option="-o")
-    assert not (state / "simulated" / "r.html").exists()
+    with pytest.raises(PathRefused, match=r"^-o .*/r\.html: is one of the state's own files"):
+        report(state, state / "simulated" / "locks" / "r.html", option="-o")
+    assert not (state / "simulated" / "locks" / "r.html").exists()
