@@ -32,7 +32,7 @@ from ..jobs.backend import (
 from ..jobs.locks import Holder, JobLocks, job_lock
 from ..jobs.records import BatchState, Job, Progress
 from ..options import ApiOptions
-from .job_states import CANCELED, shown_state
+from .job_states import CANCELED, DONE, shown_state
 from .keywords import (
     API_KEYWORDS,
     CANCEL_KEYWORDS,
@@ -241,7 +241,10 @@ async def _cancel_with(
                 )
             finally:
                 scheduler.close()
-        store.update_job(job.id, state=CANCELED, stats=job.stats)
+        # Read again under the lock: a run may have finished (and written its stats) since.
+        now = store.get_job(job.id) or job
+        if now.state != DONE or running:  # a finished job stays done: nothing was canceled
+            store.update_job(job.id, state=CANCELED, stats=now.stats)
     return running
 
 

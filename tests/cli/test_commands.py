@@ -290,3 +290,15 @@ def test_the_command_line_keeps_its_own_words(tmp_path: Path) -> None:
     )
     chunk = cli("estimate", str(src), *state, "--chunk-size", "0")
     assert (chunk.returncode, chunk.stderr) == (2, "ample-batch: --chunk-size must be at least 1\n")
+
+
+def test_cancel_of_a_finished_job_leaves_it_done(tmp_path: Path) -> None:
+    src = write_leads(tmp_path / "leads.csv", lead_rows(3))
+    state = str(tmp_path / "s")
+    assert cli("validate", str(src), "--simulate", "-q", "--state-dir", state).returncode == 0
+    (before,) = json.loads(cli("status", "--simulate", "--json", "--state-dir", state).stdout)
+    done = cli("cancel", before["job"]["id"][:8], "--simulate", "--state-dir", state)
+    assert done.returncode == 0, done.stderr
+    assert "canceled 0 running validation(s)" in done.stdout
+    (after,) = json.loads(cli("status", "--simulate", "--json", "--state-dir", state).stdout)
+    assert after["job"]["state"] == "done" and after["progress"] == before["progress"]
