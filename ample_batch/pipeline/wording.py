@@ -55,15 +55,33 @@ COMMANDS = frozenset({"cancel", "estimate", "status", "validate"})
 # as a value (quoted, a number, a NAME placeholder, or a path or name ending at `:` or `)`),
 # kept apart from the prose that follows a bare mention ("check --usage-limit and ...").
 _OPTION = re.compile(
-    r"(?<![\w/.-])--(?P<name>[a-z][a-z-]*)(?![\w/-])"
+    r"(?<![\w/.-])--(?P<name>[a-z][a-z-]*)(?![\w/-]|\.\w)"
     r"(?P<joint>=| (?=['\"\d]|[A-Z][A-Z_]*\b|[^\s()]+[:)]))?"
 )
+# `-o`, the output's short option, as the file checks name it ("choose another -o").
+_SHORT_OUTPUT = re.compile(r"(?<![\w/.-])-o(?= |$|[;,)])")
 _COMMAND = re.compile(r"`ample-batch (?P<name>[a-z]+)(?P<args>(?: [^`\s]+)*)`")
 
 
-def in_python_words(message: str) -> str:
-    """`message` with the CLI's options as keywords and its commands as calls."""
-    return _COMMAND.sub(_call, _OPTION.sub(_keyword, message))
+def in_python_words(message: str, *, keep: tuple[str, ...] = ()) -> str:
+    """`message` with the CLI's options as keywords and its commands as calls; the texts in
+    `keep` (the paths the message names) are left exactly as they are, whatever they hold.
+
+    >>> in_python_words("a --split.csv: is the input file; choose another -o")
+    'a --split.csv: is the input file; choose another output='
+    >>> in_python_words("--report my --x.html: is a directory", keep=("my --x.html",))
+    'report=my --x.html: is a directory'
+    """
+    parts = re.split("(" + "|".join(map(re.escape, keep)) + ")", message) if keep else [message]
+    worded = "".join(
+        part
+        if i % 2
+        else _COMMAND.sub(_call, _SHORT_OUTPUT.sub("output=", _OPTION.sub(_keyword, part)))
+        for i, part in enumerate(parts)
+    )
+    for text in keep:  # "--report PATH" is "report=PATH", the path kept as it was
+        worded = worded.replace(f"= {text}", f"={text}")
+    return worded
 
 
 def _keyword(match: re.Match[str]) -> str:
@@ -100,8 +118,10 @@ def with_python_warnings(result: T) -> T:
 def reword(exc: AmpleBatchError) -> None:
     """Rewrite `exc`'s message (and the warnings of the summary it carries) in place: its
     type, attributes, cause and traceback stay as they were."""
+    path = getattr(exc, "path", None)  # a PathRefused names its path: never reworded
+    keep = tuple(str(p) for p in {path, getattr(path, "name", None)} if p)
     if exc.args and isinstance(exc.args[0], str):
-        exc.args = (in_python_words(exc.args[0]), *exc.args[1:])
+        exc.args = (in_python_words(exc.args[0], keep=keep), *exc.args[1:])
     with_python_warnings(getattr(exc, "summary", None))
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+import ample_batch
 from ample_batch import InputError, Stopped
 from ample_batch.pipeline.wording import in_python_words, python_words
 
@@ -68,3 +70,19 @@ def test_the_error_keeps_its_type_attributes_and_summary() -> None:
         raise InputError("bad --x")
     with pytest.raises(ValueError, match="--api-key"), python_words():
         raise ValueError("--api-key")  # not ours: left alone
+
+
+def test_paths_are_never_reworded_and_the_short_output_option_is_named_too(
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "a --split.csv"  # a file name may hold what looks like an option
+    src.write_text("email\na@b.com\n")
+    with pytest.raises(InputError) as same:
+        ample_batch.validate(src, simulate=True, state_dir=tmp_path / "s", output=src)
+    assert str(same.value) == f"{src}: is the input file; choose another output="
+    with pytest.raises(InputError) as named:
+        ample_batch.validate(
+            src, simulate=True, state_dir=tmp_path / "s", output=tmp_path / "o.csv",
+            report=tmp_path / "r --sheet x.txt",
+        )  # fmt: skip
+    assert str(named.value).startswith(f"report={tmp_path / 'r --sheet x.txt'}: give a file name")
