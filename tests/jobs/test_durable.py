@@ -6,7 +6,7 @@ a file, is refused with a message naming the file (exit 2); an output that canno
 after the work is done exits 75, and the rerun rewrites it without spending.
 
 Planning runs on both stores (`backend`); the rest is SQLite's own (its file's locks, its
-migrations, the state dir) or the CLI's. PostgreSQL's twins are tests/pg/test_pg_store.py.
+migrations, the state dir) or the CLI's. PostgreSQL's twins are tests/jobs/test_pg_store.py.
 """
 
 from __future__ import annotations

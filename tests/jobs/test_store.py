@@ -183,7 +183,7 @@ def test_emails_given_back_by_a_cancel_count_as_pending(store: JobStore) -> None
 
 
 def test_an_older_database_still_opens(tmp_path: Path) -> None:
-    # SQLite's migrations; PostgreSQL's are tests/pg/test_pg_migrations.py.
+    # SQLite's migrations; PostgreSQL's are tests/test_pg_migrations.py.
     db = sqlite3.connect(tmp_path / "ample-batch.sqlite")
     for statement in MIGRATIONS[0].split(";"):
         if statement.strip():
