@@ -31,25 +31,44 @@ from .summary import Reporter, Summary
 PathLike = str | os.PathLike[str]
 
 
-class RunKeywords(TypedDict, total=False):
-    """The keywords of every validate function: the API, its limits, the state, the run."""
-
+class _ApiKeywords(TypedDict, total=False):
     api_key: str | None
     """Bearer token; AMPLEMARKET_API_KEY when None. Never printed, logged or stored."""
     base_url: str
     """API root; AMPLEMARKET_BASE_URL, else the real API."""
-    simulate: bool
-    """Use the built-in fake API: no key, no credits, made-up verdicts."""
-    state_dir: PathLike
-    """Job state, result cache, quota ledgers; AMPLE_BATCH_HOME, else the platform's."""
+
+
+class _LimitKeywords(TypedDict, total=False):
+    usage_limit: str | Limit | None
+    """Emails submitted per rolling period, e.g. "15000/hour" (the key's: its ledger is
+    shared by every run on it)."""
+    rate_limit: str | Limit | None
+    """Requests per rolling period, all endpoints, e.g. "500/minute"."""
+
+
+class _SharedStateKeywords(TypedDict, total=False):
     state_url: str | None
     """PostgreSQL URL for state shared by many hosts; AMPLE_BATCH_STATE_URL when None."""
     state_schema: str | None
     """The schema of `state_url`'s tables; AMPLE_BATCH_STATE_SCHEMA, else ample_batch."""
-    usage_limit: str | Limit | None
-    """Emails submitted per rolling period, e.g. "15000/hour"."""
-    rate_limit: str | Limit | None
-    """Requests per rolling period, all endpoints, e.g. "500/minute"."""
+
+
+class _ReadKeywords(TypedDict, total=False):
+    email_column: str | None
+    """The column holding the email; detected when None."""
+    encoding: str | None
+    """CSV encoding; UTF-8, else cp1252, when None."""
+    sheet: str | None
+    """XLSX sheet; when None the first, or else the one sheet with an email column."""
+
+
+class RunKeywords(_ApiKeywords, _LimitKeywords, _SharedStateKeywords, total=False):
+    """The keywords of every validate function: the API, its limits, the state, the run."""
+
+    simulate: bool
+    """Use the built-in fake API: no key, no credits, made-up verdicts."""
+    state_dir: PathLike
+    """Job state, result cache, quota ledgers; AMPLE_BATCH_HOME, else the platform's."""
     chunk_size: int | None
     """Emails per POST."""
     cache_ttl: float | str
@@ -63,17 +82,11 @@ class RunKeywords(TypedDict, total=False):
     """Report progress on stderr (a notebook shows it under the cell)."""
 
 
-class FileKeywords(RunKeywords, total=False):
+class FileKeywords(RunKeywords, _ReadKeywords, total=False):
     """`validate`'s keywords: the run's, and how to read and write the file."""
 
     output: PathLike | None
     """Where the enriched list goes; <stem>.validated<ext> beside the input when None."""
-    email_column: str | None
-    """The column holding the email; detected when None."""
-    encoding: str | None
-    """CSV encoding; UTF-8, else cp1252, when None."""
-    sheet: str | None
-    """XLSX sheet; when None the first, or else the one sheet with an email column."""
     report: PathLike | None
     """Also write the run's HTML report here (a `.html` path)."""
     split: bool
@@ -82,27 +95,19 @@ class FileKeywords(RunKeywords, total=False):
     """Append the address as sent: True names the column `email_sent`, a str names it."""
 
 
-class EstimateKeywords(TypedDict, total=False):
-    """`estimate`'s keywords: what decides the plan and its pace; it makes no API call."""
+class StatusKeywords(_SharedStateKeywords, total=False):
+    """`status`'s keywords beside the state dir: the database, and which mode's jobs."""
 
-    email_column: str | None
-    """The column holding the email; detected when None."""
-    encoding: str | None
-    """CSV encoding; UTF-8, else cp1252, when None."""
-    sheet: str | None
-    """XLSX sheet; when None the first, or else the one sheet with an email column."""
     simulate: bool
-    """Estimate a trial: the simulation's own cache and its unlimited quota."""
+    """The jobs of `simulate=True` runs, which keep a store of their own."""
+
+
+class EstimateKeywords(StatusKeywords, _LimitKeywords, _ReadKeywords, total=False):
+    """`estimate`'s keywords: what decides the plan and its pace; it makes no API call.
+    `simulate=True` estimates a trial: the simulation's own cache and its unlimited quota."""
+
     state_dir: PathLike
     """Job state and result cache; AMPLE_BATCH_HOME, else the platform's."""
-    state_url: str | None
-    """PostgreSQL URL for shared state; AMPLE_BATCH_STATE_URL when None."""
-    state_schema: str | None
-    """The schema of `state_url`'s tables; AMPLE_BATCH_STATE_SCHEMA, else ample_batch."""
-    usage_limit: str | Limit | None
-    """Emails submitted per rolling period, e.g. "15000/hour"."""
-    rate_limit: str | Limit | None
-    """Requests per rolling period, all endpoints, e.g. "500/minute"."""
     chunk_size: int | None
     """Emails per POST."""
     cache_ttl: float | str
@@ -111,31 +116,12 @@ class EstimateKeywords(TypedDict, total=False):
     """Cached verdicts of a kind counted as bought again once older than this, as validate's."""
 
 
-class StatusKeywords(TypedDict, total=False):
-    """`status`'s keywords beside the state dir: the database, and which mode's jobs."""
-
-    state_url: str | None
-    """PostgreSQL URL for shared state; AMPLE_BATCH_STATE_URL when None."""
-    state_schema: str | None
-    """The schema of `state_url`'s tables; AMPLE_BATCH_STATE_SCHEMA, else ample_batch."""
-    simulate: bool
-    """The jobs of `simulate=True` runs, which keep a store of their own."""
-
-
-class CancelKeywords(StatusKeywords, total=False):
-    """`cancel`'s keywords: the state, and the API its cancels go to, with the key's limits."""
+class CancelKeywords(StatusKeywords, _ApiKeywords, _LimitKeywords, total=False):
+    """`cancel`'s keywords: the state, and the API its cancels go to, with the key's limits
+    (its cancels count against the request limit)."""
 
     state_dir: PathLike | State | None
     """The state dir; AMPLE_BATCH_HOME, else the platform's."""
-
-    api_key: str | None
-    """Bearer token; AMPLEMARKET_API_KEY when None. Never printed, logged or stored."""
-    base_url: str
-    """API root; AMPLEMARKET_BASE_URL, else the real API."""
-    usage_limit: str | Limit | None
-    """The key's usage limit, as validate's: its ledger is shared."""
-    rate_limit: str | Limit | None
-    """The key's request limit, as validate's: cancels count against it."""
 
 
 RUN_KEYWORDS = frozenset(RunKeywords.__annotations__)
